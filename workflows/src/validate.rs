@@ -1,0 +1,399 @@
+//! Validation: structure against the JSON Schema first, then the rules a
+//! schema cannot state (ids, references, cycles, connectors, action inputs).
+//! Every problem is collected; nothing stops at the first.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::catalog::{Catalog, Uses};
+use crate::diagnostic::JsonPath;
+use crate::expr;
+use crate::model::{OnError, Step, Workflow};
+
+/// A problem before it is given a line and column.
+pub(crate) type Problem = (JsonPath, String);
+
+/// Validates `instance` against a JSON Schema; each error comes with its path.
+/// `Err` means the schema itself does not compile.
+pub fn schema_errors(schema: &Value, instance: &Value) -> Result<Vec<(JsonPath, String)>, String> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| format!("the schema is invalid: {e}"))?;
+    Ok(collect_errors(&validator, instance))
+}
+
+fn collect_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for err in validator.iter_errors(instance) {
+        push_error(&err, instance, &mut problems);
+    }
+    problems
+}
+
+/// Turns one schema error into problems. An `anyOf`/`oneOf` whose other
+/// branches only allow `null` (how optional fields are written) is unwrapped,
+/// so the user sees the real error instead of "not valid under any schema".
+fn push_error(err: &jsonschema::ValidationError<'_>, instance: &Value, problems: &mut Vec<Problem>) {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+    let path = JsonPath::from_pointer(err.instance_path().as_str(), instance);
+    match err.kind() {
+        Kind::AdditionalProperties { unexpected } => {
+            for field in unexpected {
+                problems.push((path.key(field.clone()), format!("unknown field `{field}`")));
+            }
+        }
+        Kind::AnyOf { context } | Kind::OneOfNotValid { context } => {
+            let only_null = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+                branch.len() == 1
+                    && matches!(branch[0].kind(), Kind::Type { kind: TypeKind::Single(t) } if *t == jsonschema::JsonType::Null)
+            };
+            let real: Vec<_> = context.iter().filter(|branch| !only_null(branch)).collect();
+            match real.as_slice() {
+                [branch] if real.len() < context.len() => {
+                    branch.iter().for_each(|inner| push_error(inner, instance, problems));
+                }
+                _ => problems.push((path, err.to_string())),
+            }
+        }
+        Kind::Pattern { pattern } if pattern == crate::model::DURATION_PATTERN => {
+            problems.push((path, format!("{} is not a duration; write e.g. \"250ms\", \"30s\", \"5m\" or \"1h 30m\"", err.instance())))
+        }
+        _ => problems.push((path, err.to_string())),
+    }
+}
+
+fn workflow_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::validator_for(&crate::schema::workflow_schema()).expect("the generated workflow schema compiles")
+    })
+}
+
+/// Structural problems: what the workflow JSON Schema rejects.
+pub(crate) fn structure(doc: &Value) -> Vec<Problem> {
+    collect_errors(workflow_validator(), doc)
+}
+
+/// Whether `id` can be written as `steps.<id>` in an expression.
+pub fn is_valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A template found in a step, with where it is and how to read it.
+struct TemplateSite<'a> {
+    path: JsonPath,
+    text: &'a str,
+    bare: bool,
+}
+
+/// Every template-bearing string in a step, with its path.
+fn step_templates<'a>(step: &'a Step, path: &JsonPath) -> Vec<TemplateSite<'a>> {
+    let mut sites = Vec::new();
+    if let Some(with) = &step.with {
+        collect_strings(with, &path.key("with"), &mut sites);
+    }
+    if let Some(child) = &step.workflow
+        && let Some(input) = &child.input
+    {
+        collect_strings(input, &path.key("workflow").key("input"), &mut sites);
+    }
+    if let Some(cond) = &step.condition {
+        sites.push(TemplateSite { path: path.key("if"), text: cond, bare: true });
+    }
+    if let Some(foreach) = &step.foreach {
+        sites.push(TemplateSite { path: path.key("foreach"), text: foreach, bare: true });
+    }
+    sites
+}
+
+fn collect_strings<'a>(value: &'a Value, path: &JsonPath, out: &mut Vec<TemplateSite<'a>>) {
+    match value {
+        Value::String(text) if expr::is_template(text) => out.push(TemplateSite { path: path.clone(), text, bare: false }),
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| collect_strings(v, &path.index(i), out)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| collect_strings(v, &path.key(k.clone()), out)),
+        _ => {}
+    }
+}
+
+/// The step ids a set of dotted references reads (`steps.<id>...`).
+fn referenced_steps(refs: &BTreeSet<String>) -> impl Iterator<Item = &str> {
+    refs.iter().filter_map(|r| r.strip_prefix("steps.")).map(|rest| rest.split('.').next().unwrap_or(rest))
+}
+
+/// Each step's dependencies (by index): its `needs` plus every step its
+/// templates read. Unknown ids are left out; `semantics` reports them.
+pub fn dependencies(workflow: &Workflow) -> Vec<BTreeSet<usize>> {
+    let index: HashMap<&str, usize> = workflow.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    workflow
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let mut deps: BTreeSet<usize> = step.needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
+            for site in step_templates(step, &JsonPath::root()) {
+                if let Ok(refs) = expr::references(site.text, site.bare) {
+                    deps.extend(referenced_steps(&refs).filter_map(|id| index.get(id).copied()));
+                }
+            }
+            deps.remove(&i);
+            deps
+        })
+        .collect()
+}
+
+/// The rules beyond the schema.
+pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let steps_path = JsonPath::root().key("steps");
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in workflow.steps.iter().enumerate() {
+        let path = steps_path.index(i).key("id");
+        if !is_valid_id(&step.id) {
+            problems.push((
+                path.clone(),
+                format!("step id `{}` must start with a letter or `_` and hold only letters, digits and `_`", step.id),
+            ));
+        }
+        if let Some(first) = index.insert(&step.id, i) {
+            index.insert(&step.id, first);
+            problems.push((path, format!("duplicate step id `{}` (first used by $.steps[{first}])", step.id)));
+        }
+    }
+    if workflow.steps.is_empty() {
+        problems.push((steps_path.clone(), "a workflow needs at least one step".into()));
+    }
+    let known = || {
+        let mut ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.join(", ")
+    };
+    let handlers: HashMap<&str, usize> = workflow
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.on_error {
+            OnError::Handler { handler } => Some((handler.as_str(), i)),
+            OnError::Mode(_) => None,
+        })
+        .collect();
+
+    for (i, step) in workflow.steps.iter().enumerate() {
+        let path = steps_path.index(i);
+        let kinds: Vec<&str> = [
+            ("uses", step.uses.is_some()),
+            ("sleep", step.sleep.is_some()),
+            ("wait_for_signal", step.wait_for_signal.is_some()),
+            ("workflow", step.workflow.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect();
+        match kinds.len() {
+            0 => problems.push((path.clone(), "a step needs one of `uses`, `sleep`, `wait_for_signal` or `workflow`".into())),
+            1 => {}
+            _ => problems.push((path.clone(), format!("a step does one thing, but this one has {}", kinds.join(" and ")))),
+        }
+        if step.with.is_some() && step.uses.is_none() {
+            problems.push((path.key("with"), "`with` is the input of a connector action; it needs `uses`".into()));
+        }
+        if step.concurrency.is_some() && step.foreach.is_none() {
+            problems.push((path.key("concurrency"), "`concurrency` only applies to `foreach` steps".into()));
+        }
+        if step.concurrency == Some(0) {
+            problems.push((path.key("concurrency"), "`concurrency` must be at least 1".into()));
+        }
+        if let Some(wait) = &step.wait_for_signal
+            && wait.name.trim().is_empty()
+        {
+            problems.push((path.key("wait_for_signal").key("name"), "the signal name must not be empty".into()));
+        }
+        if step.workflow.is_some() {
+            problems.push((
+                path.key("workflow"),
+                "child workflows are part of the language, but this version of weft cannot run them yet".into(),
+            ));
+        }
+        for (j, need) in step.needs.iter().enumerate() {
+            if need == &step.id {
+                problems.push((path.key("needs").index(j), "a step cannot need itself".into()));
+            } else if !index.contains_key(need.as_str()) {
+                problems.push((path.key("needs").index(j), format!("unknown step `{need}`; steps are: {}", known())));
+            }
+        }
+        if let OnError::Handler { handler } = &step.on_error {
+            let handler_path = path.key("on_error").key("handler");
+            if handler == &step.id {
+                problems.push((handler_path, "a step cannot handle its own errors".into()));
+            } else if !index.contains_key(handler.as_str()) {
+                problems.push((handler_path, format!("unknown step `{handler}`; steps are: {}", known())));
+            }
+        }
+        if handlers.contains_key(step.id.as_str()) && !step.needs.is_empty() {
+            problems.push((
+                path.key("needs"),
+                "an error handler step starts when the step it handles fails; it cannot also have `needs`".into(),
+            ));
+        }
+
+        for site in step_templates(step, &path) {
+            let in_foreach_scope = step.foreach.is_some() && !site.path.0.ends_with(&[crate::Segment::Key("foreach".into())]);
+            check_references(&site, &step.id, in_foreach_scope, &index, &known, &mut problems);
+        }
+
+        if let Some(uses) = &step.uses {
+            check_uses(uses, step, &path, catalog, &mut problems);
+        }
+    }
+
+    if let Some(output) = &workflow.output {
+        let mut sites = Vec::new();
+        collect_strings(output, &JsonPath::root().key("output"), &mut sites);
+        for site in &sites {
+            check_references(site, "", false, &index, &known, &mut problems);
+        }
+    }
+
+    if let Some(cycle) = find_cycle(workflow) {
+        let names: Vec<&str> = cycle.iter().map(|&i| workflow.steps[i].id.as_str()).collect();
+        problems.push((steps_path.index(cycle[0]), format!("dependency cycle: {}", names.join(" -> "))));
+    }
+    problems
+}
+
+fn check_references(
+    site: &TemplateSite<'_>,
+    own_id: &str,
+    foreach_scope: bool,
+    index: &HashMap<&str, usize>,
+    known: &dyn Fn() -> String,
+    problems: &mut Vec<Problem>,
+) {
+    let refs = match expr::references(site.text, site.bare) {
+        Ok(refs) => refs,
+        Err(e) => {
+            problems.push((site.path.clone(), format!("template error: {}", e.message)));
+            return;
+        }
+    };
+    for reference in &refs {
+        let mut parts = reference.split('.');
+        match parts.next().unwrap_or_default() {
+            "input" | "run" => {}
+            "item" | "index" if foreach_scope => {}
+            "item" | "index" => problems.push((
+                site.path.clone(),
+                format!("`{reference}` is only defined inside a step with `foreach`"),
+            )),
+            "steps" => match (parts.next(), parts.next()) {
+                (None, _) => problems.push((site.path.clone(), "refer to a step's result as `steps.<id>.output`".into())),
+                (Some(id), _) if id == own_id => {
+                    problems.push((site.path.clone(), format!("step `{id}` cannot read its own output")))
+                }
+                (Some(id), _) if !index.contains_key(id) => {
+                    problems.push((site.path.clone(), format!("unknown step `{id}` in `{reference}`; steps are: {}", known())))
+                }
+                (Some(id), Some(field)) if field != "output" && field != "error" => problems.push((
+                    site.path.clone(),
+                    format!("`steps.{id}.{field}` does not exist; a step has `output` and `error`"),
+                )),
+                _ => {}
+            },
+            other => problems.push((
+                site.path.clone(),
+                format!("unknown name `{other}`; templates can read `input`, `steps`, `run`, and `item`/`index` in foreach steps"),
+            )),
+        }
+    }
+}
+
+fn check_uses(uses: &str, step: &Step, path: &JsonPath, catalog: &Catalog, problems: &mut Vec<Problem>) {
+    let uses_path = path.key("uses");
+    let parsed = match Uses::parse(uses) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            problems.push((uses_path, message));
+            return;
+        }
+    };
+    let Some(connector) = catalog.find(&parsed.connector, parsed.version.as_deref()) else {
+        let message = match (parsed.version.as_deref(), catalog.find(&parsed.connector, None)) {
+            (Some(version), Some(other)) => format!(
+                "connector `{}` has no version {version} installed (installed: {})",
+                parsed.connector, other.version
+            ),
+            _ => format!("unknown connector `{}`; installed connectors are: {}", parsed.connector, catalog.names().join(", ")),
+        };
+        problems.push((uses_path, message));
+        return;
+    };
+    let Some(action) = connector.actions.iter().find(|a| a.name == parsed.action) else {
+        let actions: Vec<&str> = connector.actions.iter().map(|a| a.name.as_str()).collect();
+        problems.push((
+            uses_path,
+            format!("connector `{}` has no action `{}`; its actions are: {}", connector.name, parsed.action, actions.join(", ")),
+        ));
+        return;
+    };
+    let with = step.with.clone().unwrap_or_else(|| Value::Object(Default::default()));
+    if matches!(&with, Value::String(text) if expr::is_template(text)) {
+        return;
+    }
+    match schema_errors(&action.input_schema, &with) {
+        Ok(errors) => {
+            for (at, message) in errors {
+                // A templated value is only known at run time; the run checks it then.
+                let node = at.0.iter().try_fold(&with, |node, seg| match seg {
+                    crate::Segment::Key(k) => node.get(k),
+                    crate::Segment::Index(i) => node.get(i),
+                });
+                if matches!(node, Some(Value::String(text)) if expr::is_template(text)) {
+                    continue;
+                }
+                let mut full = path.key("with");
+                full.0.extend(at.0);
+                problems.push((full, format!("input for `{uses}`: {message}")));
+            }
+        }
+        Err(message) => problems.push((uses_path, format!("connector `{}` action `{}`: {message}", connector.name, action.name))),
+    }
+}
+
+/// A dependency cycle as step indexes, first step repeated at the end.
+fn find_cycle(workflow: &Workflow) -> Option<Vec<usize>> {
+    let deps = dependencies(workflow);
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit(node: usize, deps: &[BTreeSet<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+        marks[node] = Mark::Open;
+        stack.push(node);
+        for &next in &deps[node] {
+            match marks[next] {
+                Mark::Open => {
+                    let start = stack.iter().position(|&n| n == next).unwrap_or(0);
+                    let mut cycle: Vec<usize> = stack[start..].to_vec();
+                    cycle.push(next);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(cycle) = visit(next, deps, marks, stack) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        stack.pop();
+        marks[node] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; deps.len()];
+    (0..deps.len()).find_map(|start| {
+        if marks[start] == Mark::New { visit(start, &deps, &mut marks, &mut Vec::new()) } else { None }
+    })
+}
