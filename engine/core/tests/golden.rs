@@ -1,0 +1,297 @@
+//! Golden tests of the state machine: events in, events out.
+
+use serde_json::{Value, json};
+use weft_core::{Event, RunState, RunStatus, StepError, next, next_wake, on_outcome, recover};
+use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, ErrorKind, load};
+
+fn catalog() -> Catalog {
+    let action = |name: &str| ActionSpec { name: name.into(), input_schema: json!({}) };
+    Catalog::new(vec![ConnectorSpec {
+        name: "t".into(),
+        version: "1".into(),
+        actions: vec![action("echo"), action("double")],
+    }])
+}
+
+/// A driver without I/O: applies what `next` says and records it.
+struct Sim {
+    def: Definition,
+    state: RunState,
+    journal: Vec<Event>,
+    now: i64,
+}
+
+impl Sim {
+    fn new(workflow: Value, input: Value) -> Sim {
+        let def = load("w.json", &workflow.to_string(), &catalog()).unwrap_or_else(|e| panic!("{e}"));
+        let mut sim = Sim { state: RunState::new("r1", &def), def, journal: Vec::new(), now: 1_000 };
+        let started = Event::RunStarted {
+            workflow: "w".into(),
+            workflow_hash: sim.def.hash.clone(),
+            input,
+            connectors: Default::default(),
+            timeout_at: None,
+        };
+        sim.commit(vec![started]);
+        sim
+    }
+
+    fn commit(&mut self, events: Vec<Event>) {
+        for event in events {
+            self.state.apply(&self.def, &event);
+            self.journal.push(event);
+        }
+    }
+
+    /// Runs `next` until it has nothing more; returns what it produced.
+    fn settle(&mut self) -> Vec<Event> {
+        let mut produced = Vec::new();
+        loop {
+            let events = next(&self.def, &self.state, self.now);
+            if events.is_empty() {
+                return produced;
+            }
+            produced.extend(events.clone());
+            self.commit(events);
+        }
+    }
+
+    fn finish(&mut self, step: &str, iteration: Option<u32>, outcome: Result<Value, StepError>) -> Vec<Event> {
+        let i = self.def.step_index(step).unwrap();
+        let attempt = self.state.running().find(|r| r.0 == i && r.1 == iteration).map(|r| r.2).expect("running");
+        let events = on_outcome(&self.def, &self.state, i, iteration, attempt, outcome, self.now);
+        self.commit(events.clone());
+        let mut all = events;
+        all.extend(self.settle());
+        all
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.state.running().map(|(i, it, a, _)| format!("{}[{}]#{a}", self.def.workflow.steps[i].id, it.unwrap_or(0))).collect()
+    }
+}
+
+fn kinds(events: &[Event]) -> Vec<String> {
+    events.iter().map(|e| format!("{}{}", e.kind(), e.step().map(|s| format!(":{s}")).unwrap_or_default())).collect()
+}
+
+#[test]
+fn a_chain_runs_in_order_and_passes_outputs() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/double", "with": { "value": "{{ input.n }}" } },
+            { "id": "b", "uses": "t/double", "with": { "value": "{{ steps.a.output.value }}" } }
+        ]}),
+        json!({ "n": 5 }),
+    );
+    assert_eq!(kinds(&sim.settle()), ["step_scheduled:a", "step_started:a"]);
+    let done = sim.finish("a", None, Ok(json!({ "value": 10 })));
+    assert_eq!(kinds(&done), ["step_completed:a", "step_scheduled:b", "step_started:b"]);
+    match &done[2] {
+        Event::StepStarted { input, key, attempt, .. } => {
+            assert_eq!(input, &json!({ "value": 10 }));
+            assert_eq!(key, "r1:b:0");
+            assert_eq!(*attempt, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let done = sim.finish("b", None, Ok(json!({ "value": 20 })));
+    assert_eq!(kinds(&done), ["step_completed:b", "run_completed"]);
+    assert_eq!(sim.state.output, Some(json!({ "value": 20 })), "default output is the last step's");
+}
+
+#[test]
+fn independent_branches_start_together() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo" }, { "id": "b", "uses": "t/echo" },
+            { "id": "c", "uses": "t/echo", "needs": ["a", "b"] }
+        ], "output": { "a": "{{ steps.a.output }}", "c": "{{ steps.c.output }}" } }),
+        json!({}),
+    );
+    sim.settle();
+    assert_eq!(sim.running(), ["a[0]#1", "b[0]#1"]);
+    assert!(kinds(&sim.finish("a", None, Ok(json!(1)))).iter().all(|k| !k.ends_with(":c")), "c waits for b");
+    sim.finish("b", None, Ok(json!(2)));
+    assert_eq!(sim.running(), ["c[0]#1"]);
+    sim.finish("c", None, Ok(json!(3)));
+    assert_eq!(sim.state.output, Some(json!({ "a": 1, "c": 3 })));
+}
+
+#[test]
+fn retryable_errors_back_off_and_keep_the_key() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo", "retry": { "max_attempts": 3, "initial_interval": "1s", "backoff": 2 } }
+        ]}),
+        json!({}),
+    );
+    sim.settle();
+    let failed = sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "503")));
+    let Event::StepFailed { retry_at: Some(at), .. } = &failed[0] else { panic!("{failed:?}") };
+    let delay = at - sim.now;
+    assert!((500..=1000).contains(&delay), "first retry waits 0.5–1 s with jitter, got {delay}");
+    assert_eq!(next_wake(&sim.state), Some(*at));
+    assert!(sim.settle().is_empty(), "nothing before the retry time");
+    sim.now = *at;
+    let retried = sim.settle();
+    assert!(matches!(&retried[0], Event::StepStarted { attempt: 2, key, .. } if key == "r1:a:0"), "{retried:?}");
+    let failed = sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "503")));
+    let Event::StepFailed { retry_at: Some(at), .. } = &failed[0] else { panic!("{failed:?}") };
+    assert!((1000..=2000).contains(&(at - sim.now)), "second retry waits 1–2 s");
+    sim.now = *at;
+    sim.settle();
+    let last = sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "503")));
+    assert_eq!(kinds(&last), ["step_failed:a", "run_failed"], "the third attempt is the last");
+    assert_eq!(sim.state.status, RunStatus::Failed);
+}
+
+#[test]
+fn non_retryable_errors_fail_at_once() {
+    let mut sim = Sim::new(json!({ "name": "w", "steps": [ { "id": "a", "uses": "t/echo" } ] }), json!({}));
+    sim.settle();
+    let out = sim.finish("a", None, Err(StepError::new(ErrorKind::Fatal, "no")));
+    assert_eq!(kinds(&out), ["step_failed:a", "run_failed"]);
+    assert!(matches!(&out[0], Event::StepFailed { retry_at: None, .. }));
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [ { "id": "a", "uses": "t/echo", "retry": { "non_retryable": ["transient"] } } ] }),
+        json!({}),
+    );
+    sim.settle();
+    let out = sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "x")));
+    assert_eq!(kinds(&out), ["step_failed:a", "run_failed"], "the policy can make a kind non-retryable");
+}
+
+#[test]
+fn continue_and_handlers_let_the_run_go_on() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo", "on_error": "continue" },
+            { "id": "b", "uses": "t/echo", "needs": ["a"], "with": { "why": "{{ steps.a.error.message }}" } },
+            { "id": "c", "uses": "t/echo", "needs": ["b"], "on_error": { "handler": "fix" } },
+            { "id": "fix", "uses": "t/echo", "with": { "e": "{{ steps.c.error.kind }}" } },
+            { "id": "unused_handler", "uses": "t/echo" },
+            { "id": "d", "uses": "t/echo", "on_error": { "handler": "unused_handler" } }
+        ]}),
+        json!({}),
+    );
+    sim.settle();
+    sim.finish("d", None, Ok(json!("d")));
+    let out = sim.finish("a", None, Err(StepError::new(ErrorKind::Fatal, "boom")));
+    assert!(out.iter().any(|e| matches!(e, Event::StepStarted { step, input, .. } if step == "b" && input == &json!({ "why": "boom" }))));
+    sim.finish("b", None, Ok(json!("b")));
+    let out = sim.finish("c", None, Err(StepError::new(ErrorKind::Unauthorized, "401")));
+    assert!(out.iter().any(|e| matches!(e, Event::StepStarted { step, input, .. } if step == "fix" && input == &json!({ "e": "unauthorized" }))), "{out:?}");
+    let out = sim.finish("fix", None, Ok(json!("fixed")));
+    assert_eq!(kinds(&out), ["step_completed:fix", "step_skipped:unused_handler", "run_completed"]);
+}
+
+#[test]
+fn false_conditions_skip_the_step_and_its_dependents() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo", "if": "input.go" },
+            { "id": "b", "uses": "t/echo", "needs": ["a"] },
+            { "id": "c", "uses": "t/echo", "if": "{{ not input.go }}" }
+        ], "output": "{{ steps.c.output }}" }),
+        json!({ "go": false }),
+    );
+    let out = sim.settle();
+    assert_eq!(kinds(&out)[..4], ["step_skipped:a", "step_scheduled:c", "step_started:c", "step_skipped:b"]);
+    let out = sim.finish("c", None, Ok(json!("c")));
+    assert_eq!(kinds(&out), ["step_completed:c", "run_completed"]);
+    assert_eq!(sim.state.output, Some(json!("c")));
+}
+
+#[test]
+fn foreach_fans_out_within_its_concurrency_and_collects_outputs() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "each", "uses": "t/double", "foreach": "input.items", "concurrency": 2,
+              "with": { "value": "{{ item }}", "i": "{{ index }}" } }
+        ]}),
+        json!({ "items": [1, 2, 3, 4, 5] }),
+    );
+    sim.settle();
+    assert_eq!(sim.running(), ["each[0]#1", "each[1]#1"]);
+    for n in 0..5u32 {
+        let input = sim.state.running().find(|r| r.1 == Some(n)).map(|r| r.3.clone()).unwrap();
+        assert_eq!(input["i"], json!(n));
+        assert!(sim.running().len() <= 2);
+        let key = weft_core::idempotency_key("r1", "each", Some(n));
+        assert_eq!(key, format!("r1:each:{n}"));
+        sim.finish("each", Some(n), Ok(json!(input["value"].as_i64().unwrap() * 2)));
+    }
+    assert_eq!(sim.state.output, Some(json!([2, 4, 6, 8, 10])));
+}
+
+#[test]
+fn sleeps_are_timers_in_the_journal() {
+    let mut sim = Sim::new(json!({ "name": "w", "steps": [ { "id": "nap", "sleep": "30s" } ] }), json!({}));
+    let out = sim.settle();
+    assert_eq!(kinds(&out), ["step_scheduled:nap", "step_started:nap", "timer_set:nap"]);
+    assert_eq!(next_wake(&sim.state), Some(sim.now + 30_000));
+    sim.now += 29_999;
+    assert!(sim.settle().is_empty());
+    sim.now += 1;
+    assert_eq!(kinds(&sim.settle()), ["timer_fired:nap", "run_completed"]);
+    // A restart replays the journal into the same state.
+    let replayed = RunState::replay("r1", &sim.def, &sim.journal);
+    assert_eq!(replayed, sim.state);
+}
+
+#[test]
+fn signals_complete_waits_and_waits_time_out() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "approve", "wait_for_signal": { "name": "approval", "timeout": "1h" } },
+            { "id": "late", "wait_for_signal": { "name": "never", "timeout": "1m" } }
+        ], "output": "{{ steps.approve.output }}" }),
+        json!({}),
+    );
+    sim.settle();
+    sim.commit(vec![Event::SignalReceived { name: "approval".into(), payload: json!({ "ok": true }) }]);
+    assert_eq!(kinds(&sim.settle()), ["step_completed:approve"]);
+    assert!(sim.state.signals[0].consumed);
+    sim.now += 60_000;
+    let out = sim.settle();
+    assert_eq!(kinds(&out), ["step_failed:late", "run_failed"]);
+    assert!(matches!(&out[0], Event::StepFailed { error, .. } if error.kind == ErrorKind::Timeout));
+}
+
+#[test]
+fn interrupted_attempts_are_retried_with_the_same_key() {
+    let mut sim = Sim::new(json!({ "name": "w", "steps": [ { "id": "a", "uses": "t/echo" } ] }), json!({}));
+    sim.settle();
+    // The process dies here; a new one replays the journal and recovers.
+    let mut state = RunState::replay("r1", &sim.def, &sim.journal);
+    let recovered = recover(&sim.def, &state, sim.now);
+    assert!(matches!(&recovered[0], Event::StepFailed { error, retry_at: Some(_), .. } if error.kind == ErrorKind::Interrupted));
+    for e in &recovered {
+        state.apply(&sim.def, e);
+    }
+    let restarted = next(&sim.def, &state, sim.now);
+    assert!(matches!(&restarted[0], Event::StepStarted { attempt: 2, key, .. } if key == "r1:a:0"), "{restarted:?}");
+}
+
+#[test]
+fn cancellation_ends_the_run() {
+    let mut sim = Sim::new(json!({ "name": "w", "steps": [ { "id": "a", "uses": "t/echo" } ] }), json!({}));
+    sim.settle();
+    sim.commit(vec![Event::CancelRequested { reason: "by user".into() }]);
+    assert_eq!(kinds(&sim.settle()), ["run_cancelled"]);
+    assert_eq!(sim.state.status, RunStatus::Cancelled);
+    let late = sim.state.running().next().map(|r| (r.0, r.2)).unwrap();
+    assert!(on_outcome(&sim.def, &sim.state, late.0, None, late.1, Ok(json!(1)), sim.now).is_empty(), "late results are dropped");
+}
+
+#[test]
+fn run_timeouts_fail_the_run() {
+    let def_json = json!({ "name": "w", "timeout": "10s", "steps": [ { "id": "a", "sleep": "1m" } ] });
+    let mut sim = Sim::new(def_json, json!({}));
+    sim.state.timeout_at = Some(sim.now + 10_000);
+    sim.settle();
+    sim.now += 10_000;
+    let out = sim.settle();
+    assert_eq!(kinds(&out), ["run_failed"]);
+}
