@@ -1,1 +1,201 @@
+//! Weft's durable store: workflow versions, runs and their event journals, on
+//! SQLite (the embedded default, one local file) or Postgres (servers).
+//!
+//! Both backends share one set of SQL through sqlx's `Any` driver; the
+//! differences (row locking, SQLite pragmas) are confined to this crate.
+//!
+//! ```no_run
+//! # async fn demo() -> weft_store::Result<()> {
+//! let store = weft_store::Store::connect("sqlite://.weft/weft.db").await?;
+//! for run in store.list_runs(weft_store::DEFAULT_TENANT, 20).await? {
+//!     println!("{} {} {}", run.id, run.workflow_name, run.status);
+//! }
+//! # Ok(()) }
+//! ```
 
+mod journal;
+mod runs;
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use journal::StoredEvent;
+pub use runs::{Lease, NewRun, RunRecord};
+
+/// The tenant that local runs belong to.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database URL is not one we know.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open the database at {url}: {source}")]
+    Connect {
+        /// The URL, with any password removed.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// Migrating the schema failed.
+    #[error("migrating the database schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored data in {what}: {message}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// No run has that id (or id prefix).
+    #[error("no run matches {0:?}")]
+    RunNotFound(String),
+    /// More than one run starts with that prefix.
+    #[error("{prefix:?} matches several runs ({candidates}); give more characters")]
+    AmbiguousRun {
+        /// The prefix given.
+        prefix: String,
+        /// Some of the matches.
+        candidates: String,
+    },
+}
+
+/// `Result` with the store's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database is underneath.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A local SQLite file.
+    Sqlite,
+    /// A Postgres server.
+    Postgres,
+}
+
+/// A connection pool to the store, with its schema migrated.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The URL with its password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store at `url`:
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(Error::UnsupportedUrl(url.to_string()));
+        };
+        let connect_error = |source| Error::Connect { url: redact(url), source };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
+                if let Some(parent) = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:")
+                    .split('?')
+                    .next()
+                    .map(std::path::Path::new)
+                    .and_then(std::path::Path::parent)
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
+                }
+                let options = AnyConnectOptions::from_str(&url).map_err(connect_error)?;
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Durable: WAL with a full sync at each commit; wait for other processes' locks.
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?
+            }
+            Backend::Postgres => {
+                let options = AnyConnectOptions::from_str(url).map_err(connect_error)?;
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?
+            }
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a write transaction that serializes with other writers of the
+    /// same run: `BEGIN IMMEDIATE` on SQLite (row locks come from `FOR UPDATE`
+    /// on Postgres).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// `FOR UPDATE` where the backend has row locks.
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,185 @@
+//! Runs: creation, look-up, listing and the driver's lease.
+
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+use weft_core::Event;
+
+use crate::journal::{insert_events, update_summary};
+use crate::{Error, Result, Store, now_ms};
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// Its id.
+    pub id: &'a str,
+    /// The owning tenant.
+    pub tenant: &'a str,
+    /// The workflow's name.
+    pub workflow_name: &'a str,
+    /// The pinned workflow version (already stored with `put_workflow`).
+    pub workflow_hash: &'a str,
+    /// The run input, as JSON.
+    pub input: &'a serde_json::Value,
+    /// Who drives it first, and until when (ms), if anyone.
+    pub lease: Option<(&'a str, i64)>,
+}
+
+/// A run's summary row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The run id.
+    pub id: String,
+    /// The owning tenant.
+    pub tenant: String,
+    /// The workflow's name.
+    pub workflow_name: String,
+    /// The pinned workflow version.
+    pub workflow_hash: String,
+    /// `running`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// The input (JSON text).
+    pub input: String,
+    /// The output (JSON text), once completed.
+    pub output: Option<String>,
+    /// The error (JSON text), once failed or cancelled.
+    pub error: Option<String>,
+    /// How many events its journal holds.
+    pub last_seq: i64,
+    /// Who drives it now, if anyone.
+    pub lease_owner: Option<String>,
+    /// Until when (ms).
+    pub lease_until: Option<i64>,
+    /// Created at (ms).
+    pub created_at: i64,
+    /// Last written at (ms).
+    pub updated_at: i64,
+}
+
+/// The result of asking for a run's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// It is ours until the given time.
+    Acquired,
+    /// Someone else holds it.
+    HeldBy {
+        /// Who.
+        owner: String,
+        /// Until when (ms).
+        until: i64,
+    },
+}
+
+const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, \
+                           lease_owner, lease_until, created_at, updated_at";
+
+fn run_record(row: &AnyRow) -> RunRecord {
+    RunRecord {
+        id: row.get(0),
+        tenant: row.get(1),
+        workflow_name: row.get(2),
+        workflow_hash: row.get(3),
+        status: row.get(4),
+        input: row.get(5),
+        output: row.get(6),
+        error: row.get(7),
+        last_seq: row.get(8),
+        lease_owner: row.get(9),
+        lease_until: row.get(10),
+        created_at: row.get(11),
+        updated_at: row.get(12),
+    }
+}
+
+impl Store {
+    /// Creates a run and writes its first events, atomically.
+    pub async fn create_run(&self, run: NewRun<'_>, first: &[Event]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, lease_owner, \
+             lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'running', $5, 0, $6, $7, $8, $8)",
+        )
+        .bind(run.id)
+        .bind(run.tenant)
+        .bind(run.workflow_name)
+        .bind(run.workflow_hash)
+        .bind(run.input.to_string())
+        .bind(run.lease.map(|(owner, _)| owner))
+        .bind(run.lease.map(|(_, until)| until))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
+        update_summary(&mut tx, run.id, first.len() as i64, first, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The run with this id, or with this unique id prefix.
+    pub async fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
+        let exact = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        if let Some(row) = sqlx::query(AssertSqlSafe(exact)).bind(id_or_prefix).fetch_optional(&self.pool).await? {
+            return Ok(run_record(&row));
+        }
+        let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT 5");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).fetch_all(&self.pool).await?;
+        match rows.len() {
+            0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
+            1 => Ok(run_record(&rows[0])),
+            _ => Err(Error::AmbiguousRun {
+                prefix: id_or_prefix.to_string(),
+                candidates: rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// The tenant's most recent runs, newest first.
+    pub async fn list_runs(&self, tenant: &str, limit: i64) -> Result<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    /// The tenant's runs that have not finished, oldest first.
+    pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' ORDER BY created_at, id");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_record).collect())
+    }
+
+    /// Takes the run's lease for `owner` until `until` (ms) if it is free,
+    /// expired, already ours, or held by `steal_from` (a holder known to be
+    /// dead).
+    pub async fn acquire_lease(&self, run_id: &str, owner: &str, until: i64, steal_from: Option<&str>) -> Result<Lease> {
+        let updated = sqlx::query(
+            "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND status = 'running' AND \
+             (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(run_id)
+        .bind(now_ms())
+        .bind(steal_from.unwrap_or(""))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(Lease::Acquired);
+        }
+        let run = self.find_run(run_id).await?;
+        Ok(Lease::HeldBy {
+            owner: run.lease_owner.unwrap_or_else(|| format!("nobody (the run is {})", run.status)),
+            until: run.lease_until.unwrap_or(0),
+        })
+    }
+
+    /// Gives the lease back, if `owner` still holds it.
+    pub async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
+            .bind(run_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! Databases for tests: a fresh Postgres database per call, on a throwaway
+//! cluster that this process starts (unless `WEFT_TEST_DATABASE_URL` names a
+//! server), and SQLite files in a directory the caller owns.
+//!
+//! A missing Postgres installation is a test failure with the install
+//! command, never a silent skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sqlx::Connection;
+
+/// The install command printed when Postgres binaries are missing.
+pub const POSTGRES_INSTALL: &str = "apt-get install -y postgresql postgresql-contrib";
+
+/// A SQLite URL for a database file in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("weft.db").display())
+}
+
+/// A URL to a new, empty Postgres database.
+pub async fn fresh_postgres() -> String {
+    let server = server_url();
+    let name = format!("weft_test_{}", uuid::Uuid::now_v7().simple());
+    let admin = format!("{}/postgres", server.trim_end_matches('/'));
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test Postgres server at {admin}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+    conn.close().await.ok();
+    format!("{}/{name}", server.trim_end_matches('/'))
+}
+
+/// `postgres://user@host:port` of the server tests use (no database part).
+fn server_url() -> String {
+    static SERVER: OnceLock<String> = OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var("WEFT_TEST_DATABASE_URL") {
+            Ok(url) => {
+                // Accept a URL with or without a database name.
+                let after_scheme = url.find("://").map_or(0, |i| i + 3);
+                match url[after_scheme..].find('/') {
+                    Some(slash) => url[..after_scheme + slash].to_string(),
+                    None => url,
+                }
+            }
+            Err(_) => start_cluster(),
+        })
+        .clone()
+}
+
+/// Finds a Postgres binary on PATH or in Debian's versioned directories.
+fn postgres_binary(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.filter_map(|d| d.ok()).map(|d| d.path().join("bin").join(name)).collect())
+        .unwrap_or_default();
+    debian.sort();
+    debian.reverse();
+    on_path.into_iter().chain(debian).find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a shell command, as the `postgres` user when we are root (initdb and
+/// pg_ctl refuse to run as root).
+fn run_as_postgres(script: &str, as_postgres: bool) -> std::process::Output {
+    let mut cmd = if as_postgres {
+        let mut c = Command::new("su");
+        c.args(["postgres", "-s", "/bin/sh", "-c", script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    };
+    cmd.output().unwrap_or_else(|e| panic!("running `{script}`: {e}"))
+}
+
+fn start_cluster() -> String {
+    let (Some(initdb), Some(pg_ctl)) = (postgres_binary("initdb"), postgres_binary("pg_ctl")) else {
+        panic!(
+            "Postgres binaries (initdb, pg_ctl) were not found on PATH or under /usr/lib/postgresql. \
+             Install them with `{POSTGRES_INSTALL}`, or set WEFT_TEST_DATABASE_URL to a server."
+        );
+    };
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!("weft-pg-{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("creating the test cluster directory");
+    if root {
+        let ok = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().is_ok_and(|s| s.success());
+        assert!(ok, "chown postgres {}: is there a `postgres` user? Install Postgres with `{POSTGRES_INSTALL}`", dir.display());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let d = dir.display();
+    let data = dir.join("data");
+    let data = data.display();
+    let init = run_as_postgres(
+        &format!("'{}' -D '{data}' -U postgres --auth=trust -E UTF8 --no-sync >'{d}/initdb.log' 2>&1", initdb.display()),
+        root,
+    );
+    assert!(init.status.success(), "initdb failed; see {d}/initdb.log");
+    let start = run_as_postgres(
+        &format!(
+            "'{}' -D '{data}' -w -t 60 -l '{d}/log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1 \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300\" start",
+            pg_ctl.display()
+        ),
+        root,
+    );
+    assert!(start.status.success(), "starting the test Postgres failed: {}; see {d}/log", String::from_utf8_lossy(&start.stderr));
+    // Stop the cluster and remove it when this test process exits, however it exits.
+    let watchdog = format!(
+        "while [ -d /proc/{pid} ]; do sleep 1; done; '{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{d}'",
+        pid = std::process::id(),
+        pg_ctl = pg_ctl.display()
+    );
+    let mut cmd = if root {
+        let mut c = Command::new("su");
+        c.args(["postgres", "-s", "/bin/sh", "-c", &watchdog]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", &watchdog]);
+        c
+    };
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.spawn().expect("starting the test cluster's watchdog");
+    format!("postgres://postgres@127.0.0.1:{port}")
+}

@@ -1,0 +1,140 @@
+//! One behavioural suite, run against SQLite and against a real Postgres.
+
+use serde_json::json;
+use weft_core::{ErrorKind, Event, StepError};
+use weft_store::{DEFAULT_TENANT, Lease, NewRun, Store, now_ms, testing};
+
+/// Declares each test twice: once per backend, each with a fresh database.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = weft_store::Store::connect(&weft_store::testing::sqlite_url(dir.path())).await.unwrap();
+                super::$name(store).await;
+            }
+        )* }
+        mod postgres { $(
+            #[tokio::test]
+            async fn $name() {
+                let store = weft_store::Store::connect(&weft_store::testing::fresh_postgres().await).await.unwrap();
+                super::$name(store).await;
+            }
+        )* }
+    };
+}
+
+both_stores!(journal_round_trips_in_order, summary_follows_the_journal, concurrent_writers_are_detected, runs_are_found_by_prefix, leases_exclude_other_drivers, connect_errors_are_clear);
+
+async fn new_run(store: &Store, id: &str) {
+    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.unwrap();
+    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.expect("storing a version twice is a no-op");
+    let started = Event::RunStarted {
+        workflow: "demo".into(),
+        workflow_hash: "sha256:abc".into(),
+        input: json!({ "n": 1 }),
+        connectors: Default::default(),
+        timeout_at: None,
+    };
+    let run = NewRun {
+        id,
+        tenant: DEFAULT_TENANT,
+        workflow_name: "demo",
+        workflow_hash: "sha256:abc",
+        input: &json!({ "n": 1 }),
+        lease: None,
+    };
+    store.create_run(run, &[started]).await.unwrap();
+}
+
+async fn journal_round_trips_in_order(store: Store) {
+    new_run(&store, "run-a").await;
+    let first = store
+        .append("run-a", &[Event::StepScheduled { step: "s".into(), items: None }, Event::TimerSet { step: "s".into(), fire_at: 5 }])
+        .await
+        .unwrap();
+    assert_eq!(first, 2);
+    let events = store.load_events("run-a", 0).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(matches!(events[2].event, Event::TimerSet { fire_at: 5, .. }));
+    assert_eq!(store.load_events("run-a", 2).await.unwrap().len(), 1);
+    assert_eq!(store.get_workflow(DEFAULT_TENANT, "sha256:abc").await.unwrap().as_deref(), Some("{}"));
+}
+
+async fn summary_follows_the_journal(store: Store) {
+    new_run(&store, "run-b").await;
+    assert_eq!(store.find_run("run-b").await.unwrap().status, "running");
+    assert_eq!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().len(), 1);
+    store.append("run-b", &[Event::RunCompleted { output: json!({ "ok": true }) }]).await.unwrap();
+    let run = store.find_run("run-b").await.unwrap();
+    assert_eq!((run.status.as_str(), run.output.as_deref(), run.last_seq), ("completed", Some(r#"{"ok":true}"#), 2));
+    assert!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().is_empty());
+
+    new_run(&store, "run-c").await;
+    let error = StepError::new(ErrorKind::Fatal, "boom");
+    store.append("run-c", &[Event::RunFailed { error }]).await.unwrap();
+    let run = store.find_run("run-c").await.unwrap();
+    assert_eq!(run.status, "failed");
+    assert!(run.error.unwrap().contains("boom"));
+    let listed = store.list_runs(DEFAULT_TENANT, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r.tenant == DEFAULT_TENANT));
+}
+
+async fn concurrent_writers_are_detected(store: Store) {
+    new_run(&store, "run-d").await;
+    // A signal from another process lands between two of the driver's appends.
+    let known = 1;
+    store.append("run-d", &[Event::SignalReceived { name: "go".into(), payload: json!(1) }]).await.unwrap();
+    let first = store.append("run-d", &[Event::StepScheduled { step: "s".into(), items: None }]).await.unwrap();
+    assert_ne!(first, known + 1, "the driver learns that someone else wrote");
+    // Many concurrent appenders never collide on a seq.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append("run-d", &[Event::SignalReceived { name: format!("s{n}"), payload: json!(n) }]).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let seqs: Vec<i64> = store.load_events("run-d", 0).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<i64>>());
+    assert_eq!(store.find_run("run-d").await.unwrap().last_seq, 11);
+}
+
+async fn runs_are_found_by_prefix(store: Store) {
+    new_run(&store, "0190aaaa-1111").await;
+    new_run(&store, "0190aaaa-2222").await;
+    assert_eq!(store.find_run("0190aaaa-1").await.unwrap().id, "0190aaaa-1111");
+    let err = store.find_run("0190aaaa").await.unwrap_err().to_string();
+    assert!(err.contains("matches several runs"), "{err}");
+    let err = store.find_run("ffff").await.unwrap_err().to_string();
+    assert!(err.contains("no run matches"), "{err}");
+    assert!(store.find_run("0190aaaa_%").await.is_err(), "LIKE wildcards are literal");
+    assert!(store.append("nope", &[]).await.is_err());
+}
+
+async fn leases_exclude_other_drivers(store: Store) {
+    new_run(&store, "run-e").await;
+    let later = now_ms() + 60_000;
+    assert_eq!(store.acquire_lease("run-e", "host:1", later, None).await.unwrap(), Lease::Acquired);
+    assert_eq!(store.acquire_lease("run-e", "host:1", later, None).await.unwrap(), Lease::Acquired, "renewal");
+    assert!(matches!(store.acquire_lease("run-e", "host:2", later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1"));
+    assert_eq!(store.acquire_lease("run-e", "host:2", later, Some("host:1")).await.unwrap(), Lease::Acquired, "a dead holder's lease is taken");
+    store.release_lease("run-e", "host:2").await.unwrap();
+    assert_eq!(store.acquire_lease("run-e", "host:3", now_ms() - 1, None).await.unwrap(), Lease::Acquired);
+    assert_eq!(store.acquire_lease("run-e", "host:4", later, None).await.unwrap(), Lease::Acquired, "an expired lease is free");
+    store.append("run-e", &[Event::RunCancelled { reason: "x".into() }]).await.unwrap();
+    assert!(matches!(store.acquire_lease("run-e", "host:4", later, None).await.unwrap(), Lease::HeldBy { .. }), "finished runs take no lease");
+}
+
+async fn connect_errors_are_clear(_store: Store) {
+    let err = Store::connect("mysql://x").await.err().unwrap().to_string();
+    assert!(err.contains("unsupported database URL"), "{err}");
+    let err = Store::connect("postgres://nobody:secret@127.0.0.1:1/db").await.err().unwrap().to_string();
+    assert!(err.contains("cannot open the database") && !err.contains("secret"), "{err}");
+    let _ = testing::POSTGRES_INSTALL;
+}
