@@ -1,1 +1,527 @@
+//! Weft's wasmtime embedding: connectors are WebAssembly components that run
+//! one action per call in a fresh, limited sandbox.
+//!
+//! - Components are compiled once and cached on disk (see [`Cache`]), and
+//!   instantiated through `InstancePre` with the pooling allocator.
+//! - Each call gets a wall-clock deadline (epoch interruption for CPU, a
+//!   timer for I/O), a memory cap and an output cap. A trap fails the call
+//!   with a clear error and never takes the engine down.
+//! - The sandbox links WASI p2 with no preopened directories, no environment
+//!   and no sockets; outbound HTTP goes through wasi:http.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_host::{CallContext, Host, HostConfig};
+//! let host = Host::new(HostConfig::default())?;
+//! host.install_builtins().await?;
+//! let transform = host.resolve("transform", None).unwrap();
+//! let out = host.invoke(&transform.digest, &CallContext::default(), "double", &serde_json::json!({"value": 2}), None).await?;
+//! assert_eq!(out["value"], 4);
+//! # Ok(()) }
+//! ```
 
+mod builtin;
+mod cache;
+mod log;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use weft_workflows::ErrorKind;
+
+pub use builtin::{BUILTINS, guest_component};
+pub use cache::Cache;
+pub use log::LogLine;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../connectors-wit/wit",
+        world: "connector",
+        exports: { default: async },
+    });
+}
+
+use bindings::weft::connector::types as wit;
+
+/// Host errors: loading and compiling components.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine could not be configured.
+    #[error("configuring wasmtime: {0}")]
+    Engine(String),
+    /// The bytes are not a valid component, or do not compile.
+    #[error("compiling the component: {0}")]
+    Compile(String),
+    /// The component does not fit the `weft:connector` world.
+    #[error("the component is not a weft connector: {0}")]
+    Link(String),
+    /// `describe` trapped or returned nonsense.
+    #[error("the connector's manifest is invalid: {0}")]
+    Manifest(String),
+    /// No connector with this digest is installed.
+    #[error("no connector with digest {0} is installed")]
+    UnknownDigest(String),
+}
+
+/// `Result` with the host's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a call failed, as the engine's retry policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct CallError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// What happened.
+    pub message: String,
+    /// For rate limits: how long the upstream asked us to wait.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl CallError {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        CallError { kind, message: message.into(), retry_after_ms: None }
+    }
+}
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one call when the step sets none.
+    pub timeout: Duration,
+    /// Linear memory a call may grow to.
+    pub memory_bytes: usize,
+    /// Largest input (JSON text) a call accepts.
+    pub max_input_bytes: usize,
+    /// Largest output (JSON text) a call may return.
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: Duration::from_secs(30), memory_bytes: 64 << 20, max_input_bytes: 4 << 20, max_output_bytes: 4 << 20 }
+    }
+}
+
+/// How to build a [`Host`].
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// Where compiled components are cached; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Per-call limits.
+    pub limits: Limits,
+}
+
+/// A connector's manifest, with schemas parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Name, e.g. `http`.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// One line for humans.
+    pub description: String,
+    /// Actions.
+    pub actions: Vec<ActionInfo>,
+    /// Secrets it needs.
+    pub secrets: Vec<String>,
+    /// Hosts it may call.
+    pub egress: Vec<String>,
+}
+
+/// One action of a manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionInfo {
+    /// Name.
+    pub name: String,
+    /// One line for humans.
+    pub description: String,
+    /// JSON Schema of the input.
+    pub input_schema: Value,
+    /// JSON Schema of the output.
+    pub output_schema: Value,
+    /// Whether repeating it is harmless.
+    pub idempotent: bool,
+}
+
+/// An installed connector: its manifest and the digest of its component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorInfo {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+}
+
+impl ConnectorInfo {
+    /// `name@version`.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.manifest.name, self.manifest.version)
+    }
+}
+
+/// Who is calling: passed to the connector as its `context`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// Tenant id.
+    pub tenant: String,
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Idempotency key.
+    pub idempotency_key: String,
+}
+
+/// What a call's store holds.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    logs: Vec<LogLine>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::default_hooks() }
+    }
+}
+
+struct Loaded {
+    info: ConnectorInfo,
+    bytes: Vec<u8>,
+    pre: OnceCell<bindings::ConnectorPre<CallState>>,
+}
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The connector runtime: one engine, one linker, the installed connectors.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<Cache>,
+    limits: Limits,
+    connectors: Mutex<HashMap<String, Arc<Loaded>>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Host {
+    /// An engine with the pooling allocator and epoch interruption, and a
+    /// linker with WASI p2 (no files, no env), wasi:http and Weft's imports.
+    pub fn new(config: HostConfig) -> Result<Host> {
+        let limits = config.limits;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(256)
+            .total_tables(512)
+            .max_memories_per_component(4)
+            .max_core_instances_per_component(64)
+            .max_tables_per_component(8)
+            .max_memory_size(limits.memory_bytes.max(1 << 20));
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| Error::Engine(e.to_string()))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
+        bindings::weft::connector::log::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        bindings::weft::connector::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("weft-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| Error::Engine(e.to_string()))?;
+        }
+        let cache = config.cache_dir.map(|dir| Cache::new(dir, &engine));
+        Ok(Host { engine, linker, cache, limits, connectors: Mutex::new(HashMap::new()), ticker_stop })
+    }
+
+    /// The limits calls run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Installs the built-in connectors.
+    pub async fn install_builtins(&self) -> Result<Vec<ConnectorInfo>> {
+        let mut infos = Vec::new();
+        for (_, bytes) in BUILTINS {
+            infos.push(self.install(bytes.to_vec()).await?);
+        }
+        Ok(infos)
+    }
+
+    /// Installs a component: reads its manifest (from the cache when this
+    /// digest was seen before, so nothing compiles) and makes it callable.
+    pub async fn install(&self, bytes: Vec<u8>) -> Result<ConnectorInfo> {
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        if let Some(loaded) = self.connectors.lock().expect("connectors lock").get(&digest) {
+            return Ok(loaded.info.clone());
+        }
+        let cached = self.cache.as_ref().and_then(|c| c.manifest(&digest)).and_then(|json| serde_json::from_str(&json).ok());
+        let placeholder = Manifest {
+            name: String::new(),
+            version: String::new(),
+            description: String::new(),
+            actions: vec![],
+            secrets: vec![],
+            egress: vec![],
+        };
+        let loaded = Arc::new(Loaded {
+            info: ConnectorInfo { manifest: cached.clone().unwrap_or(placeholder), digest: digest.clone() },
+            bytes,
+            pre: OnceCell::new(),
+        });
+        let manifest = match cached {
+            Some(manifest) => manifest,
+            None => {
+                let manifest = self.describe(&loaded).await?;
+                if let Some(cache) = &self.cache {
+                    cache.put_manifest(&digest, &serde_json::to_string(&manifest).expect("manifests serialize"));
+                }
+                manifest
+            }
+        };
+        let loaded = Arc::new(Loaded {
+            info: ConnectorInfo { manifest, digest: digest.clone() },
+            bytes: loaded.bytes.clone(),
+            pre: loaded.pre.clone(),
+        });
+        let info = loaded.info.clone();
+        self.connectors.lock().expect("connectors lock").insert(digest, loaded);
+        Ok(info)
+    }
+
+    /// Every installed connector.
+    pub fn connectors(&self) -> Vec<ConnectorInfo> {
+        let mut all: Vec<ConnectorInfo> = self.connectors.lock().expect("connectors lock").values().map(|l| l.info.clone()).collect();
+        all.sort_by(|a, b| a.key().cmp(&b.key()));
+        all
+    }
+
+    /// The installed connector with this name (and version, if given).
+    pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<ConnectorInfo> {
+        self.connectors()
+            .into_iter()
+            .rev()
+            .find(|c| c.manifest.name == name && version.is_none_or(|v| c.manifest.version == v))
+    }
+
+    /// The compiled, linked component for a connector (compiled on first use).
+    async fn pre(&self, loaded: &Loaded) -> Result<bindings::ConnectorPre<CallState>> {
+        loaded
+            .pre
+            .get_or_try_init(|| async {
+                let engine = self.engine.clone();
+                let cache = self.cache.clone();
+                let digest = loaded.info.digest.clone();
+                let bytes = loaded.bytes.clone();
+                let component = tokio::task::spawn_blocking(move || match &cache {
+                    Some(cache) => cache.component(&engine, &digest, &bytes),
+                    None => wasmtime::component::Component::new(&engine, &bytes).map_err(|e| Error::Compile(e.to_string())),
+                })
+                .await
+                .map_err(|e| Error::Compile(e.to_string()))??;
+                let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| Error::Link(format!("{e:#}")))?;
+                bindings::ConnectorPre::new(instance_pre).map_err(|e| Error::Link(format!("{e:#}")))
+            })
+            .await
+            .cloned()
+    }
+
+    fn new_store(&self, deadline: Duration) -> Store<CallState> {
+        let state = CallState {
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build(),
+            logs: Vec::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline((deadline.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    async fn describe(&self, loaded: &Loaded) -> Result<Manifest> {
+        let pre = self.pre(loaded).await?;
+        let mut store = self.new_store(self.limits.timeout);
+        let manifest = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_describe(&mut store).await
+        };
+        let manifest = tokio::time::timeout(self.limits.timeout, manifest)
+            .await
+            .map_err(|_| Error::Manifest("`describe` did not return in time".into()))?
+            .map_err(|e| Error::Manifest(format!("`describe` trapped: {e:#}")))?;
+        let schema = |action: &str, which: &str, text: &str| {
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| Error::Manifest(format!("action `{action}` has an {which} schema that is not JSON: {e}")))
+        };
+        let actions = manifest
+            .actions
+            .into_iter()
+            .map(|a| {
+                Ok(ActionInfo {
+                    input_schema: schema(&a.name, "input", &a.input_schema)?,
+                    output_schema: schema(&a.name, "output", &a.output_schema)?,
+                    name: a.name,
+                    description: a.description,
+                    idempotent: a.idempotent,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if manifest.name.is_empty() || manifest.version.is_empty() {
+            return Err(Error::Manifest("the name and version must not be empty".into()));
+        }
+        Ok(Manifest {
+            name: manifest.name,
+            version: manifest.version,
+            description: manifest.description,
+            actions,
+            secrets: manifest.secrets,
+            egress: manifest.egress,
+        })
+    }
+
+    /// Calls `action` of the connector with `digest`. `timeout` overrides the
+    /// default deadline. Every failure, including traps and limits, comes
+    /// back as a [`CallError`].
+    pub async fn invoke(
+        &self,
+        digest: &str,
+        ctx: &CallContext,
+        action: &str,
+        input: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, CallError> {
+        let loaded = self
+            .connectors
+            .lock()
+            .expect("connectors lock")
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| CallError::new(ErrorKind::Fatal, Error::UnknownDigest(digest.to_string()).to_string()))?;
+        let name = loaded.info.key();
+        let input_text = input.to_string();
+        if input_text.len() > self.limits.max_input_bytes {
+            return Err(CallError::new(
+                ErrorKind::InvalidInput,
+                format!("the input is {} bytes, over the request limit of {} bytes", input_text.len(), self.limits.max_input_bytes),
+            ));
+        }
+        let pre = self.pre(&loaded).await.map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name}: {e}")))?;
+        let deadline = timeout.unwrap_or(self.limits.timeout);
+        let mut store = self.new_store(deadline);
+        let context = wit::Context {
+            tenant: ctx.tenant.clone(),
+            run_id: ctx.run_id.clone(),
+            step_id: ctx.step_id.clone(),
+            attempt: ctx.attempt,
+            idempotency_key: ctx.idempotency_key.clone(),
+        };
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_invoke(&mut store, &context, action, &input_text).await
+        };
+        let span = tracing::debug_span!("connector.invoke", connector = %name, action, step_id = %ctx.step_id, run_id = %ctx.run_id);
+        let _enter = span.enter();
+        let outcome = tokio::time::timeout(deadline, call).await;
+        let deadline_error =
+            || CallError::new(ErrorKind::Timeout, format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)));
+        let result = match outcome {
+            Err(_) => return Err(deadline_error()),
+            Ok(Err(trap)) => return Err(self.classify_trap(&name, action, deadline, &trap)),
+            Ok(Ok(result)) => result,
+        };
+        match result {
+            Ok(output) => {
+                if output.len() > self.limits.max_output_bytes {
+                    return Err(CallError::new(
+                        ErrorKind::Fatal,
+                        format!(
+                            "{name} `{action}` returned {} bytes, over the output limit of {} bytes",
+                            output.len(),
+                            self.limits.max_output_bytes
+                        ),
+                    ));
+                }
+                serde_json::from_str(&output)
+                    .map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name} `{action}` returned output that is not JSON: {e}")))
+            }
+            Err(error) => Err(match error {
+                wit::Error::InvalidInput(m) => CallError::new(ErrorKind::InvalidInput, m),
+                wit::Error::Unauthorized(m) => CallError::new(ErrorKind::Unauthorized, m),
+                wit::Error::RateLimited(r) => {
+                    CallError { kind: ErrorKind::RateLimited, message: r.message, retry_after_ms: r.retry_after_ms }
+                }
+                wit::Error::Transient(m) => CallError::new(ErrorKind::Transient, m),
+                wit::Error::Fatal(m) => CallError::new(ErrorKind::Fatal, m),
+            }),
+        }
+    }
+
+    fn classify_trap(&self, name: &str, action: &str, deadline: Duration, error: &wasmtime::Error) -> CallError {
+        let text = format!("{error:#}");
+        if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+            return CallError::new(ErrorKind::Timeout, format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)));
+        }
+        if text.contains("forcing trap when growing memory") || text.contains("memory allocation failed") {
+            return CallError::new(
+                ErrorKind::Trap,
+                format!("{name} `{action}` exceeded its memory limit of {} MiB", self.limits.memory_bytes >> 20),
+            );
+        }
+        if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+            return CallError::new(ErrorKind::Transient, format!("{name} `{action}`: the host is at its instance limit: {text}"));
+        }
+        let first = text.lines().next().unwrap_or("trap");
+        CallError::new(ErrorKind::Trap, format!("{name} `{action}` trapped: {first}"))
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}

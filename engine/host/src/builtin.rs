@@ -1,0 +1,14 @@
+//! The built-in connectors, compiled by this crate's build script from
+//! `connectors/` and embedded in the binary.
+
+/// Built-in connectors: (name, component bytes).
+pub const BUILTINS: &[(&str, &[u8])] = &[
+    ("transform", include_bytes!(env!("WEFT_GUEST_TRANSFORM"))),
+    ("http", include_bytes!(env!("WEFT_GUEST_HTTP"))),
+];
+
+/// The path of a guest component built alongside the engine, including
+/// test-only guests such as `testkit` that are not built in.
+pub fn guest_component(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("WEFT_GUEST_DIR")).join(format!("weft_connector_{name}.wasm"))
+}

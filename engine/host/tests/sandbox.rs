@@ -1,0 +1,154 @@
+//! The host as the engine uses it: built-in connectors, typed errors, and the
+//! sandbox's limits against a misbehaving guest.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_host::{CallContext, Host, HostConfig, Limits, guest_component};
+use weft_workflows::ErrorKind;
+
+fn ctx() -> CallContext {
+    CallContext {
+        tenant: "default".into(),
+        run_id: "run-1".into(),
+        step_id: "s".into(),
+        attempt: 1,
+        idempotency_key: "run-1:s:0".into(),
+    }
+}
+
+async fn host_with_testkit(limits: Limits) -> (Host, String) {
+    let host = Host::new(HostConfig { cache_dir: None, limits }).unwrap();
+    host.install_builtins().await.unwrap();
+    let testkit = host.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
+    (host, testkit.digest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtins_describe_and_run_actions() {
+    let (host, _) = host_with_testkit(Limits::default()).await;
+    let transform = host.resolve("transform", None).expect("transform is built in");
+    assert!(transform.manifest.actions.iter().any(|a| a.name == "double"));
+    assert!(host.resolve("http", None).is_some());
+    let out = host.invoke(&transform.digest, &ctx(), "double", &json!({ "value": 21 }), None).await.unwrap();
+    assert_eq!(out, json!({ "value": 42 }));
+    let err = host.invoke(&transform.digest, &ctx(), "fail", &json!({ "kind": "rate-limited", "retry_after_ms": 250 }), None).await.unwrap_err();
+    assert_eq!((err.kind, err.retry_after_ms), (ErrorKind::RateLimited, Some(250)));
+    let err = host.invoke(&transform.digest, &ctx(), "nope", &json!({}), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_deadlines_and_memory_caps_are_named_errors() {
+    let limits = Limits { timeout: Duration::from_millis(300), memory_bytes: 16 << 20, ..Limits::default() };
+    let (host, testkit) = host_with_testkit(limits).await;
+    let err = host.invoke(&testkit, &ctx(), "trap", &json!({}), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Trap, "{err}");
+    assert!(err.message.contains("trapped"), "{err}");
+
+    let started = Instant::now();
+    let err = host.invoke(&testkit, &ctx(), "spin", &json!({}), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert!(err.message.contains("deadline of 300ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "an infinite loop is stopped");
+
+    let err = host.invoke(&testkit, &ctx(), "hog", &json!({}), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Trap, "{err}");
+    assert!(err.message.contains("memory limit of 16 MiB"), "{err}");
+
+    // The host keeps serving after all that.
+    let transform = host.resolve("transform", None).unwrap();
+    assert_eq!(host.invoke(&transform.digest, &ctx(), "echo", &json!([1]), None).await.unwrap(), json!([1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_inputs_are_refused() {
+    let limits = Limits { max_input_bytes: 1024, ..Limits::default() };
+    let (host, _) = host_with_testkit(limits).await;
+    let transform = host.resolve("transform", None).unwrap();
+    let err = host.invoke(&transform.digest, &ctx(), "echo", &json!("x".repeat(2000)), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("request limit of 1024 bytes"), "{err}");
+}
+
+/// Answers one HTTP request with `status` and a JSON body, and returns the
+/// request head it saw.
+async fn one_shot_server(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/items?x=1", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let body = r#"{"ok":true}"#;
+        let reply = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nretry-after: 2\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(reply.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    (url, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sends_the_idempotency_key_and_maps_statuses() {
+    let (host, _) = host_with_testkit(Limits::default()).await;
+    let http = host.resolve("http", None).unwrap();
+    let (url, server) = one_shot_server(200).await;
+    let out = host.invoke(&http.digest, &ctx(), "request", &json!({ "url": url, "headers": { "x-a": "b" } }), None).await.unwrap();
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["body"], json!({ "ok": true }));
+    let head = server.await.unwrap().to_lowercase();
+    assert!(head.starts_with("get /items?x=1 "), "{head}");
+    assert!(head.contains("idempotency-key: run-1:s:0"), "{head}");
+    assert!(head.contains("x-a: b"), "{head}");
+
+    let (url, _server) = one_shot_server(429).await;
+    let err = host.invoke(&http.digest, &ctx(), "request", &json!({ "url": url }), None).await.unwrap_err();
+    assert_eq!((err.kind, err.retry_after_ms), (ErrorKind::RateLimited, Some(2000)));
+
+    let err = host.invoke(&http.digest, &ctx(), "request", &json!({ "url": "http://127.0.0.1:1/" }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Transient, "a refused connection is retryable: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_reuses_compiled_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HostConfig { cache_dir: Some(dir.path().to_path_buf()), limits: Limits::default() };
+    let first = Host::new(config.clone()).unwrap();
+    first.install_builtins().await.unwrap();
+    let transform = first.resolve("transform", None).unwrap();
+    first.invoke(&transform.digest, &ctx(), "echo", &json!(1), None).await.unwrap();
+    let artifacts = |ext: &str| {
+        walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>()
+    };
+    let compiled = artifacts(".cwasm");
+    assert_eq!(compiled.len(), 2, "both built-ins compiled once: {compiled:?}");
+    let stamps: Vec<_> = compiled.iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
+    drop(first);
+
+    let second = Host::new(config).unwrap();
+    second.install_builtins().await.unwrap();
+    let transform = second.resolve("transform", None).unwrap();
+    assert_eq!(second.invoke(&transform.digest, &ctx(), "echo", &json!(2), None).await.unwrap(), json!(2));
+    let again: Vec<_> = artifacts(".cwasm").iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
+    assert_eq!(stamps, again, "nothing was recompiled");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
