@@ -1,1 +1,332 @@
-fn main() {}
+//! `weft`: run durable workflows locally, and inspect, resume, signal and
+//! cancel their runs.
+//!
+//! Exit codes: 0 success; 1 the run failed or was cancelled (or the engine
+//! failed while running it); 2 bad input (a workflow file, a run input, a
+//! database URL, a run id).
+
+mod progress;
+mod timeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use weft_host::{Host, HostConfig};
+use weft_runtime::{Engine, EngineConfig, Outcome};
+use weft_store::Store;
+
+/// Weft runs durable workflows: every step's result is journaled, so a run
+/// that is interrupted picks up where it stopped.
+#[derive(Parser)]
+#[command(name = "weft", version, about, long_about = None)]
+struct Cli {
+    /// Where runs are kept: a SQLite file (sqlite://PATH) or a Postgres URL.
+    #[arg(long, global = true, env = "WEFT_DB", default_value = "sqlite://.weft/weft.db")]
+    db: String,
+    /// A directory of extra connector components (*.wasm) to install.
+    #[arg(long, global = true, env = "WEFT_CONNECTORS_DIR")]
+    connectors_dir: Option<PathBuf>,
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
+    #[arg(long, global = true, env = "WEFT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workflow to the end, showing each step's progress, and print its output.
+    Run {
+        /// The workflow file (JSON).
+        file: PathBuf,
+        /// The run input: JSON text, or @FILE to read it from a file.
+        #[arg(long, short, default_value = "{}")]
+        input: String,
+        /// Print the outcome as JSON, with no progress display.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check workflow files and list every problem with its line:column.
+    Validate {
+        /// The workflow files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of workflow files (for editors, via `$schema`).
+    Schema,
+    /// List and inspect runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Continue runs that were interrupted: one run, or every unfinished run.
+    Resume {
+        /// A run id (or a unique prefix of one); all unfinished runs when absent.
+        run: Option<String>,
+        /// Print outcomes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver a signal to a run that waits (or will wait) for it.
+    Signal {
+        /// A run id (or a unique prefix).
+        run: String,
+        /// The signal's name.
+        name: String,
+        /// Its payload: JSON text, or @FILE.
+        #[arg(default_value = "null")]
+        payload: String,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// A run id (or a unique prefix).
+        run: String,
+        /// Why, for the journal.
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// The most recent runs.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's timeline from its journal: steps, attempts, durations, errors.
+    Show {
+        /// A run id (or a unique prefix).
+        run: String,
+        /// Print the run and its raw journal as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error with the exit code it deserves.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+/// Bad input: exit code 2.
+fn bad(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 2, error: error.into() }
+}
+
+/// Failure during a run: exit code 1.
+fn failed(error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 1, error: error.into() }
+}
+
+/// Exit code 2 for errors caused by what the user gave, 1 otherwise.
+fn classify(error: weft_runtime::Error) -> Failure {
+    use weft_runtime::Error as E;
+    match &error {
+        E::InvalidInput(_) | E::UnknownConnector(_) | E::Finished { .. } | E::LeaseHeld { .. } => bad(error),
+        E::Store(weft_store::Error::RunNotFound(_) | weft_store::Error::AmbiguousRun { .. }) => bad(error),
+        _ => failed(error),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match &cli.command {
+        Command::Schema => {
+            print!("{}", weft_workflows::workflow_schema_text());
+            Ok(0)
+        }
+        Command::Validate { files } => {
+            let host = open_host(&cli).await?;
+            let catalog = weft_runtime::catalog(&host);
+            let mut broken = 0;
+            for file in files {
+                match read_workflow(file, &catalog) {
+                    Ok(def) => println!("{}: ok ({} steps, {})", file.display(), def.workflow.steps.len(), def.hash),
+                    Err(e) => {
+                        broken += 1;
+                        eprint!("{}", e.error);
+                    }
+                }
+            }
+            Ok(if broken == 0 { 0 } else { 2 })
+        }
+        Command::Run { file, input, json } => {
+            let host = open_host(&cli).await?;
+            let definition = read_workflow(file, &weft_runtime::catalog(&host))?;
+            let input = parse_json_arg(input, "--input")?;
+            let engine = open_engine(&cli, host).await?;
+            let run_id = engine.start(&definition, input).await.map_err(classify)?;
+            let mut progress = progress::Progress::new(&definition, !*json);
+            progress.note(&format!("run {run_id} started ({})", definition.workflow.name));
+            let outcome = drive_interruptibly(&engine, &run_id, &mut progress).await?;
+            progress.finish();
+            report(&outcome, *json)
+        }
+        Command::Resume { run, json } => {
+            let host = open_host(&cli).await?;
+            let engine = open_engine(&cli, host).await?;
+            let runs = match run {
+                Some(id) => vec![engine.store().find_run(id).await.map_err(|e| classify(e.into()))?],
+                None => engine.unfinished().await.map_err(classify)?,
+            };
+            if runs.is_empty() {
+                eprintln!("no unfinished runs");
+                return Ok(0);
+            }
+            let mut worst = 0;
+            for run in runs {
+                let definition = engine.definition(&run).await.map_err(classify)?;
+                let mut progress = progress::Progress::new(&definition, !*json);
+                progress.note(&format!("resuming run {} ({})", run.id, run.workflow_name));
+                let outcome = drive_interruptibly(&engine, &run.id, &mut progress).await?;
+                progress.finish();
+                worst = worst.max(report(&outcome, *json)?);
+            }
+            Ok(worst)
+        }
+        Command::Signal { run, name, payload } => {
+            let payload = parse_json_arg(payload, "the payload")?;
+            let engine = open_engine(&cli, open_host(&cli).await?).await?;
+            let run = engine.signal(run, name, payload).await.map_err(classify)?;
+            eprintln!("signal `{name}` delivered to run {}", run.id);
+            Ok(0)
+        }
+        Command::Cancel { run, reason } => {
+            let engine = open_engine(&cli, open_host(&cli).await?).await?;
+            let run = engine.cancel(run, reason).await.map_err(classify)?;
+            match run.status.as_str() {
+                "cancelled" => eprintln!("run {} cancelled", run.id),
+                _ => eprintln!("cancellation of run {} requested; the process driving it will stop it", run.id),
+            }
+            Ok(0)
+        }
+        Command::Runs(RunsCommand::List { limit, json }) => {
+            let store = open_store(&cli).await?;
+            let runs = store.list_runs(weft_store::DEFAULT_TENANT, *limit).await.map_err(failed)?;
+            timeline::list(&runs, *json);
+            Ok(0)
+        }
+        Command::Runs(RunsCommand::Show { run, json }) => {
+            let engine = open_engine(&cli, open_host(&cli).await?).await?;
+            let run = engine.store().find_run(run).await.map_err(|e| classify(e.into()))?;
+            let (definition, _, events) = engine.state(&run).await.map_err(classify)?;
+            timeline::show(&run, &definition, &events, *json);
+            Ok(0)
+        }
+    }
+}
+
+/// Drives a run; on Ctrl-C, stops and says how to continue.
+async fn drive_interruptibly(engine: &Engine, run_id: &str, progress: &mut progress::Progress) -> Result<Outcome, Failure> {
+    tokio::select! {
+        outcome = engine.drive(run_id, progress) => outcome.map_err(classify),
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish();
+            Err(Failure {
+                code: 130,
+                error: anyhow::anyhow!("interrupted; the run is saved: continue it with `weft resume {run_id}`"),
+            })
+        }
+    }
+}
+
+/// Prints a finished run's outcome; returns the exit code.
+fn report(outcome: &Outcome, json: bool) -> Result<u8, Failure> {
+    let code = match outcome.status {
+        weft_core::RunStatus::Completed => 0,
+        _ => 1,
+    };
+    if json {
+        let body = json!({
+            "run_id": outcome.run_id,
+            "status": outcome.status.as_str(),
+            "output": outcome.output,
+            "error": outcome.error,
+        });
+        println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
+        return Ok(code);
+    }
+    match (&outcome.output, &outcome.error) {
+        (Some(output), _) => println!("{}", serde_json::to_string_pretty(output).expect("JSON")),
+        (_, Some(error)) => eprintln!("run {} {}: {error}", outcome.run_id, outcome.status.as_str()),
+        _ => eprintln!("run {} {}", outcome.run_id, outcome.status.as_str()),
+    }
+    Ok(code)
+}
+
+fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
+    let (source, text) = match text.strip_prefix('@') {
+        Some(path) => {
+            let body = std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}")).map_err(bad)?;
+            (path.to_string(), body)
+        }
+        None => (what.to_string(), text.to_string()),
+    };
+    serde_json::from_str(&text).map_err(|e| bad(anyhow::anyhow!("{source} is not valid JSON: {e}")))
+}
+
+fn read_workflow(file: &PathBuf, catalog: &weft_workflows::Catalog) -> Result<weft_workflows::Definition, Failure> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
+    weft_workflows::load(&file.display().to_string(), &text, catalog).map_err(|d| bad(anyhow::anyhow!("{d}")))
+}
+
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("weft"))
+    })
+}
+
+async fn open_host(cli: &Cli) -> Result<Arc<Host>, Failure> {
+    let host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
+    host.install_builtins().await.map_err(failed)?;
+    if let Some(dir) = &cli.connectors_dir {
+        let entries = std::fs::read_dir(dir).with_context(|| format!("reading --connectors-dir {}", dir.display())).map_err(bad)?;
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
+        paths.sort();
+        for path in paths {
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display())).map_err(bad)?;
+            host.install(bytes).await.with_context(|| format!("installing {}", path.display())).map_err(bad)?;
+        }
+    }
+    Ok(Arc::new(host))
+}
+
+async fn open_store(cli: &Cli) -> Result<Store, Failure> {
+    Store::connect(&cli.db).await.map_err(bad)
+}
+
+async fn open_engine(cli: &Cli, host: Arc<Host>) -> Result<Engine, Failure> {
+    Ok(Engine::new(open_store(cli).await?, host, EngineConfig::default()))
+}

@@ -1,1 +1,269 @@
+//! Weft's run driver. It starts runs, and drives each one: it folds the
+//! journal, asks `weft-core` what comes next, commits those events, performs
+//! the connector calls they start, and commits the results. A step's output
+//! is committed before any step that depends on it starts.
+//!
+//! One process drives a run at a time, under a lease in the store; a process
+//! that dies leaves its lease to expire (or, on the same machine, to be taken
+//! over at once), and `resume` picks the run up where its journal ends.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use weft_runtime::{Engine, EngineConfig};
+//! let store = weft_store::Store::connect("sqlite://.weft/weft.db").await?;
+//! let host = Arc::new(weft_host::Host::new(Default::default())?);
+//! host.install_builtins().await?;
+//! let engine = Engine::new(store, host, EngineConfig::default());
+//! let text = r#"{"name":"hi","steps":[{"id":"a","uses":"transform/echo","with":{"hi":"{{ input.name }}"}}]}"#;
+//! let def = weft_workflows::load("hi.json", text, &engine.catalog())?;
+//! let run = engine.start(&def, serde_json::json!({"name": "Ada"})).await?;
+//! let outcome = engine.drive(&run, &mut ()).await?;
+//! println!("{:?}", outcome.output);
+//! # Ok(()) }
+//! ```
 
+mod driver;
+mod lease;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use weft_core::{Event, RunState, StepError};
+use weft_host::Host;
+use weft_store::{DEFAULT_TENANT, NewRun, RunRecord, Store, now_ms};
+use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Uses};
+
+pub use driver::Outcome;
+
+/// Runtime errors. A step failing is not one of these: it is recorded in the
+/// run's journal and reported in the [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] weft_store::Error),
+    /// The run input does not fit the workflow's input schema.
+    #[error("the run input does not fit the workflow's `input` schema:\n  {}", .0.join("\n  "))]
+    InvalidInput(Vec<String>),
+    /// A stored definition no longer loads.
+    #[error("the stored workflow {hash} cannot be loaded: {message}")]
+    Definition {
+        /// Its hash.
+        hash: String,
+        /// Why.
+        message: String,
+    },
+    /// A run is pinned to a connector build that is not installed.
+    #[error("run {run} is pinned to connector {connector} ({digest}), which is not installed in this weft")]
+    PinnedConnectorMissing {
+        /// The run.
+        run: String,
+        /// `name@version`.
+        connector: String,
+        /// Its digest.
+        digest: String,
+    },
+    /// A workflow uses a connector that is not installed.
+    #[error("connector `{0}` is not installed")]
+    UnknownConnector(String),
+    /// Another live process drives the run.
+    #[error("run {run} is being driven by {owner} (lease until {until}); wait for it or stop that process")]
+    LeaseHeld {
+        /// The run.
+        run: String,
+        /// Who holds it.
+        owner: String,
+        /// Until when (ms).
+        until: i64,
+    },
+    /// The run is over, so it takes no signals or cancellation.
+    #[error("run {run} has already {status}")]
+    Finished {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: String,
+    },
+}
+
+/// `Result` with the runtime's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Sees each event as it is committed, e.g. to draw progress.
+pub trait Observer: Send {
+    /// Called once per committed event, in journal order.
+    fn event(&mut self, run_id: &str, seq: i64, event: &Event);
+}
+
+impl Observer for () {
+    fn event(&mut self, _: &str, _: i64, _: &Event) {}
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The tenant runs belong to.
+    pub tenant: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often a driver looks for signals and cancellations from other
+    /// processes while it waits.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            tenant: DEFAULT_TENANT.to_string(),
+            lease_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Starts and drives runs.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    host: Arc<Host>,
+    config: EngineConfig,
+    owner: String,
+}
+
+impl Engine {
+    /// An engine over a store and a host with its connectors installed.
+    pub fn new(store: Store, host: Arc<Host>, config: EngineConfig) -> Engine {
+        Engine { store, host, config, owner: lease::owner_id() }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// What validation needs to know about the installed connectors.
+    pub fn catalog(&self) -> Catalog {
+        catalog(&self.host)
+    }
+
+    /// Creates a run of `definition` with `input`, pinned to the workflow's
+    /// content hash and to the digests of the connectors it uses. The run is
+    /// leased to this process; call [`Engine::drive`] next.
+    pub async fn start(&self, definition: &Definition, input: Value) -> Result<String> {
+        weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
+        let mut connectors = BTreeMap::new();
+        for step in &definition.workflow.steps {
+            let Some(uses) = step.uses.as_deref().and_then(|u| Uses::parse(u).ok()) else { continue };
+            let info = self
+                .host
+                .resolve(&uses.connector, uses.version.as_deref())
+                .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
+            connectors.insert(info.key(), info.digest);
+        }
+        let tenant = &self.config.tenant;
+        let text = serde_json::to_string(&definition.workflow).expect("workflows serialize");
+        self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text).await?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let now = now_ms();
+        let started = Event::RunStarted {
+            workflow: definition.workflow.name.clone(),
+            workflow_hash: definition.hash.clone(),
+            input: input.clone(),
+            connectors,
+            timeout_at: definition.workflow.timeout.map(|t| now + t.as_millis() as i64),
+        };
+        let new = NewRun {
+            id: &run_id,
+            tenant,
+            workflow_name: &definition.workflow.name,
+            workflow_hash: &definition.hash,
+            input: &input,
+            lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
+        };
+        self.store.create_run(new, &[started]).await?;
+        Ok(run_id)
+    }
+
+    /// The definition a run is pinned to.
+    pub async fn definition(&self, run: &RunRecord) -> Result<Definition> {
+        let failure = |message: String| Error::Definition { hash: run.workflow_hash.clone(), message };
+        let text = self
+            .store
+            .get_workflow(&run.tenant, &run.workflow_hash)
+            .await?
+            .ok_or_else(|| failure("it is missing from the store".into()))?;
+        let workflow = serde_json::from_str(&text).map_err(|e| failure(e.to_string()))?;
+        let definition = Definition::new(workflow);
+        if definition.hash != run.workflow_hash {
+            return Err(failure(format!("its content hashes to {}", definition.hash)));
+        }
+        Ok(definition)
+    }
+
+    /// A run's journal folded into its state, with the definition.
+    pub async fn state(&self, run: &RunRecord) -> Result<(Definition, RunState, Vec<weft_store::StoredEvent>)> {
+        let definition = self.definition(run).await?;
+        let events = self.store.load_events(&run.id, 0).await?;
+        let state = RunState::replay(&run.id, &definition, events.iter().map(|e| &e.event));
+        Ok((definition, state, events))
+    }
+
+    /// Delivers a signal to a run. A run that is not waiting for it yet
+    /// keeps it until a `wait_for_signal` step asks.
+    pub async fn signal(&self, run_id: &str, name: &str, payload: Value) -> Result<RunRecord> {
+        let run = self.store.find_run(run_id).await?;
+        if run.status != "running" {
+            return Err(Error::Finished { run: run.id, status: run.status });
+        }
+        self.store.append(&run.id, &[Event::SignalReceived { name: name.to_string(), payload }]).await?;
+        Ok(run)
+    }
+
+    /// Cancels a run. If no live process drives it, the cancellation is
+    /// completed here; otherwise its driver completes it within a poll.
+    pub async fn cancel(&self, run_id: &str, reason: &str) -> Result<RunRecord> {
+        let run = self.store.find_run(run_id).await?;
+        if run.status != "running" {
+            return Err(Error::Finished { run: run.id, status: run.status });
+        }
+        self.store.append(&run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;
+        if self.take_lease(&run.id).await.is_ok() {
+            let (definition, state, _) = self.state(&run).await?;
+            let events = weft_core::next(&definition, &state, now_ms());
+            self.store.append(&run.id, &events).await?;
+        }
+        Ok(self.store.find_run(&run.id).await?)
+    }
+
+    /// Runs that have not finished, for `resume`.
+    pub async fn unfinished(&self) -> Result<Vec<RunRecord>> {
+        Ok(self.store.unfinished_runs(&self.config.tenant).await?)
+    }
+}
+
+/// The validation catalog for a host's installed connectors.
+pub fn catalog(host: &Host) -> Catalog {
+    Catalog::new(
+        host.connectors()
+            .into_iter()
+            .map(|c| ConnectorSpec {
+                name: c.manifest.name,
+                version: c.manifest.version,
+                actions: c
+                    .manifest
+                    .actions
+                    .into_iter()
+                    .map(|a| ActionSpec { name: a.name, input_schema: a.input_schema })
+                    .collect(),
+            })
+            .collect(),
+    )
+}
+
+/// A host call error as a journal error.
+pub(crate) fn step_error(e: weft_host::CallError) -> StepError {
+    StepError { kind: e.kind, message: e.message, retry_after_ms: e.retry_after_ms }
+}

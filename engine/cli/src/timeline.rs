@@ -1,0 +1,202 @@
+//! `weft runs list` and `weft runs show`: runs and their timelines, drawn
+//! from the journal.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use weft_core::Event;
+use weft_store::{RunRecord, StoredEvent};
+use weft_workflows::Definition;
+
+fn timestamp(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn duration(ms: i64) -> String {
+    humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+/// Prints runs as a table or as JSON.
+pub fn list(runs: &[RunRecord], json: bool) {
+    if json {
+        let rows: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "workflow": r.workflow_name, "status": r.status,
+                    "created_at": timestamp(r.created_at), "updated_at": timestamp(r.updated_at),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+        return;
+    }
+    if runs.is_empty() {
+        eprintln!("no runs yet; start one with `weft run FILE`");
+        return;
+    }
+    println!("{:<36}  {:<20}  {:<9}  {:<24}  {}", "RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION");
+    for run in runs {
+        let took = if run.status == "running" { "-".to_string() } else { duration(run.updated_at - run.created_at) };
+        println!(
+            "{:<36}  {:<20}  {:<9}  {:<24}  {}",
+            run.id,
+            short(&run.workflow_name, 20),
+            run.status,
+            timestamp(run.created_at),
+            took
+        );
+    }
+}
+
+/// One attempt as the timeline shows it.
+struct Row {
+    step: String,
+    attempt: String,
+    status: String,
+    start: i64,
+    end: Option<i64>,
+    detail: String,
+}
+
+/// Prints a run's timeline, or the run and its raw journal as JSON.
+pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], json: bool) {
+    if json {
+        let journal: Vec<Value> = events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
+        let body = json!({
+            "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": run.status,
+            "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
+            "output": run.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
+            "error": run.error.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
+            "events": journal,
+        });
+        println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
+        return;
+    }
+    let origin = events.first().map_or(run.created_at, |e| e.at);
+    let pins = events.iter().find_map(|e| match &e.event {
+        Event::RunStarted { connectors, .. } => Some(connectors.clone()),
+        _ => None,
+    });
+    println!("run       {}", run.id);
+    println!("workflow  {} ({})", run.workflow_name, run.workflow_hash);
+    if let Some(pins) = pins.filter(|p| !p.is_empty()) {
+        let pins: Vec<String> = pins.iter().map(|(k, d)| format!("{k} {}", short(d, 19))).collect();
+        println!("pinned    {}", pins.join(", "));
+    }
+    println!("status    {}", run.status);
+    println!("started   {}", timestamp(origin));
+    if run.status != "running" {
+        println!("took      {}", duration(run.updated_at - origin));
+    }
+    println!("input     {}", short(&run.input, 100));
+
+    let mut rows: Vec<Row> = Vec::new();
+    for stored in events {
+        let at = stored.at;
+        match &stored.event {
+            Event::StepStarted { step, iteration, attempt, .. } => rows.push(Row {
+                step: iteration.map_or(step.clone(), |i| format!("{step}[{i}]")),
+                attempt: attempt.to_string(),
+                status: "running".into(),
+                start: at,
+                end: None,
+                detail: definition
+                    .step_index(step)
+                    .and_then(|i| definition.workflow.steps[i].wait_for_signal.as_ref())
+                    .map(|w| format!("waiting for signal `{}`", w.name))
+                    .unwrap_or_default(),
+            }),
+            Event::TimerSet { step, fire_at } => {
+                if let Some(row) = rows.iter_mut().rev().find(|r| &r.step == step) {
+                    row.status = "sleeping".into();
+                    row.detail = format!("until {}", timestamp(*fire_at));
+                }
+            }
+            Event::TimerFired { step } => {
+                if let Some(row) = rows.iter_mut().rev().find(|r| &r.step == step) {
+                    row.status = "slept".into();
+                    row.end = Some(at);
+                }
+            }
+            Event::StepCompleted { step, iteration, attempt, output } => {
+                if let Some(row) = rows
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.step == iteration.map_or(step.clone(), |i| format!("{step}[{i}]")) && r.attempt == attempt.to_string())
+                {
+                    row.status = "completed".into();
+                    row.end = Some(at);
+                    row.detail = format!("→ {}", short(&output.to_string(), 60));
+                }
+            }
+            Event::StepFailed { step, iteration, attempt, error, retry_at } => {
+                let label = iteration.map_or(step.clone(), |i| format!("{step}[{i}]"));
+                let retry = retry_at.map(|t| format!(" (retry in {})", duration(t - at))).unwrap_or_default();
+                match rows.iter_mut().rev().find(|r| r.step == label && r.attempt == attempt.to_string()) {
+                    Some(row) => {
+                        row.status = "failed".into();
+                        row.end = Some(at);
+                        row.detail = format!("{}{retry}", short(&error.to_string(), 80));
+                    }
+                    None => rows.push(Row {
+                        step: label,
+                        attempt: "-".into(),
+                        status: "failed".into(),
+                        start: at,
+                        end: Some(at),
+                        detail: short(&error.to_string(), 80),
+                    }),
+                }
+            }
+            Event::StepSkipped { step, reason } => rows.push(Row {
+                step: step.clone(),
+                attempt: "-".into(),
+                status: "skipped".into(),
+                start: at,
+                end: Some(at),
+                detail: reason.clone(),
+            }),
+            Event::SignalReceived { name, .. } => rows.push(Row {
+                step: format!("(signal {name})"),
+                attempt: "-".into(),
+                status: "received".into(),
+                start: at,
+                end: Some(at),
+                detail: String::new(),
+            }),
+            _ => {}
+        }
+    }
+    println!();
+    println!("{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  {}", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION", "DETAIL");
+    for row in &rows {
+        let took = row.end.map_or("-".to_string(), |end| duration(end - row.start));
+        println!(
+            "{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  {}",
+            short(&row.step, 20),
+            row.attempt,
+            row.status,
+            format!("+{}", duration(row.start - origin)),
+            took,
+            row.detail
+        );
+    }
+    println!();
+    if let Some(output) = &run.output {
+        println!("output    {}", short(output, 200));
+    }
+    if let Some(error) = &run.error {
+        println!("error     {}", short(error, 200));
+    }
+}

@@ -1,0 +1,243 @@
+//! Driving one run to the end (or until it has to wait on something that
+//! only another process can provide, such as a signal, which it polls for).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::task::JoinSet;
+use weft_core::{Event, RunState, RunStatus, StepError, next, next_wake, on_outcome, recover};
+use weft_host::CallContext;
+use weft_store::{RunRecord, now_ms};
+use weft_workflows::{Definition, ErrorKind, Uses};
+
+use crate::{Engine, Error, Observer, Result, step_error};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The run id.
+    pub run_id: String,
+    /// `Completed`, `Failed` or `Cancelled`.
+    pub status: RunStatus,
+    /// The output, when completed.
+    pub output: Option<Value>,
+    /// The error, when failed.
+    pub error: Option<StepError>,
+}
+
+/// The result of one connector call, tagged with the attempt it belongs to.
+struct Finished {
+    step: usize,
+    iteration: Option<u32>,
+    attempt: u32,
+    result: Result<Value, StepError>,
+}
+
+/// The in-memory side of a run being driven.
+struct Drive<'a> {
+    engine: &'a Engine,
+    run: RunRecord,
+    definition: Definition,
+    state: RunState,
+    /// Seq of the last journal event that `state` includes.
+    known: i64,
+    /// For each step, the digest of the connector it is pinned to.
+    digests: Vec<Option<String>>,
+    observer: &'a mut dyn Observer,
+}
+
+impl Engine {
+    /// Drives a run until it completes, fails or is cancelled. Attempts that
+    /// were under way when a previous driver died are recorded as
+    /// interrupted and retried with the same idempotency key.
+    pub async fn drive(&self, run_id: &str, observer: &mut dyn Observer) -> Result<Outcome> {
+        let run = self.store.find_run(run_id).await?;
+        if run.status == "running" {
+            self.take_lease(&run.id).await?;
+        }
+        let result = self.drive_leased(run, observer).await;
+        self.release_lease(run_id).await;
+        result
+    }
+
+    async fn drive_leased(&self, run: RunRecord, observer: &mut dyn Observer) -> Result<Outcome> {
+        let (definition, state, events) = self.state(&run).await?;
+        for stored in &events {
+            observer.event(&run.id, stored.seq, &stored.event);
+        }
+        let pins = events
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::RunStarted { connectors, .. } => Some(connectors.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut digests = Vec::new();
+        for step in &definition.workflow.steps {
+            let digest = step.uses.as_deref().and_then(|u| Uses::parse(u).ok()).and_then(|uses| {
+                pins.iter()
+                    .find(|(key, _)| match &uses.version {
+                        Some(v) => **key == format!("{}@{v}", uses.connector),
+                        None => key.split('@').next() == Some(uses.connector.as_str()),
+                    })
+                    .map(|(key, digest)| (key.clone(), digest.clone()))
+            });
+            if let Some((key, digest)) = &digest
+                && !self.host.connectors().iter().any(|c| &c.digest == digest)
+            {
+                return Err(Error::PinnedConnectorMissing { run: run.id.clone(), connector: key.clone(), digest: digest.clone() });
+            }
+            digests.push(digest.map(|(_, d)| d));
+        }
+        let known = events.last().map_or(0, |e| e.seq);
+        let mut drive = Drive { engine: self, run, definition, state, known, digests, observer };
+        drive.run_to_end().await
+    }
+}
+
+impl Drive<'_> {
+    async fn run_to_end(&mut self) -> Result<Outcome> {
+        let recovered = recover(&self.definition, &self.state, now_ms());
+        self.commit(recovered).await?;
+        let mut in_flight: JoinSet<Finished> = JoinSet::new();
+        let mut started: Vec<(usize, Option<u32>, u32)> = Vec::new();
+        let poll = self.engine.config.poll_interval;
+        let renew_every = self.engine.config.lease_ttl / 3;
+        let mut last_renew = Instant::now();
+        loop {
+            self.settle().await?;
+            if self.state.status.is_terminal() {
+                break;
+            }
+            for (step, iteration, attempt, input) in self.state.running() {
+                if self.definition.workflow.steps[step].uses.is_none() || started.contains(&(step, iteration, attempt)) {
+                    continue;
+                }
+                started.push((step, iteration, attempt));
+                in_flight.spawn(self.call(step, iteration, attempt, input.clone()));
+            }
+            started.retain(|(s, i, a)| self.state.running().any(|r| (r.0, r.1, r.2) == (*s, *i, *a)));
+
+            let wake = next_wake(&self.state).map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+            let wait = wake.map_or(poll, |w| w.min(poll));
+            tokio::select! {
+                Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let finished = finished.unwrap_or_else(|e| Finished {
+                        step: usize::MAX, iteration: None, attempt: 0,
+                        result: Err(StepError::new(ErrorKind::Trap, format!("the call task failed: {e}"))),
+                    });
+                    if finished.step != usize::MAX {
+                        let events = on_outcome(&self.definition, &self.state, finished.step, finished.iteration, finished.attempt, finished.result, now_ms());
+                        self.commit(events).await?;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {
+                    if wake.is_none_or(|w| w > wait) {
+                        self.poll_foreign().await?;
+                    }
+                }
+            }
+            if last_renew.elapsed() >= renew_every {
+                self.engine.take_lease(&self.run.id).await?;
+                last_renew = Instant::now();
+            }
+        }
+        in_flight.abort_all();
+        Ok(Outcome {
+            run_id: self.run.id.clone(),
+            status: self.state.status,
+            output: self.state.output.clone(),
+            error: self.state.error.clone(),
+        })
+    }
+
+    /// Applies what `next` says until it says nothing, committing it all in
+    /// one transaction.
+    async fn settle(&mut self) -> Result<()> {
+        let mut batch = Vec::new();
+        loop {
+            let events = next(&self.definition, &self.state, now_ms());
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                self.state.apply(&self.definition, event);
+            }
+            batch.extend(events);
+        }
+        self.append(batch).await
+    }
+
+    /// Applies and commits events decided outside `settle`.
+    async fn commit(&mut self, events: Vec<Event>) -> Result<()> {
+        for event in &events {
+            self.state.apply(&self.definition, event);
+        }
+        self.append(events).await
+    }
+
+    /// Writes events that `state` already includes. When someone else wrote
+    /// in between (a signal, a cancel), the state is rebuilt from the journal
+    /// so that it matches what a replay would see.
+    async fn append(&mut self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let first = self.engine.store.append(&self.run.id, &events).await?;
+        if first != self.known + 1 {
+            let foreign = self.engine.store.load_events(&self.run.id, self.known).await?;
+            for stored in foreign.iter().filter(|e| e.seq < first) {
+                self.observer.event(&self.run.id, stored.seq, &stored.event);
+            }
+            self.reload().await?;
+        }
+        for (n, event) in events.iter().enumerate() {
+            self.observer.event(&self.run.id, first + n as i64, event);
+        }
+        self.known = first + events.len() as i64 - 1;
+        Ok(())
+    }
+
+    /// Picks up events that other processes appended (signals, cancels).
+    async fn poll_foreign(&mut self) -> Result<()> {
+        let foreign = self.engine.store.load_events(&self.run.id, self.known).await?;
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        for stored in &foreign {
+            self.state.apply(&self.definition, &stored.event);
+            self.observer.event(&self.run.id, stored.seq, &stored.event);
+        }
+        self.known = foreign.last().map_or(self.known, |e| e.seq);
+        Ok(())
+    }
+
+    async fn reload(&mut self) -> Result<()> {
+        let events = self.engine.store.load_events(&self.run.id, 0).await?;
+        self.state = RunState::replay(&self.run.id, &self.definition, events.iter().map(|e| &e.event));
+        Ok(())
+    }
+
+    /// The future that performs one connector call.
+    fn call(&self, step: usize, iteration: Option<u32>, attempt: u32, input: Value) -> impl Future<Output = Finished> + Send + 'static {
+        let host = self.engine.host.clone();
+        let spec = &self.definition.workflow.steps[step];
+        let action = spec.uses.as_deref().and_then(|u| Uses::parse(u).ok()).map(|u| u.action).unwrap_or_default();
+        let digest = self.digests[step].clone();
+        let timeout = spec.timeout.map(|t| t.0);
+        let ctx = CallContext {
+            tenant: self.run.tenant.clone(),
+            run_id: self.run.id.clone(),
+            step_id: spec.id.clone(),
+            attempt,
+            idempotency_key: weft_core::idempotency_key(&self.run.id, &spec.id, iteration),
+        };
+        async move {
+            let result = match digest {
+                Some(digest) => host.invoke(&digest, &ctx, &action, &input, timeout).await.map_err(step_error),
+                None => Err(StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id))),
+            };
+            Finished { step, iteration, attempt, result }
+        }
+    }
+}
