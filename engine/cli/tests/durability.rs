@@ -1,0 +1,127 @@
+//! Kill the real `weft` process with SIGKILL in the middle of a step and in
+//! the middle of a durable sleep; `weft resume` finishes the run, completed
+//! steps never run again, and the interrupted step keeps its idempotency key.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Sink, Workspace, text, wait_until};
+use serde_json::{Value, json};
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await }
+        )* }
+    };
+}
+
+both_stores!(killed_mid_step_resumes_without_redoing_work, killed_mid_sleep_keeps_its_timer);
+
+fn http_step(id: &str, url: String, needs: &[&str]) -> Value {
+    json!({ "id": id, "uses": "http/request", "needs": needs,
+            "with": { "url": url, "method": "POST", "body": { "step": id, "who": "{{ input.who }}" } } })
+}
+
+fn events_of(journal: &Value, kind: &str) -> Vec<Value> {
+    journal["events"].as_array().unwrap().iter().map(|e| e["event"].clone()).filter(|e| e["type"] == kind).collect()
+}
+
+async fn killed_mid_step_resumes_without_redoing_work(backend: Backend) {
+    let ws = Workspace::new(backend).await;
+    let sink = Sink::start(&["/slow"]).await;
+    let workflow = json!({
+        "name": "crashy",
+        "steps": [
+            http_step("first", format!("{}/first", sink.base), &[]),
+            http_step("slow", format!("{}/slow", sink.base), &["first"]),
+            http_step("last", format!("{}/last", sink.base), &["slow"])
+        ],
+        "output": { "first": "{{ steps.first.output.body.path }}", "last": "{{ steps.last.output.body.path }}" }
+    });
+    let file = ws.write("crashy.json", &workflow.to_string());
+    let mut child = ws.spawn(&["run", file.to_str().unwrap(), "--input", r#"{"who":"ada"}"#]);
+    wait_until("the slow step to reach the sink", Duration::from_secs(60), || !sink.hits("/slow").is_empty()).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let run = ws.run_ids().remove(0);
+    let before = ws.journal(&run);
+    assert_eq!(before["status"], "running", "the killed run is unfinished");
+
+    let out = ws.run(&["resume", &run]);
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!({ "first": "/first", "last": "/last" }));
+
+    assert_eq!(sink.hits("/first").len(), 1, "a completed step never runs again");
+    assert_eq!(sink.hits("/last").len(), 1);
+    let slow = sink.hits("/slow");
+    assert_eq!(slow.len(), 2, "the interrupted step runs again");
+    assert_eq!(slow[0].idempotency_key, slow[1].idempotency_key, "with the same idempotency key");
+    assert_eq!(slow[0].idempotency_key.as_deref(), Some(format!("{run}:slow:0").as_str()));
+    assert!(slow[1].body.contains(r#""who":"ada""#));
+
+    let journal = ws.journal(&run);
+    assert_eq!(journal["status"], "completed");
+    let failed = events_of(&journal, "step_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["error"]["kind"], "interrupted");
+    let started: Vec<_> = events_of(&journal, "step_started").into_iter().filter(|e| e["step"] == "slow").collect();
+    assert_eq!(started.iter().map(|e| e["attempt"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+
+    let shown = ws.run(&["runs", "show", &run[..13]]);
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("interrupted"), "the timeline shows the interruption:\n{shown}");
+}
+
+async fn killed_mid_sleep_keeps_its_timer(backend: Backend) {
+    let ws = Workspace::new(backend).await;
+    let sink = Sink::start(&[]).await;
+    let workflow = json!({
+        "name": "sleepy",
+        "steps": [
+            http_step("before", format!("{}/before", sink.base), &[]),
+            { "id": "nap", "sleep": "2s", "needs": ["before"] },
+            http_step("after", format!("{}/after", sink.base), &["nap"])
+        ],
+        "output": "{{ steps.after.output.body.path }}"
+    });
+    let file = ws.write("sleepy.json", &workflow.to_string());
+    let mut child = ws.spawn(&["run", file.to_str().unwrap(), "--input", r#"{"who":"bob"}"#]);
+    wait_until("the first step", Duration::from_secs(60), || !sink.hits("/before").is_empty()).await;
+    let run = {
+        let mut run = None;
+        wait_until("the timer to be journaled", Duration::from_secs(30), || {
+            let ids = ws.run_ids();
+            run = ids.first().cloned();
+            run.as_ref().is_some_and(|r| !events_of(&ws.journal(r), "timer_set").is_empty())
+        })
+        .await;
+        run.unwrap()
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(sink.hits("/after").is_empty(), "killed before the sleep ended");
+
+    let out = ws.run(&["resume"]);
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), json!("/after"));
+    assert_eq!(sink.hits("/before").len(), 1, "the step before the sleep ran once");
+    assert_eq!(sink.hits("/after").len(), 1);
+
+    let journal = ws.journal(&run);
+    let set = events_of(&journal, "timer_set");
+    assert_eq!(set.len(), 1, "the timer was set once and survived the restart");
+    assert_eq!(events_of(&journal, "timer_fired").len(), 1);
+    let fired_at = journal["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == "timer_fired").unwrap()["at"].clone();
+    let fire_at = set[0]["fire_at"].as_i64().unwrap();
+    let fired_ms = humantime::parse_rfc3339(fired_at.as_str().unwrap()).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(fired_ms >= fire_at, "the sleep was not cut short by the restart");
+}
