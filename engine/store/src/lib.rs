@@ -21,7 +21,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use journal::StoredEvent;
 pub use runs::{Lease, NewRun, RunRecord};
@@ -151,6 +151,13 @@ impl Store {
             }
             Backend::Postgres => {
                 let options = AnyConnectOptions::from_str(url).map_err(connect_error)?;
+                // One direct attempt first: a refused or unknown server fails at
+                // once instead of after the pool's retries.
+                let probe = tokio::time::timeout(Duration::from_secs(10), sqlx::AnyConnection::connect_with(&options))
+                    .await
+                    .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+                    .map_err(connect_error)?;
+                probe.close().await.ok();
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))

@@ -89,12 +89,20 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 /// Waits until `check` holds, failing after `limit` with `what`.
-pub async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+pub async fn wait_until(what: &str, limit: Duration, check: impl FnMut() -> bool) {
+    assert!(poll_until(limit, check).await, "timed out waiting for {what}");
+}
+
+/// Whether `check` comes to hold within `limit`.
+pub async fn poll_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        if start.elapsed() >= limit {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    true
 }
 
 /// One request the sink saw.

@@ -1,0 +1,178 @@
+//! The `weft` command as a user meets it: exit codes, precise errors on bad
+//! input with nothing half-written, signals and cancellation.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Workspace, text, wait_until};
+use serde_json::{Value, json};
+
+fn wait_workflow() -> String {
+    json!({
+        "name": "approval",
+        "steps": [
+            { "id": "ask", "uses": "transform/echo", "with": { "q": "ok?" } },
+            { "id": "decision", "wait_for_signal": { "name": "approve", "timeout": "5m" }, "needs": ["ask"] }
+        ],
+        "output": "{{ steps.decision.output }}"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn the_example_runs_and_prints_its_output() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/hello.json");
+    let out = ws.run(&["run", example, "--input", r#"{"name":"Ada","n":2}"#, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["status"], "completed");
+    assert_eq!(outcome["output"], json!({ "greeting": "Hello, Ada!", "doubled": 4, "fan_out": [8, 16, 24] }));
+}
+
+#[tokio::test]
+async fn invalid_workflows_list_every_error_and_exit_2() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write(
+        "bad.json",
+        "{\n  \"name\": \"bad\",\n  \"steps\": [\n    { \"id\": \"a\", \"uses\": \"nosuch/thing\" },\n    { \"id\": \"b\", \"uses\": \"transform/echo\", \"needs\": [\"zz\"], \"retries\": 3 }\n  ]\n}\n",
+    );
+    let out = ws.run(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("5:61: $.steps[1].retries: unknown field `retries`"), "{err}");
+    let out = ws.run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let file = ws.write("bad2.json", "{\n  \"name\": \"bad\",\n  \"steps\": [\n    { \"id\": \"a\", \"uses\": \"nosuch/thing\" },\n    { \"id\": \"b\", \"uses\": \"transform/echo\", \"needs\": [\"zz\"] }\n  ]\n}\n");
+    let out = ws.run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad2.json: 2 errors"), "{err}");
+    assert!(err.contains("4:18: $.steps[0].uses: unknown connector `nosuch`"), "{err}");
+    assert!(err.contains("5:54: $.steps[1].needs[0]: unknown step `zz`"), "{err}");
+    assert!(ws.run_ids().is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn missing_input_is_refused_before_anything_is_written() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write(
+        "needs-input.json",
+        &json!({ "name": "n", "input": { "type": "object", "required": ["email"] },
+                 "steps": [ { "id": "a", "uses": "transform/echo", "with": { "to": "{{ input.email }}" } } ] })
+        .to_string(),
+    );
+    let out = ws.run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("\"email\" is a required property"), "{}", text(&out.stderr));
+    let out = ws.run(&["run", file.to_str().unwrap(), "--input", "{not json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--input is not valid JSON"), "{}", text(&out.stderr));
+    assert!(ws.run_ids().is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/hello.json");
+    let out = ws.weft().args(["run", example]).env("WEFT_DB", "postgres://weft:pw@127.0.0.1:1/weft").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot open the database at postgres://weft:***@127.0.0.1:1/weft"), "{err}");
+    let out = ws.weft().args(["runs", "list"]).env("WEFT_DB", "mysql://x").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let connectors = ws.dir.path().join("connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    std::fs::copy(weft_host::guest_component("testkit"), connectors.join("testkit.wasm")).unwrap();
+    let file = ws.write(
+        "trap.json",
+        &json!({ "name": "t", "steps": [
+            { "id": "ok", "uses": "transform/echo" },
+            { "id": "boom", "uses": "testkit/trap", "needs": ["ok"] }
+        ] })
+        .to_string(),
+    );
+    let out = ws.weft().args(["run", file.to_str().unwrap()]).env("WEFT_CONNECTORS_DIR", &connectors).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("step `boom` failed: testkit@0.1.0 `trap` trapped"), "{err}");
+    let run = ws.run_ids().remove(0);
+    assert_eq!(ws.journal(&run)["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_reach_a_waiting_run() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write("approval.json", &wait_workflow());
+    let mut child = ws.spawn(&["run", file.to_str().unwrap(), "--json"]);
+    let mut run = String::new();
+    let waiting = common::poll_until(Duration::from_secs(30), || {
+        let Some(id) = ws.run_ids().first().cloned() else { return false };
+        run = id;
+        ws.journal(&run)["events"].as_array().unwrap().iter().any(|e| e["event"]["step"] == "decision" && e["event"]["type"] == "step_started")
+    })
+    .await;
+    if !waiting {
+        child.kill().ok();
+        let out = child.wait_with_output().unwrap();
+        panic!("the run never waited for its signal\nstderr: {}\njournal: {:#}", text(&out.stderr), ws.journal(&run));
+    }
+    let out = ws.run(&["signal", &run, "approve", r#"{"by":"ada"}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"], json!({ "by": "ada" }));
+    let out = ws.run(&["signal", &run, "approve", "1"]);
+    assert_eq!(out.status.code(), Some(2), "a finished run takes no signal");
+    assert!(text(&out.stderr).contains("has already completed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stops_a_live_run_and_an_orphaned_one() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write("approval.json", &wait_workflow());
+    let child = ws.spawn(&["run", file.to_str().unwrap()]);
+    let mut run = String::new();
+    wait_until("the run to start", Duration::from_secs(30), || {
+        run = ws.run_ids().first().cloned().unwrap_or_default();
+        !run.is_empty()
+    })
+    .await;
+    let out = ws.run(&["cancel", &run]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a cancelled run exits 1");
+    assert!(text(&out.stderr).contains("cancelled"), "{}", text(&out.stderr));
+    assert_eq!(ws.journal(&run)["status"], "cancelled");
+
+    // A run whose process died is cancelled by the cancel command itself.
+    let mut child = ws.spawn(&["run", file.to_str().unwrap()]);
+    let mut second = String::new();
+    wait_until("the second run", Duration::from_secs(30), || {
+        second = ws.run_ids().first().cloned().unwrap_or_default();
+        second != run && !second.is_empty()
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = ws.run(&["cancel", &second]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cancelled"));
+    assert_eq!(ws.journal(&second)["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn schema_prints_the_committed_schema() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let out = ws.run(&["schema"]);
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/schema/workflow.schema.json")).unwrap();
+    assert_eq!(text(&out.stdout), committed);
+}
