@@ -65,10 +65,10 @@ pub struct Uses {
 impl Uses {
     /// Parses `connector[@version]/action`.
     pub fn parse(text: &str) -> Result<Uses, String> {
-        let (connector, action) = text
-            .split_once('/')
-            .filter(|(c, a)| !c.is_empty() && !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| format!("`uses` must look like `connector/action` or `connector@version/action`, got {text:?}"))?;
+        let (connector, action) =
+            text.split_once('/').filter(|(c, a)| !c.is_empty() && !a.is_empty() && !a.contains('/')).ok_or_else(
+                || format!("`uses` must look like `connector/action` or `connector@version/action`, got {text:?}"),
+            )?;
         let (connector, version) = match connector.split_once('@') {
             Some((name, version)) if !name.is_empty() && !version.is_empty() => (name, Some(version.to_string())),
             Some(_) => return Err(format!("`uses` has an empty connector name or version: {text:?}")),

@@ -86,9 +86,9 @@ pub fn render(template: &Value, scope: &Value) -> Result<Value, ExprError> {
             None => Value::String(environment().render_str(text, scope_value(scope)).map_err(|e| error(text, e))?),
         },
         Value::Array(items) => Value::Array(items.iter().map(|v| render(v, scope)).collect::<Result<_, _>>()?),
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| Ok((k.clone(), render(v, scope)?))).collect::<Result<_, ExprError>>()?)
-        }
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| Ok((k.clone(), render(v, scope)?))).collect::<Result<_, ExprError>>()?,
+        ),
         other => other.clone(),
     })
 }

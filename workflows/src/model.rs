@@ -317,7 +317,8 @@ impl<'de> Deserialize<'de> for Duration {
 }
 
 /// The pattern that the schema gives editors; `humantime` decides.
-pub(crate) const DURATION_PATTERN: &str = r"^\s*(\d+\s*(ns|us|ms|s|sec|secs|m|min|mins|h|hr|hrs|hours?|d|days?|w|weeks?)\s*)+$";
+pub(crate) const DURATION_PATTERN: &str =
+    r"^\s*(\d+\s*(ns|us|ms|s|sec|secs|m|min|mins|h|hr|hrs|hours?|d|days?|w|weeks?)\s*)+$";
 
 impl JsonSchema for Duration {
     fn schema_name() -> std::borrow::Cow<'static, str> {

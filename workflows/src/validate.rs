@@ -55,9 +55,10 @@ fn push_error(err: &jsonschema::ValidationError<'_>, instance: &Value, problems:
                 _ => problems.push((path, err.to_string())),
             }
         }
-        Kind::Pattern { pattern } if pattern == crate::model::DURATION_PATTERN => {
-            problems.push((path, format!("{} is not a duration; write e.g. \"250ms\", \"30s\", \"5m\" or \"1h 30m\"", err.instance())))
-        }
+        Kind::Pattern { pattern } if pattern == crate::model::DURATION_PATTERN => problems.push((
+            path,
+            format!("{} is not a duration; write e.g. \"250ms\", \"30s\", \"5m\" or \"1h 30m\"", err.instance()),
+        )),
         _ => problems.push((path, err.to_string())),
     }
 }
@@ -77,7 +78,8 @@ pub(crate) fn structure(doc: &Value) -> Vec<Problem> {
 /// Whether `id` can be written as `steps.<id>` in an expression.
 pub fn is_valid_id(id: &str) -> bool {
     let mut chars = id.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A template found in a step, with where it is and how to read it.
@@ -109,7 +111,9 @@ fn step_templates<'a>(step: &'a Step, path: &JsonPath) -> Vec<TemplateSite<'a>> 
 
 fn collect_strings<'a>(value: &'a Value, path: &JsonPath, out: &mut Vec<TemplateSite<'a>>) {
     match value {
-        Value::String(text) if expr::is_template(text) => out.push(TemplateSite { path: path.clone(), text, bare: false }),
+        Value::String(text) if expr::is_template(text) => {
+            out.push(TemplateSite { path: path.clone(), text, bare: false })
+        }
         Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| collect_strings(v, &path.index(i), out)),
         Value::Object(map) => map.iter().for_each(|(k, v)| collect_strings(v, &path.key(k.clone()), out)),
         _ => {}
@@ -191,9 +195,11 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
         .filter_map(|(name, present)| present.then_some(name))
         .collect();
         match kinds.len() {
-            0 => problems.push((path.clone(), "a step needs one of `uses`, `sleep`, `wait_for_signal` or `workflow`".into())),
+            0 => problems
+                .push((path.clone(), "a step needs one of `uses`, `sleep`, `wait_for_signal` or `workflow`".into())),
             1 => {}
-            _ => problems.push((path.clone(), format!("a step does one thing, but this one has {}", kinds.join(" and ")))),
+            _ => problems
+                .push((path.clone(), format!("a step does one thing, but this one has {}", kinds.join(" and ")))),
         }
         if step.with.is_some() && step.uses.is_none() {
             problems.push((path.key("with"), "`with` is the input of a connector action; it needs `uses`".into()));
@@ -238,7 +244,8 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
         }
 
         for site in step_templates(step, &path) {
-            let in_foreach_scope = step.foreach.is_some() && !site.path.0.ends_with(&[crate::Segment::Key("foreach".into())]);
+            let in_foreach_scope =
+                step.foreach.is_some() && !site.path.0.ends_with(&[crate::Segment::Key("foreach".into())]);
             check_references(&site, &step.id, in_foreach_scope, &index, &known, &mut problems);
         }
 
@@ -323,7 +330,11 @@ fn check_uses(uses: &str, step: &Step, path: &JsonPath, catalog: &Catalog, probl
                 "connector `{}` has no version {version} installed (installed: {})",
                 parsed.connector, other.version
             ),
-            _ => format!("unknown connector `{}`; installed connectors are: {}", parsed.connector, catalog.names().join(", ")),
+            _ => format!(
+                "unknown connector `{}`; installed connectors are: {}",
+                parsed.connector,
+                catalog.names().join(", ")
+            ),
         };
         problems.push((uses_path, message));
         return;
@@ -332,7 +343,12 @@ fn check_uses(uses: &str, step: &Step, path: &JsonPath, catalog: &Catalog, probl
         let actions: Vec<&str> = connector.actions.iter().map(|a| a.name.as_str()).collect();
         problems.push((
             uses_path,
-            format!("connector `{}` has no action `{}`; its actions are: {}", connector.name, parsed.action, actions.join(", ")),
+            format!(
+                "connector `{}` has no action `{}`; its actions are: {}",
+                connector.name,
+                parsed.action,
+                actions.join(", ")
+            ),
         ));
         return;
     };
@@ -356,7 +372,9 @@ fn check_uses(uses: &str, step: &Step, path: &JsonPath, catalog: &Catalog, probl
                 problems.push((full, format!("input for `{uses}`: {message}")));
             }
         }
-        Err(message) => problems.push((uses_path, format!("connector `{}` action `{}`: {message}", connector.name, action.name))),
+        Err(message) => {
+            problems.push((uses_path, format!("connector `{}` action `{}`: {message}", connector.name, action.name)))
+        }
     }
 }
 

@@ -99,7 +99,10 @@ fn structural_errors_name_the_field_and_all_are_listed() {
     let lines: Vec<String> = errors.items.iter().map(|d| d.to_string()).collect();
     assert!(lines.iter().any(|l| l.starts_with("3:3: $.colour: unknown field `colour`")), "{lines:#?}");
     assert!(lines.iter().any(|l| l.starts_with("5:18: $.steps[0].sleep: \"soon\" is not a duration")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.starts_with("5:46: $.steps[0].retry.max_attempts: 0 is less than the minimum of 1")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("5:46: $.steps[0].retry.max_attempts: 0 is less than the minimum of 1")),
+        "{lines:#?}"
+    );
 }
 
 #[test]

@@ -77,14 +77,15 @@ impl Guest for Http {
         if action != "request" {
             return Err(Error::InvalidInput(format!("http has no action `{action}`")));
         }
-        let input: Map<String, Value> =
-            serde_json::from_str(&input).map_err(|e| Error::InvalidInput(format!("input must be a JSON object: {e}")))?;
+        let input: Map<String, Value> = serde_json::from_str(&input)
+            .map_err(|e| Error::InvalidInput(format!("input must be a JSON object: {e}")))?;
         request(&ctx, &input).map(|v| v.to_string())
     }
 }
 
 fn request(ctx: &Context, input: &Map<String, Value>) -> Result<Value, Error> {
-    let url = input.get("url").and_then(Value::as_str).ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
+    let url =
+        input.get("url").and_then(Value::as_str).ok_or_else(|| Error::InvalidInput("`url` is required".into()))?;
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
         (Scheme::Https, rest)
     } else if let Some(rest) = url.strip_prefix("http://") {
@@ -110,7 +111,8 @@ fn request(ctx: &Context, input: &Map<String, Value>) -> Result<Value, Error> {
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(map) = input.get("headers").and_then(Value::as_object) {
         for (name, value) in map {
-            let value = value.as_str().ok_or_else(|| Error::InvalidInput(format!("header `{name}` must be a string")))?;
+            let value =
+                value.as_str().ok_or_else(|| Error::InvalidInput(format!("header `{name}` must be a string")))?;
             headers.push((name.to_ascii_lowercase(), value.as_bytes().to_vec()));
         }
     }
@@ -144,7 +146,8 @@ fn request(ctx: &Context, input: &Map<String, Value>) -> Result<Value, Error> {
     request.set_path_with_query(Some(path)).map_err(|()| Error::InvalidInput(format!("bad path {path:?}")))?;
     let outgoing_body = request.body().map_err(|()| Error::Fatal("request body taken twice".into()))?;
 
-    let pending = outgoing_handler::handle(request, None).map_err(|e| Error::Transient(format!("request refused: {e:?}")))?;
+    let pending =
+        outgoing_handler::handle(request, None).map_err(|e| Error::Transient(format!("request refused: {e:?}")))?;
     {
         let mut stream = outgoing_body.write().map_err(|()| Error::Fatal("body stream taken twice".into()))?;
         if let Some(bytes) = &body {

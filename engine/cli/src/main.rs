@@ -246,7 +246,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
 }
 
 /// Drives a run; on Ctrl-C, stops and says how to continue.
-async fn drive_interruptibly(engine: &Engine, run_id: &str, progress: &mut progress::Progress) -> Result<Outcome, Failure> {
+async fn drive_interruptibly(
+    engine: &Engine,
+    run_id: &str,
+    progress: &mut progress::Progress,
+) -> Result<Outcome, Failure> {
     tokio::select! {
         outcome = engine.drive(run_id, progress) => outcome.map_err(classify),
         _ = tokio::signal::ctrl_c() => {
@@ -286,7 +290,8 @@ fn report(outcome: &Outcome, json: bool) -> Result<u8, Failure> {
 fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
     let (source, text) = match text.strip_prefix('@') {
         Some(path) => {
-            let body = std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}")).map_err(bad)?;
+            let body =
+                std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}")).map_err(bad)?;
             (path.to_string(), body)
         }
         None => (what.to_string(), text.to_string()),
@@ -312,8 +317,11 @@ async fn open_host(cli: &Cli) -> Result<Arc<Host>, Failure> {
     let host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
     host.install_builtins().await.map_err(failed)?;
     if let Some(dir) = &cli.connectors_dir {
-        let entries = std::fs::read_dir(dir).with_context(|| format!("reading --connectors-dir {}", dir.display())).map_err(bad)?;
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("reading --connectors-dir {}", dir.display()))
+            .map_err(bad)?;
+        let mut paths: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
         paths.sort();
         for path in paths {
             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display())).map_err(bad)?;

@@ -68,7 +68,9 @@ impl Progress {
         let multi = self.multi.as_ref()?;
         if !self.bars.contains_key(step) {
             let bar = multi.add(ProgressBar::new_spinner());
-            bar.set_style(ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg}").expect("a valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg}").expect("a valid template"),
+            );
             bar.set_prefix(step.to_string());
             bar.enable_steady_tick(Duration::from_millis(100));
             self.bars.insert(step.to_string(), bar);
@@ -144,7 +146,8 @@ impl Observer for Progress {
             }
             Event::StepFailed { step, attempt, error, retry_at: Some(at), .. } => {
                 let wait = Duration::from_millis((at - self.last_at).max(0) as u64);
-                let message = format!("attempt {attempt} failed ({error}); retrying in {}", humantime::format_duration(wait));
+                let message =
+                    format!("attempt {attempt} failed ({error}); retrying in {}", humantime::format_duration(wait));
                 self.update(step, message, false);
             }
             Event::StepFailed { step, error, retry_at: None, .. } => self.update(step, format!("✗ {error}"), true),

@@ -45,7 +45,7 @@ pub fn list(runs: &[RunRecord], json: bool) {
         eprintln!("no runs yet; start one with `weft run FILE`");
         return;
     }
-    println!("{:<36}  {:<20}  {:<9}  {:<24}  {}", "RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION");
+    println!("{:<36}  {:<20}  {:<9}  {:<24}  DURATION", "RUN", "WORKFLOW", "STATUS", "CREATED");
     for run in runs {
         let took = if run.status == "running" { "-".to_string() } else { duration(run.updated_at - run.created_at) };
         println!(
@@ -72,7 +72,8 @@ struct Row {
 /// Prints a run's timeline, or the run and its raw journal as JSON.
 pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], json: bool) {
     if json {
-        let journal: Vec<Value> = events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
+        let journal: Vec<Value> =
+            events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
         let body = json!({
             "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": run.status,
             "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
@@ -130,11 +131,10 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                 }
             }
             Event::StepCompleted { step, iteration, attempt, output } => {
-                if let Some(row) = rows
-                    .iter_mut()
-                    .rev()
-                    .find(|r| r.step == iteration.map_or(step.clone(), |i| format!("{step}[{i}]")) && r.attempt == attempt.to_string())
-                {
+                if let Some(row) = rows.iter_mut().rev().find(|r| {
+                    r.step == iteration.map_or(step.clone(), |i| format!("{step}[{i}]"))
+                        && r.attempt == attempt.to_string()
+                }) {
                     row.status = "completed".into();
                     row.end = Some(at);
                     row.detail = format!("→ {}", short(&output.to_string(), 60));
@@ -179,7 +179,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         }
     }
     println!();
-    println!("{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  {}", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION", "DETAIL");
+    println!("{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  DETAIL", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION");
     for row in &rows {
         let took = row.end.map_or("-".to_string(), |end| duration(end - row.start));
         println!(

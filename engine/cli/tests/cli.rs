@@ -115,7 +115,11 @@ async fn signals_reach_a_waiting_run() {
     let waiting = common::poll_until(Duration::from_secs(30), || {
         let Some(id) = ws.run_ids().first().cloned() else { return false };
         run = id;
-        ws.journal(&run)["events"].as_array().unwrap().iter().any(|e| e["event"]["step"] == "decision" && e["event"]["type"] == "step_started")
+        ws.journal(&run)["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["step"] == "decision" && e["event"]["type"] == "step_started")
     })
     .await;
     if !waiting {
@@ -173,6 +177,8 @@ async fn schema_prints_the_committed_schema() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let out = ws.run(&["schema"]);
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/schema/workflow.schema.json")).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/schema/workflow.schema.json"))
+            .unwrap();
     assert_eq!(text(&out.stdout), committed);
 }

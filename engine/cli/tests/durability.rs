@@ -120,8 +120,14 @@ async fn killed_mid_sleep_keeps_its_timer(backend: Backend) {
     let set = events_of(&journal, "timer_set");
     assert_eq!(set.len(), 1, "the timer was set once and survived the restart");
     assert_eq!(events_of(&journal, "timer_fired").len(), 1);
-    let fired_at = journal["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == "timer_fired").unwrap()["at"].clone();
+    let fired_at = journal["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == "timer_fired").unwrap()
+        ["at"]
+        .clone();
     let fire_at = set[0]["fire_at"].as_i64().unwrap();
-    let fired_ms = humantime::parse_rfc3339(fired_at.as_str().unwrap()).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let fired_ms = humantime::parse_rfc3339(fired_at.as_str().unwrap())
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     assert!(fired_ms >= fire_at, "the sleep was not cut short by the restart");
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, expr};
+use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, Step, expr};
 
 use crate::event::{Event, Millis, StepError};
 use crate::state::{Iteration, RunState, StepPhase};
@@ -51,9 +51,9 @@ fn settled(definition: &Definition, state: &RunState, i: usize) -> bool {
         StepPhase::Failed(_) => match &definition.workflow.steps[i].on_error {
             OnError::Mode(ErrorMode::Continue) => true,
             OnError::Mode(ErrorMode::Fail) => false,
-            OnError::Handler { handler } => definition
-                .step_index(handler)
-                .is_some_and(|h| matches!(state.steps[h].phase, StepPhase::Completed(_))),
+            OnError::Handler { handler } => {
+                definition.step_index(handler).is_some_and(|h| matches!(state.steps[h].phase, StepPhase::Completed(_)))
+            }
         },
         StepPhase::Pending | StepPhase::Active => false,
     }
@@ -73,7 +73,10 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
     {
         let timeout = definition.workflow.timeout.map(|t| t.to_string()).unwrap_or_default();
         return vec![Event::RunFailed {
-            error: StepError::new(ErrorKind::Timeout, format!("the run did not finish within its timeout of {timeout}")),
+            error: StepError::new(
+                ErrorKind::Timeout,
+                format!("the run did not finish within its timeout of {timeout}"),
+            ),
         }];
     }
     let steps = &definition.workflow.steps;
@@ -82,7 +85,10 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
             && matches!(steps[i].on_error, OnError::Mode(ErrorMode::Fail))
         {
             return vec![Event::RunFailed {
-                error: StepError { message: format!("step `{}` failed: {}", steps[i].id, error.message), ..error.clone() },
+                error: StepError {
+                    message: format!("step `{}` failed: {}", steps[i].id, error.message),
+                    ..error.clone()
+                },
             }];
         }
     }
@@ -140,7 +146,8 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
         }
     }
 
-    let all_others_settled = |except: usize| (0..steps.len()).filter(|&j| j != except).all(|j| settled(definition, state, j));
+    let all_others_settled =
+        |except: usize| (0..steps.len()).filter(|&j| j != except).all(|j| settled(definition, state, j));
     for (i, st) in state.steps.iter().enumerate() {
         if st.phase != StepPhase::Pending {
             continue;
@@ -157,7 +164,9 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
         if !definition.deps[i].iter().all(|&d| settled(definition, state, d)) {
             continue;
         }
-        if let Some(&skipped) = definition.deps[i].iter().find(|&&d| matches!(state.steps[d].phase, StepPhase::Skipped(_))) {
+        if let Some(&skipped) =
+            definition.deps[i].iter().find(|&&d| matches!(state.steps[d].phase, StepPhase::Skipped(_)))
+        {
             events.push(Event::StepSkipped {
                 step: step.id.clone(),
                 reason: format!("it needs `{}`, which was skipped", steps[skipped].id),
@@ -182,7 +191,9 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
         };
         events.push(match output {
             Ok(output) => Event::RunCompleted { output },
-            Err(e) => Event::RunFailed { error: StepError::new(ErrorKind::InvalidInput, format!("the run output: {e}")) },
+            Err(e) => {
+                Event::RunFailed { error: StepError::new(ErrorKind::InvalidInput, format!("the run output: {e}")) }
+            }
         });
     }
     events
@@ -220,7 +231,14 @@ fn schedule(definition: &Definition, state: &RunState, i: usize, _now: Millis) -
 }
 
 /// Starts an attempt: renders the input and, for sleeps, sets the timer.
-fn start(definition: &Definition, state: &RunState, i: usize, iteration: Option<u32>, attempt: u32, now: Millis) -> Vec<Event> {
+fn start(
+    definition: &Definition,
+    state: &RunState,
+    i: usize,
+    iteration: Option<u32>,
+    attempt: u32,
+    now: Millis,
+) -> Vec<Event> {
     let step = &definition.workflow.steps[i];
     let key = idempotency_key(&state.run_id, &step.id, iteration);
     let item = iteration.and_then(|n| state.steps[i].items.as_ref()?.get(n as usize).map(|v| (n, v)));
@@ -324,7 +342,7 @@ pub fn next_wake(state: &RunState) -> Option<Millis> {
 /// fixed and half is drawn from a hash of the key and attempt, so replays and
 /// tests see the same numbers.
 pub fn retry_delay(step: &Step, error: &StepError, attempt: u32, key: &str) -> Option<Millis> {
-    let policy = step.retry.clone().unwrap_or_else(|| RetryPolicy::default());
+    let policy = step.retry.clone().unwrap_or_default();
     let retryable = error.kind.retryable_by_default() && !policy.non_retryable.contains(&error.kind);
     if !retryable || attempt >= policy.max_attempts {
         return None;

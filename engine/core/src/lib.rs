@@ -24,5 +24,5 @@ mod state;
 
 pub use decide::{DEFAULT_CONCURRENCY, idempotency_key, next, next_wake, on_outcome, recover, retry_delay, scope};
 pub use event::{Event, Millis, StepError};
-pub use weft_workflows::ErrorKind;
 pub use state::{Iteration, RunState, RunStatus, Signal, StepPhase, StepState};
+pub use weft_workflows::ErrorKind;

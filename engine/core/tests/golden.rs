@@ -67,7 +67,10 @@ impl Sim {
     }
 
     fn running(&self) -> Vec<String> {
-        self.state.running().map(|(i, it, a, _)| format!("{}[{}]#{a}", self.def.workflow.steps[i].id, it.unwrap_or(0))).collect()
+        self.state
+            .running()
+            .map(|(i, it, a, _)| format!("{}[{}]#{a}", self.def.workflow.steps[i].id, it.unwrap_or(0)))
+            .collect()
     }
 }
 
@@ -178,7 +181,9 @@ fn continue_and_handlers_let_the_run_go_on() {
     sim.settle();
     sim.finish("d", None, Ok(json!("d")));
     let out = sim.finish("a", None, Err(StepError::new(ErrorKind::Fatal, "boom")));
-    assert!(out.iter().any(|e| matches!(e, Event::StepStarted { step, input, .. } if step == "b" && input == &json!({ "why": "boom" }))));
+    assert!(out.iter().any(
+        |e| matches!(e, Event::StepStarted { step, input, .. } if step == "b" && input == &json!({ "why": "boom" }))
+    ));
     sim.finish("b", None, Ok(json!("b")));
     let out = sim.finish("c", None, Err(StepError::new(ErrorKind::Unauthorized, "401")));
     assert!(out.iter().any(|e| matches!(e, Event::StepStarted { step, input, .. } if step == "fix" && input == &json!({ "e": "unauthorized" }))), "{out:?}");
@@ -266,7 +271,9 @@ fn interrupted_attempts_are_retried_with_the_same_key() {
     // The process dies here; a new one replays the journal and recovers.
     let mut state = RunState::replay("r1", &sim.def, &sim.journal);
     let recovered = recover(&sim.def, &state, sim.now);
-    assert!(matches!(&recovered[0], Event::StepFailed { error, retry_at: Some(_), .. } if error.kind == ErrorKind::Interrupted));
+    assert!(
+        matches!(&recovered[0], Event::StepFailed { error, retry_at: Some(_), .. } if error.kind == ErrorKind::Interrupted)
+    );
     for e in &recovered {
         state.apply(&sim.def, e);
     }
@@ -282,7 +289,10 @@ fn cancellation_ends_the_run() {
     assert_eq!(kinds(&sim.settle()), ["run_cancelled"]);
     assert_eq!(sim.state.status, RunStatus::Cancelled);
     let late = sim.state.running().next().map(|r| (r.0, r.2)).unwrap();
-    assert!(on_outcome(&sim.def, &sim.state, late.0, None, late.1, Ok(json!(1)), sim.now).is_empty(), "late results are dropped");
+    assert!(
+        on_outcome(&sim.def, &sim.state, late.0, None, late.1, Ok(json!(1)), sim.now).is_empty(),
+        "late results are dropped"
+    );
 }
 
 #[test]

@@ -39,7 +39,9 @@ impl Cache {
         if path.is_file() {
             match load(engine, &path) {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding an unreadable compiled component"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding an unreadable compiled component")
+                }
             }
         }
         let compiled = engine.precompile_component(bytes).map_err(|e| Error::Compile(e.to_string()))?;
@@ -63,8 +65,11 @@ impl Cache {
 /// a file. A cache that cannot be written only costs speed.
 fn write_atomically(path: &Path, bytes: &[u8]) {
     let Some(parent) = path.parent() else { return };
-    let tmp = parent.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
-    let written = std::fs::create_dir_all(parent).and_then(|()| std::fs::write(&tmp, bytes)).and_then(|()| std::fs::rename(&tmp, path));
+    let tmp =
+        parent.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
+    let written = std::fs::create_dir_all(parent)
+        .and_then(|()| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the component cache");
     }

@@ -35,7 +35,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use weft_workflows::ErrorKind;
@@ -110,7 +112,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: Duration::from_secs(30), memory_bytes: 64 << 20, max_input_bytes: 4 << 20, max_output_bytes: 4 << 20 }
+        Limits {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 64 << 20,
+            max_input_bytes: 4 << 20,
+            max_output_bytes: 4 << 20,
+        }
     }
 }
 
@@ -299,7 +306,8 @@ impl Host {
         if let Some(loaded) = self.connectors.lock().expect("connectors lock").get(&digest) {
             return Ok(loaded.info.clone());
         }
-        let cached = self.cache.as_ref().and_then(|c| c.manifest(&digest)).and_then(|json| serde_json::from_str(&json).ok());
+        let cached =
+            self.cache.as_ref().and_then(|c| c.manifest(&digest)).and_then(|json| serde_json::from_str(&json).ok());
         let placeholder = Manifest {
             name: String::new(),
             version: String::new(),
@@ -335,8 +343,9 @@ impl Host {
 
     /// Every installed connector.
     pub fn connectors(&self) -> Vec<ConnectorInfo> {
-        let mut all: Vec<ConnectorInfo> = self.connectors.lock().expect("connectors lock").values().map(|l| l.info.clone()).collect();
-        all.sort_by(|a, b| a.key().cmp(&b.key()));
+        let mut all: Vec<ConnectorInfo> =
+            self.connectors.lock().expect("connectors lock").values().map(|l| l.info.clone()).collect();
+        all.sort_by_key(ConnectorInfo::key);
         all
     }
 
@@ -359,11 +368,14 @@ impl Host {
                 let bytes = loaded.bytes.clone();
                 let component = tokio::task::spawn_blocking(move || match &cache {
                     Some(cache) => cache.component(&engine, &digest, &bytes),
-                    None => wasmtime::component::Component::new(&engine, &bytes).map_err(|e| Error::Compile(e.to_string())),
+                    None => {
+                        wasmtime::component::Component::new(&engine, &bytes).map_err(|e| Error::Compile(e.to_string()))
+                    }
                 })
                 .await
                 .map_err(|e| Error::Compile(e.to_string()))??;
-                let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| Error::Link(format!("{e:#}")))?;
+                let instance_pre =
+                    self.linker.instantiate_pre(&component).map_err(|e| Error::Link(format!("{e:#}")))?;
                 bindings::ConnectorPre::new(instance_pre).map_err(|e| Error::Link(format!("{e:#}")))
             })
             .await
@@ -437,19 +449,20 @@ impl Host {
         input: &Value,
         timeout: Option<Duration>,
     ) -> Result<Value, CallError> {
-        let loaded = self
-            .connectors
-            .lock()
-            .expect("connectors lock")
-            .get(digest)
-            .cloned()
-            .ok_or_else(|| CallError::new(ErrorKind::Fatal, Error::UnknownDigest(digest.to_string()).to_string()))?;
+        let loaded =
+            self.connectors.lock().expect("connectors lock").get(digest).cloned().ok_or_else(|| {
+                CallError::new(ErrorKind::Fatal, Error::UnknownDigest(digest.to_string()).to_string())
+            })?;
         let name = loaded.info.key();
         let input_text = input.to_string();
         if input_text.len() > self.limits.max_input_bytes {
             return Err(CallError::new(
                 ErrorKind::InvalidInput,
-                format!("the input is {} bytes, over the request limit of {} bytes", input_text.len(), self.limits.max_input_bytes),
+                format!(
+                    "the input is {} bytes, over the request limit of {} bytes",
+                    input_text.len(),
+                    self.limits.max_input_bytes
+                ),
             ));
         }
         let pre = self.pre(&loaded).await.map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name}: {e}")))?;
@@ -469,8 +482,12 @@ impl Host {
         let span = tracing::debug_span!("connector.invoke", connector = %name, action, step_id = %ctx.step_id, run_id = %ctx.run_id);
         let _enter = span.enter();
         let outcome = tokio::time::timeout(deadline, call).await;
-        let deadline_error =
-            || CallError::new(ErrorKind::Timeout, format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)));
+        let deadline_error = || {
+            CallError::new(
+                ErrorKind::Timeout,
+                format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)),
+            )
+        };
         let result = match outcome {
             Err(_) => return Err(deadline_error()),
             Ok(Err(trap)) => return Err(self.classify_trap(&name, action, deadline, &trap)),
@@ -488,8 +505,9 @@ impl Host {
                         ),
                     ));
                 }
-                serde_json::from_str(&output)
-                    .map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name} `{action}` returned output that is not JSON: {e}")))
+                serde_json::from_str(&output).map_err(|e| {
+                    CallError::new(ErrorKind::Fatal, format!("{name} `{action}` returned output that is not JSON: {e}"))
+                })
             }
             Err(error) => Err(match error {
                 wit::Error::InvalidInput(m) => CallError::new(ErrorKind::InvalidInput, m),
@@ -506,7 +524,10 @@ impl Host {
     fn classify_trap(&self, name: &str, action: &str, deadline: Duration, error: &wasmtime::Error) -> CallError {
         let text = format!("{error:#}");
         if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
-            return CallError::new(ErrorKind::Timeout, format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)));
+            return CallError::new(
+                ErrorKind::Timeout,
+                format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)),
+            );
         }
         if text.contains("forcing trap when growing memory") || text.contains("memory allocation failed") {
             return CallError::new(
@@ -515,7 +536,10 @@ impl Host {
             );
         }
         if text.contains("maximum concurrent") || text.contains("pooling allocator") {
-            return CallError::new(ErrorKind::Transient, format!("{name} `{action}`: the host is at its instance limit: {text}"));
+            return CallError::new(
+                ErrorKind::Transient,
+                format!("{name} `{action}`: the host is at its instance limit: {text}"),
+            );
         }
         let first = text.lines().next().unwrap_or("trap");
         CallError::new(ErrorKind::Trap, format!("{name} `{action}` trapped: {first}"))
@@ -523,5 +547,5 @@ impl Host {
 }
 
 fn humanize(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+    if d.as_millis().is_multiple_of(1000) { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }

@@ -33,7 +33,10 @@ async fn builtins_describe_and_run_actions() {
     assert!(host.resolve("http", None).is_some());
     let out = host.invoke(&transform.digest, &ctx(), "double", &json!({ "value": 21 }), None).await.unwrap();
     assert_eq!(out, json!({ "value": 42 }));
-    let err = host.invoke(&transform.digest, &ctx(), "fail", &json!({ "kind": "rate-limited", "retry_after_ms": 250 }), None).await.unwrap_err();
+    let err = host
+        .invoke(&transform.digest, &ctx(), "fail", &json!({ "kind": "rate-limited", "retry_after_ms": 250 }), None)
+        .await
+        .unwrap_err();
     assert_eq!((err.kind, err.retry_after_ms), (ErrorKind::RateLimited, Some(250)));
     let err = host.invoke(&transform.digest, &ctx(), "nope", &json!({}), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
@@ -104,7 +107,10 @@ async fn http_sends_the_idempotency_key_and_maps_statuses() {
     let (host, _) = host_with_testkit(Limits::default()).await;
     let http = host.resolve("http", None).unwrap();
     let (url, server) = one_shot_server(200).await;
-    let out = host.invoke(&http.digest, &ctx(), "request", &json!({ "url": url, "headers": { "x-a": "b" } }), None).await.unwrap();
+    let out = host
+        .invoke(&http.digest, &ctx(), "request", &json!({ "url": url, "headers": { "x-a": "b" } }), None)
+        .await
+        .unwrap();
     assert_eq!(out["status"], 200);
     assert_eq!(out["body"], json!({ "ok": true }));
     let head = server.await.unwrap().to_lowercase();
@@ -116,7 +122,8 @@ async fn http_sends_the_idempotency_key_and_maps_statuses() {
     let err = host.invoke(&http.digest, &ctx(), "request", &json!({ "url": url }), None).await.unwrap_err();
     assert_eq!((err.kind, err.retry_after_ms), (ErrorKind::RateLimited, Some(2000)));
 
-    let err = host.invoke(&http.digest, &ctx(), "request", &json!({ "url": "http://127.0.0.1:1/" }), None).await.unwrap_err();
+    let err =
+        host.invoke(&http.digest, &ctx(), "request", &json!({ "url": "http://127.0.0.1:1/" }), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Transient, "a refused connection is retryable: {err}");
 }
 
@@ -128,9 +135,8 @@ async fn a_second_host_reuses_compiled_components() {
     first.install_builtins().await.unwrap();
     let transform = first.resolve("transform", None).unwrap();
     first.invoke(&transform.digest, &ctx(), "echo", &json!(1), None).await.unwrap();
-    let artifacts = |ext: &str| {
-        walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>()
-    };
+    let artifacts =
+        |ext: &str| walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>();
     let compiled = artifacts(".cwasm");
     assert_eq!(compiled.len(), 2, "both built-ins compiled once: {compiled:?}");
     let stamps: Vec<_> = compiled.iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();

@@ -85,7 +85,11 @@ impl Engine {
             if let Some((key, digest)) = &digest
                 && !self.host.connectors().iter().any(|c| &c.digest == digest)
             {
-                return Err(Error::PinnedConnectorMissing { run: run.id.clone(), connector: key.clone(), digest: digest.clone() });
+                return Err(Error::PinnedConnectorMissing {
+                    run: run.id.clone(),
+                    connector: key.clone(),
+                    digest: digest.clone(),
+                });
             }
             digests.push(digest.map(|(_, d)| d));
         }
@@ -110,7 +114,8 @@ impl Drive<'_> {
                 break;
             }
             for (step, iteration, attempt, input) in self.state.running() {
-                if self.definition.workflow.steps[step].uses.is_none() || started.contains(&(step, iteration, attempt)) {
+                if self.definition.workflow.steps[step].uses.is_none() || started.contains(&(step, iteration, attempt))
+                {
                     continue;
                 }
                 started.push((step, iteration, attempt));
@@ -219,7 +224,13 @@ impl Drive<'_> {
     }
 
     /// The future that performs one connector call.
-    fn call(&self, step: usize, iteration: Option<u32>, attempt: u32, input: Value) -> impl Future<Output = Finished> + Send + 'static {
+    fn call(
+        &self,
+        step: usize,
+        iteration: Option<u32>,
+        attempt: u32,
+        input: Value,
+    ) -> impl Future<Output = Finished> + Send + 'static {
         let host = self.engine.host.clone();
         let spec = &self.definition.workflow.steps[step];
         let action = spec.uses.as_deref().and_then(|u| Uses::parse(u).ok()).map(|u| u.action).unwrap_or_default();
@@ -235,7 +246,9 @@ impl Drive<'_> {
         async move {
             let result = match digest {
                 Some(digest) => host.invoke(&digest, &ctx, &action, &input, timeout).await.map_err(step_error),
-                None => Err(StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id))),
+                None => {
+                    Err(StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id)))
+                }
             };
             Finished { step, iteration, attempt, result }
         }

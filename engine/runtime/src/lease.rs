@@ -35,15 +35,11 @@ impl Engine {
         let until = now_ms() + self.config.lease_ttl.as_millis() as i64;
         match self.store.acquire_lease(run_id, &self.owner, until, None).await? {
             Lease::Acquired => Ok(()),
-            Lease::HeldBy { owner, until: held } if is_dead_local(&owner) => {
+            Lease::HeldBy { owner, .. } if is_dead_local(&owner) => {
                 match self.store.acquire_lease(run_id, &self.owner, until, Some(&owner)).await? {
                     Lease::Acquired => Ok(()),
                     Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
                 }
-                .map_err(|e| {
-                    tracing::debug!(%owner, held, "lease takeover failed");
-                    e
-                })
             }
             Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
         }

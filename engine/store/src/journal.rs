@@ -74,8 +74,10 @@ impl Store {
             .map(|row| {
                 let seq: i64 = row.get(0);
                 let body: String = row.get(2);
-                let event = serde_json::from_str(&body)
-                    .map_err(|e| Error::Corrupt { what: format!("event {seq} of run {run_id}"), message: e.to_string() })?;
+                let event = serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+                    what: format!("event {seq} of run {run_id}"),
+                    message: e.to_string(),
+                })?;
                 Ok(StoredEvent { seq, at: row.get(1), event })
             })
             .collect()
@@ -92,16 +94,18 @@ pub(crate) async fn insert_events(
 ) -> Result<()> {
     for (n, event) in events.iter().enumerate() {
         let body = serde_json::to_string(event).expect("events serialize");
-        sqlx::query("INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(run_id)
-            .bind(last + 1 + n as i64)
-            .bind(tenant)
-            .bind(event.kind())
-            .bind(event.step())
-            .bind(body)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(run_id)
+        .bind(last + 1 + n as i64)
+        .bind(tenant)
+        .bind(event.kind())
+        .bind(event.step())
+        .bind(body)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -116,8 +120,12 @@ pub(crate) async fn update_summary(
 ) -> Result<()> {
     let terminal = events.iter().rev().find_map(|event| match event {
         Event::RunCompleted { output } => Some(("completed", Some(output.to_string()), None)),
-        Event::RunFailed { error } => Some(("failed", None, Some(serde_json::to_string(error).expect("errors serialize")))),
-        Event::RunCancelled { reason } => Some(("cancelled", None, Some(serde_json::json!({ "kind": "cancelled", "message": reason }).to_string()))),
+        Event::RunFailed { error } => {
+            Some(("failed", None, Some(serde_json::to_string(error).expect("errors serialize"))))
+        }
+        Event::RunCancelled { reason } => {
+            Some(("cancelled", None, Some(serde_json::json!({ "kind": "cancelled", "message": reason }).to_string())))
+        }
         _ => None,
     });
     match terminal {

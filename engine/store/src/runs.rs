@@ -135,14 +135,17 @@ impl Store {
 
     /// The tenant's most recent runs, newest first.
     pub async fn list_runs(&self, tenant: &str, limit: i64) -> Result<Vec<RunRecord>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(run_record).collect())
     }
 
     /// The tenant's runs that have not finished, oldest first.
     pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' ORDER BY created_at, id"
+        );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.pool).await?;
         Ok(rows.iter().map(run_record).collect())
     }
@@ -150,7 +153,13 @@ impl Store {
     /// Takes the run's lease for `owner` until `until` (ms) if it is free,
     /// expired, already ours, or held by `steal_from` (a holder known to be
     /// dead).
-    pub async fn acquire_lease(&self, run_id: &str, owner: &str, until: i64, steal_from: Option<&str>) -> Result<Lease> {
+    pub async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        until: i64,
+        steal_from: Option<&str>,
+    ) -> Result<Lease> {
         let updated = sqlx::query(
             "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND status = 'running' AND \
              (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)",

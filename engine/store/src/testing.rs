@@ -97,14 +97,21 @@ fn start_cluster() -> String {
     std::fs::create_dir_all(&dir).expect("creating the test cluster directory");
     if root {
         let ok = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().is_ok_and(|s| s.success());
-        assert!(ok, "chown postgres {}: is there a `postgres` user? Install Postgres with `{POSTGRES_INSTALL}`", dir.display());
+        assert!(
+            ok,
+            "chown postgres {}: is there a `postgres` user? Install Postgres with `{POSTGRES_INSTALL}`",
+            dir.display()
+        );
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let d = dir.display();
     let data = dir.join("data");
     let data = data.display();
     let init = run_as_postgres(
-        &format!("'{}' -D '{data}' -U postgres --auth=trust -E UTF8 --no-sync >'{d}/initdb.log' 2>&1", initdb.display()),
+        &format!(
+            "'{}' -D '{data}' -U postgres --auth=trust -E UTF8 --no-sync >'{d}/initdb.log' 2>&1",
+            initdb.display()
+        ),
         root,
     );
     assert!(init.status.success(), "initdb failed; see {d}/initdb.log");
@@ -116,7 +123,11 @@ fn start_cluster() -> String {
         ),
         root,
     );
-    assert!(start.status.success(), "starting the test Postgres failed: {}; see {d}/log", String::from_utf8_lossy(&start.stderr));
+    assert!(
+        start.status.success(),
+        "starting the test Postgres failed: {}; see {d}/log",
+        String::from_utf8_lossy(&start.stderr)
+    );
     // Stop the cluster and remove it when this test process exits, however it exits.
     let watchdog = format!(
         "while [ -d /proc/{pid} ]; do sleep 1; done; '{pg_ctl}' -D '{data}' stop -m immediate >/dev/null 2>&1; rm -rf '{d}'",
@@ -133,6 +144,8 @@ fn start_cluster() -> String {
         c
     };
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    // Deliberately not waited on: the watchdog must outlive this process.
+    #[allow(clippy::zombie_processes)]
     cmd.spawn().expect("starting the test cluster's watchdog");
     format!("postgres://postgres@127.0.0.1:{port}")
 }

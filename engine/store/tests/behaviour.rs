@@ -25,7 +25,14 @@ macro_rules! both_stores {
     };
 }
 
-both_stores!(journal_round_trips_in_order, summary_follows_the_journal, concurrent_writers_are_detected, runs_are_found_by_prefix, leases_exclude_other_drivers, connect_errors_are_clear);
+both_stores!(
+    journal_round_trips_in_order,
+    summary_follows_the_journal,
+    concurrent_writers_are_detected,
+    runs_are_found_by_prefix,
+    leases_exclude_other_drivers,
+    connect_errors_are_clear
+);
 
 async fn new_run(store: &Store, id: &str) {
     store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.unwrap();
@@ -51,7 +58,10 @@ async fn new_run(store: &Store, id: &str) {
 async fn journal_round_trips_in_order(store: Store) {
     new_run(&store, "run-a").await;
     let first = store
-        .append("run-a", &[Event::StepScheduled { step: "s".into(), items: None }, Event::TimerSet { step: "s".into(), fire_at: 5 }])
+        .append(
+            "run-a",
+            &[Event::StepScheduled { step: "s".into(), items: None }, Event::TimerSet { step: "s".into(), fire_at: 5 }],
+        )
         .await
         .unwrap();
     assert_eq!(first, 2);
@@ -122,13 +132,26 @@ async fn leases_exclude_other_drivers(store: Store) {
     let later = now_ms() + 60_000;
     assert_eq!(store.acquire_lease("run-e", "host:1", later, None).await.unwrap(), Lease::Acquired);
     assert_eq!(store.acquire_lease("run-e", "host:1", later, None).await.unwrap(), Lease::Acquired, "renewal");
-    assert!(matches!(store.acquire_lease("run-e", "host:2", later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1"));
-    assert_eq!(store.acquire_lease("run-e", "host:2", later, Some("host:1")).await.unwrap(), Lease::Acquired, "a dead holder's lease is taken");
+    assert!(
+        matches!(store.acquire_lease("run-e", "host:2", later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1")
+    );
+    assert_eq!(
+        store.acquire_lease("run-e", "host:2", later, Some("host:1")).await.unwrap(),
+        Lease::Acquired,
+        "a dead holder's lease is taken"
+    );
     store.release_lease("run-e", "host:2").await.unwrap();
     assert_eq!(store.acquire_lease("run-e", "host:3", now_ms() - 1, None).await.unwrap(), Lease::Acquired);
-    assert_eq!(store.acquire_lease("run-e", "host:4", later, None).await.unwrap(), Lease::Acquired, "an expired lease is free");
+    assert_eq!(
+        store.acquire_lease("run-e", "host:4", later, None).await.unwrap(),
+        Lease::Acquired,
+        "an expired lease is free"
+    );
     store.append("run-e", &[Event::RunCancelled { reason: "x".into() }]).await.unwrap();
-    assert!(matches!(store.acquire_lease("run-e", "host:4", later, None).await.unwrap(), Lease::HeldBy { .. }), "finished runs take no lease");
+    assert!(
+        matches!(store.acquire_lease("run-e", "host:4", later, None).await.unwrap(), Lease::HeldBy { .. }),
+        "finished runs take no lease"
+    );
 }
 
 async fn connect_errors_are_clear(_store: Store) {

@@ -150,7 +150,11 @@ impl Sink {
     }
 }
 
-async fn serve(mut socket: tokio::net::TcpStream, record: Arc<Mutex<Vec<Seen>>>, hang: Arc<Mutex<HashMap<String, bool>>>) {
+async fn serve(
+    mut socket: tokio::net::TcpStream,
+    record: Arc<Mutex<Vec<Seen>>>,
+    hang: Arc<Mutex<HashMap<String, bool>>>,
+) {
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     let head_end = loop {
