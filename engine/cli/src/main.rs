@@ -5,6 +5,7 @@
 //! failed while running it); 2 bad input (a workflow file, a run input, a
 //! database URL, a run id).
 
+mod bench;
 mod progress;
 mod timeline;
 
@@ -78,6 +79,30 @@ enum Command {
         /// Its payload: JSON text, or @FILE.
         #[arg(default_value = "null")]
         payload: String,
+    },
+    /// Benchmark W1 (ten sequential wasm steps) on SQLite and Postgres, next
+    /// to the single-row commit floor measured in the same run. Durable
+    /// settings: SQLite WAL with synchronous=FULL; Postgres with fsync on.
+    Bench {
+        /// Stores to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        stores: Vec<String>,
+        /// A Postgres server to use (postgres://user@host:port); by default a
+        /// throwaway cluster with fsync on is started.
+        #[arg(long, env = "WEFT_BENCH_POSTGRES")]
+        postgres: Option<String>,
+        /// Warm-up runs before the sequential measurement.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Measured sequential runs.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        /// Seconds per throughput level.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Runs in flight for the throughput levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        concurrency: Vec<usize>,
     },
     /// Cancel a run.
     Cancel {
@@ -227,6 +252,32 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 "cancelled" => eprintln!("run {} cancelled", run.id),
                 _ => eprintln!("cancellation of run {} requested; the process driving it will stop it", run.id),
             }
+            Ok(0)
+        }
+        Command::Bench { stores, postgres, warmup, runs, seconds, concurrency } => {
+            let host = open_host(&cli).await?;
+            let settings =
+                bench::Settings { warmup: *warmup, runs: *runs, seconds: *seconds, concurrency: concurrency.clone() };
+            let scratch = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
+            let mut reports = Vec::new();
+            for store in stores {
+                let url = match store.as_str() {
+                    "sqlite" => format!("sqlite://{}", scratch.join("bench.db").display()),
+                    "postgres" => {
+                        let server = match postgres {
+                            Some(url) => url.clone(),
+                            None => tokio::task::spawn_blocking(weft_store::testing::durable_server)
+                                .await
+                                .map_err(failed)?,
+                        };
+                        weft_store::testing::fresh_database(&server).await
+                    }
+                    other => return Err(bad(anyhow::anyhow!("unknown store `{other}`; use sqlite and/or postgres"))),
+                };
+                reports.push(bench::measure(store, &url, host.clone(), &settings).await.map_err(failed)?);
+            }
+            let _ = std::fs::remove_dir_all(&scratch);
+            bench::print(&reports);
             Ok(0)
         }
         Command::Runs(RunsCommand::List { limit, json }) => {

@@ -43,6 +43,8 @@ struct Drive<'a> {
     known: i64,
     /// For each step, the digest of the connector it is pinned to.
     digests: Vec<Option<String>>,
+    /// Events applied to `state` but not yet committed.
+    staged: Vec<Event>,
     observer: &'a mut dyn Observer,
 }
 
@@ -52,11 +54,16 @@ impl Engine {
     /// interrupted and retried with the same idempotency key.
     pub async fn drive(&self, run_id: &str, observer: &mut dyn Observer) -> Result<Outcome> {
         let run = self.store.find_run(run_id).await?;
-        if run.status == "running" {
+        let ours_for_a_while = run.lease_owner.as_deref() == Some(self.owner.as_str())
+            && run.lease_until.unwrap_or(0) > now_ms() + self.config.lease_ttl.as_millis() as i64 / 2;
+        if run.status == "running" && !ours_for_a_while {
             self.take_lease(&run.id).await?;
         }
         let result = self.drive_leased(run, observer).await;
-        self.release_lease(run_id).await;
+        // A finished run's last commit already cleared its lease.
+        if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
+            self.release_lease(run_id).await;
+        }
         result
     }
 
@@ -94,7 +101,7 @@ impl Engine {
             digests.push(digest.map(|(_, d)| d));
         }
         let known = events.last().map_or(0, |e| e.seq);
-        let mut drive = Drive { engine: self, run, definition, state, known, digests, observer };
+        let mut drive = Drive { engine: self, run, definition, state, known, digests, staged: Vec::new(), observer };
         drive.run_to_end().await
     }
 }
@@ -102,7 +109,7 @@ impl Engine {
 impl Drive<'_> {
     async fn run_to_end(&mut self) -> Result<Outcome> {
         let recovered = recover(&self.definition, &self.state, now_ms());
-        self.commit(recovered).await?;
+        self.stage(recovered);
         let mut in_flight: JoinSet<Finished> = JoinSet::new();
         let mut started: Vec<(usize, Option<u32>, u32)> = Vec::new();
         let poll = self.engine.config.poll_interval;
@@ -133,7 +140,7 @@ impl Drive<'_> {
                     });
                     if finished.step != usize::MAX {
                         let events = on_outcome(&self.definition, &self.state, finished.step, finished.iteration, finished.attempt, finished.result, now_ms());
-                        self.commit(events).await?;
+                        self.stage(events);
                     }
                 }
                 _ = tokio::time::sleep(wait) => {
@@ -156,29 +163,28 @@ impl Drive<'_> {
         })
     }
 
-    /// Applies what `next` says until it says nothing, committing it all in
-    /// one transaction.
+    /// Applies what `next` says until it says nothing, and commits it with
+    /// whatever was staged (a result, a recovery) in one transaction: a step's
+    /// completion and the start of the steps that need it are durable together,
+    /// before those steps are called.
     async fn settle(&mut self) -> Result<()> {
-        let mut batch = Vec::new();
         loop {
             let events = next(&self.definition, &self.state, now_ms());
             if events.is_empty() {
                 break;
             }
-            for event in &events {
-                self.state.apply(&self.definition, event);
-            }
-            batch.extend(events);
+            self.stage(events);
         }
+        let batch = std::mem::take(&mut self.staged);
         self.append(batch).await
     }
 
-    /// Applies and commits events decided outside `settle`.
-    async fn commit(&mut self, events: Vec<Event>) -> Result<()> {
+    /// Applies events to the state; `settle` commits them.
+    fn stage(&mut self, events: Vec<Event>) {
         for event in &events {
             self.state.apply(&self.definition, event);
         }
-        self.append(events).await
+        self.staged.extend(events);
     }
 
     /// Writes events that `state` already includes. When someone else wrote

@@ -131,12 +131,14 @@ pub struct Engine {
     host: Arc<Host>,
     config: EngineConfig,
     owner: String,
+    /// Workflow versions this engine has already stored (they are immutable).
+    stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Engine {
     /// An engine over a store and a host with its connectors installed.
     pub fn new(store: Store, host: Arc<Host>, config: EngineConfig) -> Engine {
-        Engine { store, host, config, owner: lease::owner_id() }
+        Engine { store, host, config, owner: lease::owner_id(), stored: Default::default() }
     }
 
     /// The store.
@@ -164,8 +166,12 @@ impl Engine {
             connectors.insert(info.key(), info.digest);
         }
         let tenant = &self.config.tenant;
-        let text = serde_json::to_string(&definition.workflow).expect("workflows serialize");
-        self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text).await?;
+        let stored = self.stored.lock().expect("stored lock").contains(&definition.hash);
+        if !stored {
+            let text = serde_json::to_string(&definition.workflow).expect("workflows serialize");
+            self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text).await?;
+            self.stored.lock().expect("stored lock").insert(definition.hash.clone());
+        }
         let run_id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
         let started = Event::RunStarted {

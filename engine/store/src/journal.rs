@@ -43,23 +43,39 @@ impl Store {
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
 
-    /// Appends events to a run's journal in one transaction and updates the
-    /// run's summary. Returns the seq of the first appended event; when it is
-    /// not `known + 1`, someone else (a signal, a cancel) wrote in between.
+    /// Appends events to a run's journal and updates the run's summary,
+    /// atomically. Appends from every run in this process are group-committed:
+    /// whatever is queued while a transaction commits goes into the next one,
+    /// so many checkpoints share one fsync. Returns the seq of the first
+    /// appended event; when it is not `known + 1`, someone else (a signal, a
+    /// cancel) wrote in between.
     pub async fn append(&self, run_id: &str, events: &[Event]) -> Result<i64> {
-        let mut tx = self.begin_write().await?;
-        let sql = format!("SELECT tenant_id, last_seq FROM runs WHERE id = $1{}", self.for_update());
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
-        let tenant: String = row.get(0);
-        let last: i64 = row.get(1);
+        self.committer.append(run_id, events.to_vec()).await
+    }
+
+    /// Appends within an open write transaction; see [`Store::append`].
+    /// Reserving the seqs is one `UPDATE … RETURNING`, which also takes the
+    /// run's row lock; the events go in with one multi-row INSERT.
+    pub(crate) async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        run_id: &str,
+        events: &[Event],
+    ) -> Result<i64> {
         let now = now_ms();
-        insert_events(&mut tx, &tenant, run_id, last, events, now).await?;
-        update_summary(&mut tx, run_id, last + events.len() as i64, events, now).await?;
-        tx.commit().await?;
+        let row = sqlx::query(
+            "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2 WHERE id = $3 RETURNING tenant_id, last_seq",
+        )
+        .bind(events.len() as i64)
+        .bind(now)
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
+        let tenant: String = row.get(0);
+        let last = row.get::<i64, _>(1) - events.len() as i64;
+        insert_events(tx, &tenant, run_id, last, events, now).await?;
+        finish_if_terminal(tx, run_id, events).await?;
         Ok(last + 1)
     }
 
@@ -84,6 +100,9 @@ impl Store {
     }
 }
 
+/// Rows per INSERT statement (7 parameters each, well under every backend's limit).
+const ROWS_PER_INSERT: usize = 100;
+
 pub(crate) async fn insert_events(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     tenant: &str,
@@ -92,31 +111,47 @@ pub(crate) async fn insert_events(
     events: &[Event],
     now: i64,
 ) -> Result<()> {
-    for (n, event) in events.iter().enumerate() {
-        let body = serde_json::to_string(event).expect("events serialize");
-        sqlx::query(
-            "INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(run_id)
-        .bind(last + 1 + n as i64)
-        .bind(tenant)
-        .bind(event.kind())
-        .bind(event.step())
-        .bind(body)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    for (chunk_no, chunk) in events.chunks(ROWS_PER_INSERT).enumerate() {
+        let mut sql = String::from("INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES ");
+        for row in 0..chunk.len() {
+            let p = row * 7;
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            ));
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (n, event) in chunk.iter().enumerate() {
+            let seq = last + 1 + (chunk_no * ROWS_PER_INSERT + n) as i64;
+            query = query
+                .bind(run_id)
+                .bind(seq)
+                .bind(tenant)
+                .bind(event.kind())
+                .bind(event.step())
+                .bind(serde_json::to_string(event).expect("events serialize"))
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Keeps the run row's status, output and error in step with its journal.
-pub(crate) async fn update_summary(
+/// Records a run's end (status, output or error, lease released) when the
+/// events hold it.
+pub(crate) async fn finish_if_terminal(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     run_id: &str,
-    last_seq: i64,
     events: &[Event],
-    now: i64,
 ) -> Result<()> {
     let terminal = events.iter().rev().find_map(|event| match event {
         Event::RunCompleted { output } => Some(("completed", Some(output.to_string()), None)),
@@ -128,29 +163,16 @@ pub(crate) async fn update_summary(
         }
         _ => None,
     });
-    match terminal {
-        Some((status, output, error)) => {
-            sqlx::query(
-                "UPDATE runs SET last_seq = $1, updated_at = $2, status = $3, output = $4, error = $5, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $6",
-            )
-            .bind(last_seq)
-            .bind(now)
-            .bind(status)
-            .bind(output)
-            .bind(error)
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await?
-        }
-        None => {
-            sqlx::query("UPDATE runs SET last_seq = $1, updated_at = $2 WHERE id = $3")
-                .bind(last_seq)
-                .bind(now)
-                .bind(run_id)
-                .execute(&mut **tx)
-                .await?
-        }
-    };
+    if let Some((status, output, error)) = terminal {
+        sqlx::query(
+            "UPDATE runs SET status = $1, output = $2, error = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4",
+        )
+        .bind(status)
+        .bind(output)
+        .bind(error)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }

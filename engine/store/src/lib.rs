@@ -13,6 +13,8 @@
 //! # Ok(()) }
 //! ```
 
+mod commit;
+mod floor;
 mod journal;
 mod runs;
 pub mod testing;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
+pub use floor::Floor;
 pub use journal::StoredEvent;
 pub use runs::{Lease, NewRun, RunRecord};
 
@@ -60,6 +63,12 @@ pub enum Error {
     /// No run has that id (or id prefix).
     #[error("no run matches {0:?}")]
     RunNotFound(String),
+    /// The transaction that held this append (with others) failed; none of it was written.
+    #[error("the group commit that held this append failed: {0}")]
+    GroupCommit(String),
+    /// The store's writer task has stopped (the runtime is shutting down).
+    #[error("the store is closed")]
+    Closed,
     /// More than one run starts with that prefix.
     #[error("{prefix:?} matches several runs ({candidates}); give more characters")]
     AmbiguousRun {
@@ -82,11 +91,13 @@ pub enum Backend {
     Postgres,
 }
 
-/// A connection pool to the store, with its schema migrated.
+/// A connection pool to the store, with its schema migrated, and the task
+/// that group-commits journal appends.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    committer: commit::Committer,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -170,7 +181,8 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let committer = commit::Committer::start(Store { pool: pool.clone(), backend, committer: dead_committer() });
+        Ok(Store { pool, backend, committer })
     }
 
     /// Which database this is.
@@ -184,25 +196,33 @@ impl Store {
     }
 
     /// Begins a write transaction that serializes with other writers of the
-    /// same run: `BEGIN IMMEDIATE` on SQLite (row locks come from `FOR UPDATE`
-    /// on Postgres).
+    /// same run: `BEGIN IMMEDIATE` on SQLite; on Postgres the `UPDATE` that
+    /// reserves a run's seqs takes its row lock.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
     }
-
-    /// `FOR UPDATE` where the backend has row locks.
-    fn for_update(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        }
-    }
 }
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A committer for the writer task's own copy of the store, which never appends
+/// through it.
+fn dead_committer() -> commit::Committer {
+    commit::Committer::closed()
+}
+
+impl Error {
+    /// A copy for each of the appends a failed batch held.
+    fn duplicate(&self) -> Error {
+        match self {
+            Error::RunNotFound(run) => Error::RunNotFound(run.clone()),
+            other => Error::GroupCommit(other.to_string()),
+        }
+    }
 }

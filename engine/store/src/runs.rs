@@ -3,7 +3,7 @@
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 use weft_core::Event;
 
-use crate::journal::{insert_events, update_summary};
+use crate::journal::{finish_if_terminal, insert_events};
 use crate::{Error, Result, Store, now_ms};
 
 /// A run to create.
@@ -96,7 +96,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, lease_owner, \
-             lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'running', $5, 0, $6, $7, $8, $8)",
+             lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'running', $5, $9, $6, $7, $8, $8)",
         )
         .bind(run.id)
         .bind(run.tenant)
@@ -106,10 +106,11 @@ impl Store {
         .bind(run.lease.map(|(owner, _)| owner))
         .bind(run.lease.map(|(_, until)| until))
         .bind(now)
+        .bind(first.len() as i64)
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
-        update_summary(&mut tx, run.id, first.len() as i64, first, now).await?;
+        finish_if_terminal(&mut tx, run.id, first).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -21,7 +21,18 @@ pub fn sqlite_url(dir: &Path) -> String {
 
 /// A URL to a new, empty Postgres database.
 pub async fn fresh_postgres() -> String {
-    let server = server_url();
+    fresh_database(&server_url()).await
+}
+
+/// Starts a throwaway Postgres cluster with full durability (fsync and
+/// synchronous commit on), for benchmarks; it stops when this process exits.
+/// Returns `postgres://user@host:port` (no database part).
+pub fn durable_server() -> String {
+    start_cluster(true)
+}
+
+/// A new, empty database on `server` (`postgres://user@host:port`).
+pub async fn fresh_database(server: &str) -> String {
     let name = format!("weft_test_{}", uuid::Uuid::now_v7().simple());
     let admin = format!("{}/postgres", server.trim_end_matches('/'));
     let mut conn = sqlx::PgConnection::connect(&admin)
@@ -48,7 +59,7 @@ fn server_url() -> String {
                     None => url,
                 }
             }
-            Err(_) => start_cluster(),
+            Err(_) => start_cluster(false),
         })
         .clone()
 }
@@ -85,7 +96,7 @@ fn run_as_postgres(script: &str, as_postgres: bool) -> std::process::Output {
     cmd.output().unwrap_or_else(|e| panic!("running `{script}`: {e}"))
 }
 
-fn start_cluster() -> String {
+fn start_cluster(durable: bool) -> String {
     let (Some(initdb), Some(pg_ctl)) = (postgres_binary("initdb"), postgres_binary("pg_ctl")) else {
         panic!(
             "Postgres binaries (initdb, pg_ctl) were not found on PATH or under /usr/lib/postgresql. \
@@ -115,10 +126,12 @@ fn start_cluster() -> String {
         root,
     );
     assert!(init.status.success(), "initdb failed; see {d}/initdb.log");
+    // Tests trade durability for speed; benchmarks keep Postgres' defaults.
+    let speed = if durable { "" } else { "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
     let start = run_as_postgres(
         &format!(
             "'{}' -D '{data}' -w -t 60 -l '{d}/log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1 \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300\" start",
+             {speed} -c max_connections=300\" start",
             pg_ctl.display()
         ),
         root,

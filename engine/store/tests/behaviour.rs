@@ -124,7 +124,7 @@ async fn runs_are_found_by_prefix(store: Store) {
     let err = store.find_run("ffff").await.unwrap_err().to_string();
     assert!(err.contains("no run matches"), "{err}");
     assert!(store.find_run("0190aaaa_%").await.is_err(), "LIKE wildcards are literal");
-    assert!(store.append("nope", &[]).await.is_err());
+    assert!(store.append("nope", &[Event::CancelRequested { reason: "x".into() }]).await.is_err());
 }
 
 async fn leases_exclude_other_drivers(store: Store) {

@@ -1,0 +1,148 @@
+//! `weft bench`: workload W1 (ten sequential steps, each a trivial wasm
+//! action whose input references the previous step's output) on SQLite and
+//! Postgres with durable commits, next to the single-row commit floor
+//! measured in the same run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_host::Host;
+use weft_runtime::{Engine, EngineConfig};
+use weft_store::{Floor, Store};
+
+/// The W1 workflow: `transform/double` ten times in a chain.
+pub fn w1_workflow() -> Value {
+    let steps: Vec<Value> = (0..10)
+        .map(|i| {
+            let value = if i == 0 {
+                "{{ input.value }}".to_string()
+            } else {
+                format!("{{{{ steps.s{}.output.value }}}}", i - 1)
+            };
+            json!({ "id": format!("s{i}"), "uses": "transform/double", "with": { "value": value } })
+        })
+        .collect();
+    json!({ "name": "w1", "steps": steps })
+}
+
+/// Settings of one benchmark run.
+pub struct Settings {
+    pub warmup: usize,
+    pub runs: usize,
+    pub seconds: u64,
+    pub concurrency: Vec<usize>,
+}
+
+/// What one store measured.
+pub struct Report {
+    pub store: String,
+    pub floor: Floor,
+    pub run_median_ms: f64,
+    pub run_p90_ms: f64,
+    pub throughput: Vec<(usize, f64, f64)>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs W1 against one store.
+pub async fn measure(name: &str, url: &str, host: Arc<Host>, settings: &Settings) -> anyhow::Result<Report> {
+    let store = Store::connect(url).await?;
+    eprintln!("[{name}] commit floor…");
+    let floor = store.commit_floor(200, 8, Duration::from_secs(3)).await?;
+    let engine = Engine::new(store, host, EngineConfig::default());
+    let definition = weft_workflows::load("w1.json", &w1_workflow().to_string(), &engine.catalog())
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+
+    let one = |engine: Engine, definition: weft_workflows::Definition| async move {
+        let run = engine.start(&definition, json!({ "value": 1 })).await?;
+        let outcome = engine.drive(&run, &mut ()).await?;
+        anyhow::ensure!(outcome.output == Some(json!({ "value": 1024 })), "W1 gave {:?}", outcome.output);
+        Ok::<(), anyhow::Error>(())
+    };
+
+    eprintln!("[{name}] sequential: {} warm-up + {} measured runs…", settings.warmup, settings.runs);
+    let mut times = Vec::new();
+    for n in 0..settings.warmup + settings.runs {
+        let start = Instant::now();
+        one(engine.clone(), definition.clone()).await?;
+        if n >= settings.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+
+    let mut throughput = Vec::new();
+    for &inflight in &settings.concurrency {
+        eprintln!("[{name}] throughput with {inflight} runs in flight for {}s…", settings.seconds);
+        let deadline = Instant::now() + Duration::from_secs(settings.seconds);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..inflight {
+            let (engine, definition) = (engine.clone(), definition.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    one(engine.clone(), definition.clone()).await?;
+                    done += 1;
+                }
+                Ok::<u64, anyhow::Error>(done)
+            }));
+        }
+        let mut runs = 0u64;
+        for task in tasks {
+            runs += task.await??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        throughput.push((inflight, runs as f64 / secs, runs as f64 * 10.0 / secs));
+    }
+    engine.store().close().await;
+    Ok(Report {
+        store: name.to_string(),
+        floor,
+        run_median_ms: percentile(&times, 0.5),
+        run_p90_ms: percentile(&times, 0.9),
+        throughput,
+    })
+}
+
+/// Prints the reports as a Markdown table, next to the targets.
+pub fn print(reports: &[Report]) {
+    println!(
+        "| store | commit floor, 1 client | floor, 8 clients | W1 run median (p90) | per step | per step / floor | target |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in reports {
+        let per_step = r.run_median_ms / 10.0;
+        let target = if r.store == "postgres" { "≤ 1.5x" } else { "-" };
+        println!(
+            "| {} | {:.2} ms | {:.0} commits/s | {:.1} ms ({:.1} ms) | {:.2} ms | {:.2}x | {} |",
+            r.store,
+            r.floor.commit_ms,
+            r.floor.commits_per_sec,
+            r.run_median_ms,
+            r.run_p90_ms,
+            per_step,
+            per_step / r.floor.commit_ms,
+            target
+        );
+    }
+    println!();
+    println!("| store | runs in flight | runs/s | steps/s | steps/s ÷ floor commits/s (8 clients) | target |");
+    println!("|---|---|---|---|---|---|");
+    for r in reports {
+        for (inflight, runs, steps) in &r.throughput {
+            let target = if r.store == "postgres" { "≥ 5,000 steps/s" } else { "-" };
+            println!(
+                "| {} | {inflight} | {runs:.0} | {steps:.0} | {:.2}x | {target} |",
+                r.store,
+                steps / r.floor.commits_per_sec
+            );
+        }
+    }
+}
