@@ -59,6 +59,11 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>) {
 /// Commits a batch in one transaction. An append to an unknown run fails
 /// alone; a database error fails the whole batch, and nothing of it is kept.
 async fn commit_batch(store: &Store, batch: &[Job]) -> Vec<Result<i64>> {
+    if let [job] = batch
+        && let Some(result) = store.append_alone(&job.run_id, &job.events).await
+    {
+        return vec![result];
+    }
     let mut tx = match store.begin_write().await {
         Ok(tx) => tx,
         Err(e) => return batch.iter().map(|_| Err(e.duplicate())).collect(),
