@@ -177,10 +177,7 @@ impl Store {
                     .map_err(connect_error)?
             }
         };
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
+        migrate(&pool, backend).await?;
         let committer = commit::Committer::start(Store { pool: pool.clone(), backend, committer: dead_committer() });
         Ok(Store { pool, backend, committer })
     }
@@ -203,6 +200,29 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+/// Brings the schema up to date. Postgres migrations hold an advisory lock;
+/// SQLite's take none, so two processes opening a new file at once can race:
+/// the loser's migration fails because the winner's tables exist. Running the
+/// migrator again then finds them applied.
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    let mut attempt = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if backend == Backend::Sqlite && attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

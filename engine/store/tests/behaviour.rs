@@ -161,3 +161,23 @@ async fn connect_errors_are_clear(_store: Store) {
     assert!(err.contains("cannot open the database") && !err.contains("secret"), "{err}");
     let _ = testing::POSTGRES_INSTALL;
 }
+
+/// Several processes opening a new SQLite file at once all get a migrated store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_opens_of_a_sqlite_file_all_succeed() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = testing::sqlite_url(dir.path());
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                tokio::spawn({
+                    let url = url.clone();
+                    async move { Store::connect(&url).await.map(|_| ()) }
+                })
+            })
+            .collect();
+        for open in opens {
+            open.await.unwrap().expect("every concurrent first open succeeds");
+        }
+    }
+}
