@@ -80,9 +80,12 @@ enum Command {
         #[arg(default_value = "null")]
         payload: String,
     },
-    /// Benchmark W1 (ten sequential wasm steps) on SQLite and Postgres, next
-    /// to the single-row commit floor measured in the same run. Durable
-    /// settings: SQLite WAL with synchronous=FULL; Postgres with fsync on.
+    /// Benchmark W1 (ten sequential wasm steps) against the commit floor.
+    ///
+    /// Runs W1 on SQLite and Postgres next to the single-row commit floor
+    /// measured in the same run, with durable settings: SQLite WAL with
+    /// synchronous=FULL; Postgres (a throwaway cluster unless --postgres is
+    /// given) with fsync on. Prints Markdown tables for docs/BENCHMARKS.md.
     Bench {
         /// Stores to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
