@@ -60,8 +60,7 @@ pub async fn measure(name: &str, url: &str, host: Arc<Host>, settings: &Settings
         .map_err(|d| anyhow::anyhow!("{d}"))?;
 
     let one = |engine: Engine, definition: weft_workflows::Definition| async move {
-        let run = engine.start(&definition, json!({ "value": 1 })).await?;
-        let outcome = engine.drive(&run, &mut ()).await?;
+        let outcome = engine.run(&definition, json!({ "value": 1 }), &mut ()).await?;
         anyhow::ensure!(outcome.output == Some(json!({ "value": 1024 })), "W1 gave {:?}", outcome.output);
         Ok::<(), anyhow::Error>(())
     };

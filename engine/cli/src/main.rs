@@ -212,10 +212,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let definition = read_workflow(file, &weft_runtime::catalog(&host))?;
             let input = parse_json_arg(input, "--input")?;
             let engine = open_engine(&cli, host).await?;
-            let run_id = engine.start(&definition, input).await.map_err(classify)?;
             let mut progress = progress::Progress::new(&definition, !*json);
-            progress.note(&format!("run {run_id} started ({})", definition.workflow.name));
-            let outcome = drive_interruptibly(&engine, &run_id, &mut progress).await?;
+            progress.announce_start();
+            let outcome = tokio::select! {
+                outcome = engine.run(&definition, input, &mut progress) => outcome.map_err(classify)?,
+                _ = tokio::signal::ctrl_c() => return Err(interrupted(progress.run_id())),
+            };
             progress.finish();
             report(&outcome, *json)
         }
@@ -307,14 +309,17 @@ async fn drive_interruptibly(
 ) -> Result<Outcome, Failure> {
     tokio::select! {
         outcome = engine.drive(run_id, progress) => outcome.map_err(classify),
-        _ = tokio::signal::ctrl_c() => {
-            progress.finish();
-            Err(Failure {
-                code: 130,
-                error: anyhow::anyhow!("interrupted; the run is saved: continue it with `weft resume {run_id}`"),
-            })
-        }
+        _ = tokio::signal::ctrl_c() => Err(interrupted(Some(run_id))),
     }
+}
+
+/// Ctrl-C: the run is saved in its journal; say how to continue it.
+fn interrupted(run_id: Option<&str>) -> Failure {
+    let how = match run_id {
+        Some(id) => format!("continue it with `weft resume {id}`"),
+        None => "continue it with `weft resume`".to_string(),
+    };
+    Failure { code: 130, error: anyhow::anyhow!("interrupted; the run is saved: {how}") }
 }
 
 /// Prints a finished run's outcome; returns the exit code.

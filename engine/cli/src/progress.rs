@@ -20,6 +20,8 @@ pub struct Progress {
     started_at: HashMap<String, i64>,
     waits: HashMap<String, String>,
     last_at: i64,
+    run_id: Option<String>,
+    announce_start: bool,
 }
 
 impl Progress {
@@ -41,7 +43,19 @@ impl Progress {
             started_at: HashMap::new(),
             waits,
             last_at: weft_store::now_ms(),
+            run_id: None,
+            announce_start: false,
         }
+    }
+
+    /// Print "run ID started" when the run's first event arrives.
+    pub fn announce_start(&mut self) {
+        self.announce_start = true;
+    }
+
+    /// The run being shown, once its first event has arrived.
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
     }
 
     /// Prints a line above the bars.
@@ -101,9 +115,15 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn event(&mut self, _run_id: &str, _seq: i64, event: &Event) {
+    fn event(&mut self, run_id: &str, _seq: i64, event: &Event) {
         self.last_at = weft_store::now_ms();
+        if self.run_id.is_none() {
+            self.run_id = Some(run_id.to_string());
+        }
         match event {
+            Event::RunStarted { workflow, .. } if self.announce_start => {
+                self.note(&format!("run {run_id} started ({workflow})"));
+            }
             Event::StepScheduled { step, items: Some(items) } => {
                 self.items.insert(step.clone(), items.len());
                 self.started_at.insert(step.clone(), self.last_at);

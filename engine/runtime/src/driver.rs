@@ -68,7 +68,20 @@ impl Engine {
     }
 
     async fn drive_leased(&self, run: RunRecord, observer: &mut dyn Observer) -> Result<Outcome> {
-        let (definition, state, events) = self.state(&run).await?;
+        let definition = self.definition(&run).await?;
+        let events = self.store.load_events(&run.id, 0).await?;
+        self.drive_loaded(run, definition, events, observer).await
+    }
+
+    /// Drives a run whose definition and journal are already in hand.
+    pub(crate) async fn drive_loaded(
+        &self,
+        run: RunRecord,
+        definition: Definition,
+        events: Vec<weft_store::StoredEvent>,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome> {
+        let state = RunState::replay(&run.id, &definition, events.iter().map(|e| &e.event));
         for stored in &events {
             observer.event(&run.id, stored.seq, &stored.event);
         }

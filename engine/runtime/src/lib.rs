@@ -155,6 +155,23 @@ impl Engine {
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
     pub async fn start(&self, definition: &Definition, input: Value) -> Result<String> {
+        Ok(self.create(definition, input).await?.0.id)
+    }
+
+    /// Starts a run and drives it to the end in this process, without reading
+    /// back what `start` just wrote.
+    pub async fn run(&self, definition: &Definition, input: Value, observer: &mut dyn Observer) -> Result<Outcome> {
+        let (run, events) = self.create(definition, input).await?;
+        let id = run.id.clone();
+        let result = self.drive_loaded(run, definition.clone(), events, observer).await;
+        if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
+            self.release_lease(&id).await;
+        }
+        result
+    }
+
+    /// Creates a run; returns its row and journal as written.
+    async fn create(&self, definition: &Definition, input: Value) -> Result<(RunRecord, Vec<weft_store::StoredEvent>)> {
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
         let mut connectors = BTreeMap::new();
         for step in &definition.workflow.steps {
@@ -189,8 +206,23 @@ impl Engine {
             input: &input,
             lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
         };
-        self.store.create_run(new, &[started]).await?;
-        Ok(run_id)
+        self.store.create_run(new, std::slice::from_ref(&started)).await?;
+        let record = RunRecord {
+            id: run_id.clone(),
+            tenant: tenant.clone(),
+            workflow_name: definition.workflow.name.clone(),
+            workflow_hash: definition.hash.clone(),
+            status: "running".into(),
+            input: input.to_string(),
+            output: None,
+            error: None,
+            last_seq: 1,
+            lease_owner: Some(self.owner.clone()),
+            lease_until: Some(now + self.config.lease_ttl.as_millis() as i64),
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((record, vec![weft_store::StoredEvent { seq: 1, at: now, event: started }]))
     }
 
     /// The definition a run is pinned to.
