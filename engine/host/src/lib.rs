@@ -311,36 +311,22 @@ impl Host {
         if let Some(loaded) = self.connectors.lock().expect("connectors lock").get(&digest) {
             return Ok(loaded.info.clone());
         }
-        let cached =
+        let cached: Option<Manifest> =
             self.cache.as_ref().and_then(|c| c.manifest(&digest)).and_then(|json| serde_json::from_str(&json).ok());
-        let placeholder = Manifest {
-            name: String::new(),
-            version: String::new(),
-            description: String::new(),
-            actions: vec![],
-            secrets: vec![],
-            egress: vec![],
-        };
-        let loaded = Arc::new(Loaded {
-            info: ConnectorInfo { manifest: cached.clone().unwrap_or(placeholder), digest: digest.clone() },
-            bytes,
-            pre: OnceCell::new(),
-        });
+        let pre = OnceCell::new();
         let manifest = match cached {
             Some(manifest) => manifest,
             None => {
-                let manifest = self.describe(&loaded).await?;
+                let compiled = self.compile(&digest, &bytes).await?;
+                let manifest = self.describe(&compiled).await?;
                 if let Some(cache) = &self.cache {
                     cache.put_manifest(&digest, &serde_json::to_string(&manifest).expect("manifests serialize"));
                 }
+                let _ = pre.set(compiled);
                 manifest
             }
         };
-        let loaded = Arc::new(Loaded {
-            info: ConnectorInfo { manifest, digest: digest.clone() },
-            bytes: loaded.bytes.clone(),
-            pre: loaded.pre.clone(),
-        });
+        let loaded = Arc::new(Loaded { info: ConnectorInfo { manifest, digest: digest.clone() }, bytes, pre });
         let info = loaded.info.clone();
         self.connectors.lock().expect("connectors lock").insert(digest, loaded);
         Ok(info)
@@ -364,27 +350,23 @@ impl Host {
 
     /// The compiled, linked component for a connector (compiled on first use).
     async fn pre(&self, loaded: &Loaded) -> Result<bindings::ConnectorPre<CallState>> {
-        loaded
-            .pre
-            .get_or_try_init(|| async {
-                let engine = self.engine.clone();
-                let cache = self.cache.clone();
-                let digest = loaded.info.digest.clone();
-                let bytes = loaded.bytes.clone();
-                let component = tokio::task::spawn_blocking(move || match &cache {
-                    Some(cache) => cache.component(&engine, &digest, &bytes),
-                    None => {
-                        wasmtime::component::Component::new(&engine, &bytes).map_err(|e| Error::Compile(e.to_string()))
-                    }
-                })
-                .await
-                .map_err(|e| Error::Compile(e.to_string()))??;
-                let instance_pre =
-                    self.linker.instantiate_pre(&component).map_err(|e| Error::Link(format!("{e:#}")))?;
-                bindings::ConnectorPre::new(instance_pre).map_err(|e| Error::Link(format!("{e:#}")))
-            })
-            .await
-            .cloned()
+        loaded.pre.get_or_try_init(|| self.compile(&loaded.info.digest, &loaded.bytes)).await.cloned()
+    }
+
+    /// Compiles (or loads from the cache) and links a component.
+    async fn compile(&self, digest: &str, bytes: &[u8]) -> Result<bindings::ConnectorPre<CallState>> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let digest = digest.to_string();
+        let bytes = bytes.to_vec();
+        let component = tokio::task::spawn_blocking(move || match &cache {
+            Some(cache) => cache.component(&engine, &digest, &bytes),
+            None => wasmtime::component::Component::new(&engine, &bytes).map_err(|e| Error::Compile(e.to_string())),
+        })
+        .await
+        .map_err(|e| Error::Compile(e.to_string()))??;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| Error::Link(format!("{e:#}")))?;
+        bindings::ConnectorPre::new(instance_pre).map_err(|e| Error::Link(format!("{e:#}")))
     }
 
     fn new_store(&self, deadline: Duration) -> Store<CallState> {
@@ -402,8 +384,7 @@ impl Host {
         store
     }
 
-    async fn describe(&self, loaded: &Loaded) -> Result<Manifest> {
-        let pre = self.pre(loaded).await?;
+    async fn describe(&self, pre: &bindings::ConnectorPre<CallState>) -> Result<Manifest> {
         let mut store = self.new_store(self.limits.timeout);
         let manifest = async {
             let instance = pre.instantiate_async(&mut store).await?;
