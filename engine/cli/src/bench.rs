@@ -13,17 +13,7 @@ use weft_store::{Floor, Store};
 
 /// The W1 workflow: `transform/double` ten times in a chain.
 pub fn w1_workflow() -> Value {
-    let steps: Vec<Value> = (0..10)
-        .map(|i| {
-            let value = if i == 0 {
-                "{{ input.value }}".to_string()
-            } else {
-                format!("{{{{ steps.s{}.output.value }}}}", i - 1)
-            };
-            json!({ "id": format!("s{i}"), "uses": "transform/double", "with": { "value": value } })
-        })
-        .collect();
-    json!({ "name": "w1", "steps": steps })
+    weft_runtime::workloads::chain(10)
 }
 
 /// Settings of one benchmark run.

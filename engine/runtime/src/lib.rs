@@ -25,6 +25,7 @@
 
 mod driver;
 mod lease;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

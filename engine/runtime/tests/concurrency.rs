@@ -9,17 +9,7 @@ use weft_runtime::{Engine, EngineConfig};
 use weft_store::{Store, testing};
 
 fn chain() -> String {
-    let steps: Vec<_> = (0..5)
-        .map(|i| {
-            let value = if i == 0 {
-                "{{ input.value }}".to_string()
-            } else {
-                format!("{{{{ steps.s{}.output.value }}}}", i - 1)
-            };
-            json!({ "id": format!("s{i}"), "uses": "transform/double", "with": { "value": value } })
-        })
-        .collect();
-    json!({ "name": "chain", "steps": steps }).to_string()
+    weft_runtime::workloads::chain(5).to_string()
 }
 
 async fn concurrent_runs_commit_together(url: String) {
