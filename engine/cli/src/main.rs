@@ -232,14 +232,35 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("no unfinished runs");
                 return Ok(0);
             }
-            let mut worst = 0;
+            // Every run is driven at once, so that one waiting for a signal does not hold up the rest.
+            let several = runs.len() > 1;
+            let mut tasks = tokio::task::JoinSet::new();
             for run in runs {
                 let definition = engine.definition(&run).await.map_err(classify)?;
                 let mut progress = progress::Progress::new(&definition, !*json);
+                if several {
+                    progress.prefix_lines(&run.id[..8]);
+                }
                 progress.note(&format!("resuming run {} ({})", run.id, run.workflow_name));
-                let outcome = drive_interruptibly(&engine, &run.id, &mut progress).await?;
-                progress.finish();
-                worst = worst.max(report(&outcome, *json)?);
+                let engine = engine.clone();
+                tasks.spawn(async move {
+                    let outcome = engine.drive(&run.id, &mut progress).await;
+                    progress.finish();
+                    outcome
+                });
+            }
+            let mut worst = 0;
+            loop {
+                tokio::select! {
+                    next = tasks.join_next() => match next {
+                        None => break,
+                        Some(joined) => {
+                            let outcome = joined.map_err(failed)?.map_err(classify)?;
+                            worst = worst.max(report(&outcome, *json)?);
+                        }
+                    },
+                    _ = tokio::signal::ctrl_c() => return Err(interrupted(None)),
+                }
             }
             Ok(worst)
         }
@@ -298,18 +319,6 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             timeline::show(&run, &definition, &events, *json);
             Ok(0)
         }
-    }
-}
-
-/// Drives a run; on Ctrl-C, stops and says how to continue.
-async fn drive_interruptibly(
-    engine: &Engine,
-    run_id: &str,
-    progress: &mut progress::Progress,
-) -> Result<Outcome, Failure> {
-    tokio::select! {
-        outcome = engine.drive(run_id, progress) => outcome.map_err(classify),
-        _ = tokio::signal::ctrl_c() => Err(interrupted(Some(run_id))),
     }
 }
 

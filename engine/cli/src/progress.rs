@@ -22,6 +22,7 @@ pub struct Progress {
     last_at: i64,
     run_id: Option<String>,
     announce_start: bool,
+    prefix: String,
 }
 
 impl Progress {
@@ -45,7 +46,15 @@ impl Progress {
             last_at: weft_store::now_ms(),
             run_id: None,
             announce_start: false,
+            prefix: String::new(),
         }
+    }
+
+    /// Plain lines, each starting with `[tag]`: for several runs at once.
+    pub fn prefix_lines(&mut self, tag: &str) {
+        self.plain = self.plain || self.multi.is_some();
+        self.multi = None;
+        self.prefix = format!("[{tag}] ");
     }
 
     /// Print "run ID started" when the run's first event arrives.
@@ -64,7 +73,7 @@ impl Progress {
             Some(multi) => {
                 let _ = multi.println(line);
             }
-            None if self.plain => eprintln!("{line}"),
+            None if self.plain => eprintln!("{}{line}", self.prefix),
             None => {}
         }
     }
@@ -95,7 +104,7 @@ impl Progress {
     /// Shows a step's state: on its bar, or as a plain line.
     fn update(&mut self, step: &str, message: String, finished: bool) {
         if self.plain {
-            eprintln!("{step}: {message}");
+            eprintln!("{}{step}: {message}", self.prefix);
             return;
         }
         if let Some(bar) = self.bar(step) {

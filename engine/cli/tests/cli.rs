@@ -183,3 +183,35 @@ async fn schema_prints_the_committed_schema() {
             .unwrap();
     assert_eq!(text(&out.stdout), committed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_drives_every_unfinished_run_at_once() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let waiting = ws.write("approval.json", &wait_workflow());
+    let sleepy = ws.write(
+        "sleepy.json",
+        &json!({ "name": "sleepy", "steps": [ { "id": "nap", "sleep": "2s" } ], "output": "rested" }).to_string(),
+    );
+    // Two runs whose processes die: one waits for a signal, one sleeps.
+    let mut ids = Vec::new();
+    for file in [&waiting, &sleepy] {
+        let mut child = ws.spawn(&["run", file.to_str().unwrap()]);
+        wait_until("the run to start", Duration::from_secs(30), || ws.run_ids().len() > ids.len()).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        ids.push(ws.run_ids().remove(0));
+    }
+    let (wait_run, sleep_run) = (ids[0].clone(), ids[1].clone());
+    let resume = ws.spawn(&["resume"]);
+    wait_until("the sleeping run to finish while the other waits", Duration::from_secs(30), || {
+        ws.journal(&sleep_run)["status"] == "completed"
+    })
+    .await;
+    assert_eq!(ws.journal(&wait_run)["status"], "running");
+    let out = ws.run(&["signal", &wait_run, "approve", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = resume.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(ws.journal(&wait_run)["status"], "completed");
+    assert!(text(&out.stderr).contains(&format!("[{}]", &wait_run[..8])), "lines say which run: {}", text(&out.stderr));
+}
