@@ -5,7 +5,7 @@
 use tokio::sync::{mpsc, oneshot};
 use weft_core::Event;
 
-use crate::{Error, Result, Store};
+use crate::{Db, Error, Result};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -23,16 +23,10 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer task for `store` (whose own committer is not used).
-    pub(crate) fn start(store: Store) -> Committer {
+    /// Starts the writer task. It ends when the last `Store` is dropped.
+    pub(crate) fn start(db: Db) -> Committer {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(store, jobs));
-        Committer { queue }
-    }
-
-    /// A committer whose writer is gone; appends through it fail with `Closed`.
-    pub(crate) fn closed() -> Committer {
-        let (queue, _) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(db, jobs));
         Committer { queue }
     }
 
@@ -44,12 +38,12 @@ impl Committer {
     }
 }
 
-async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>) {
+async fn write_loop(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::new();
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // One order for row locks across processes: by run, keeping each run's appends in order.
         batch.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        let results = commit_batch(&store, &batch).await;
+        let results = commit_batch(&db, &batch).await;
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
@@ -58,13 +52,13 @@ async fn write_loop(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>) {
 
 /// Commits a batch in one transaction. An append to an unknown run fails
 /// alone; a database error fails the whole batch, and nothing of it is kept.
-async fn commit_batch(store: &Store, batch: &[Job]) -> Vec<Result<i64>> {
+async fn commit_batch(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
     if let [job] = batch
-        && let Some(result) = store.append_alone(&job.run_id, &job.events).await
+        && let Some(result) = db.append_alone(&job.run_id, &job.events).await
     {
         return vec![result];
     }
-    let mut tx = match store.begin_write().await {
+    let mut tx = match db.begin_write().await {
         Ok(tx) => tx,
         Err(e) => return batch.iter().map(|_| Err(e.duplicate())).collect(),
     };
@@ -74,7 +68,7 @@ async fn commit_batch(store: &Store, batch: &[Job]) -> Vec<Result<i64>> {
             results.push(Ok(0));
             continue;
         }
-        match store.append_in(&mut tx, &job.run_id, &job.events).await {
+        match db.append_in(&mut tx, &job.run_id, &job.events).await {
             Ok(first) => results.push(Ok(first)),
             Err(Error::RunNotFound(run)) => results.push(Err(Error::RunNotFound(run))),
             Err(e) => {

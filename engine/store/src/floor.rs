@@ -22,7 +22,7 @@ impl Store {
     /// `duration`. Writes only to its own table, `bench_floor`.
     pub async fn commit_floor(&self, samples: usize, clients: usize, duration: Duration) -> Result<Floor> {
         sqlx::query("CREATE TABLE IF NOT EXISTS bench_floor (id BIGINT NOT NULL, note TEXT NOT NULL)")
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         let mut latencies = Vec::with_capacity(samples);
         for n in 0..samples {
@@ -56,7 +56,7 @@ impl Store {
     }
 
     async fn floor_commit(&self, id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query("INSERT INTO bench_floor (id, note) VALUES ($1, 'x')").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())

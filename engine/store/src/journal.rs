@@ -3,7 +3,7 @@
 use sqlx::{AssertSqlSafe, Row};
 use weft_core::Event;
 
-use crate::{Backend, Error, Result, Store, now_ms};
+use crate::{Backend, Db, Error, Result, Store, now_ms};
 
 /// An event as stored: its place in the journal and when it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,7 @@ impl Store {
         .bind(name)
         .bind(definition)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok(())
     }
@@ -38,7 +38,7 @@ impl Store {
         let row = sqlx::query("SELECT definition FROM workflows WHERE tenant_id = $1 AND hash = $2")
             .bind(tenant)
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?;
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
@@ -53,6 +53,28 @@ impl Store {
         self.committer.append(run_id, events.to_vec()).await
     }
 
+    /// The run's events with seq greater than `after`, in order.
+    pub async fn load_events(&self, run_id: &str, after: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT seq, at, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq")
+            .bind(run_id)
+            .bind(after)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                let body: String = row.get(2);
+                let event = serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+                    what: format!("event {seq} of run {run_id}"),
+                    message: e.to_string(),
+                })?;
+                Ok(StoredEvent { seq, at: row.get(1), event })
+            })
+            .collect()
+    }
+}
+
+impl Db {
     /// Appends within an open write transaction; see [`Store::append`].
     pub(crate) async fn append_in(
         &self,
@@ -105,26 +127,6 @@ impl Store {
             Ok(rows) => first_seq(run_id, &rows),
             Err(e) => Err(e.into()),
         })
-    }
-
-    /// The run's events with seq greater than `after`, in order.
-    pub async fn load_events(&self, run_id: &str, after: i64) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query("SELECT seq, at, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq")
-            .bind(run_id)
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|row| {
-                let seq: i64 = row.get(0);
-                let body: String = row.get(2);
-                let event = serde_json::from_str(&body).map_err(|e| Error::Corrupt {
-                    what: format!("event {seq} of run {run_id}"),
-                    message: e.to_string(),
-                })?;
-                Ok(StoredEvent { seq, at: row.get(1), event })
-            })
-            .collect()
     }
 }
 

@@ -95,9 +95,16 @@ pub enum Backend {
 /// that group-commits journal appends.
 #[derive(Clone)]
 pub struct Store {
+    db: Db,
+    committer: commit::Committer,
+}
+
+/// The pool and which backend it speaks to: all that the SQL needs, and all
+/// that the group-commit writer holds.
+#[derive(Clone)]
+pub(crate) struct Db {
     pool: AnyPool,
     backend: Backend,
-    committer: commit::Committer,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -178,20 +185,22 @@ impl Store {
             }
         };
         migrate(&pool, backend).await?;
-        let committer = commit::Committer::start(Store { pool: pool.clone(), backend, committer: dead_committer() });
-        Ok(Store { pool, backend, committer })
+        let db = Db { pool, backend };
+        Ok(Store { committer: commit::Committer::start(db.clone()), db })
     }
 
     /// Which database this is.
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.db.backend
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.pool.close().await;
     }
+}
 
+impl Db {
     /// Begins a write transaction that serializes with other writers of the
     /// same run: `BEGIN IMMEDIATE` on SQLite; on Postgres the `UPDATE` that
     /// reserves a run's seqs takes its row lock.
@@ -229,12 +238,6 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A committer for the writer task's own copy of the store, which never appends
-/// through it.
-fn dead_committer() -> commit::Committer {
-    commit::Committer::closed()
 }
 
 impl Error {

@@ -93,7 +93,7 @@ impl Store {
     /// Creates a run and writes its first events, atomically.
     pub async fn create_run(&self, run: NewRun<'_>, first: &[Event]) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, lease_owner, \
              lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'running', $5, $9, $6, $7, $8, $8)",
@@ -118,12 +118,12 @@ impl Store {
     /// The run with this id, or with this unique id prefix.
     pub async fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
         let exact = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        if let Some(row) = sqlx::query(AssertSqlSafe(exact)).bind(id_or_prefix).fetch_optional(&self.pool).await? {
+        if let Some(row) = sqlx::query(AssertSqlSafe(exact)).bind(id_or_prefix).fetch_optional(&self.db.pool).await? {
             return Ok(run_record(&row));
         }
         let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT 5");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).fetch_all(&self.db.pool).await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
             1 => Ok(run_record(&rows[0])),
@@ -138,7 +138,7 @@ impl Store {
     pub async fn list_runs(&self, tenant: &str, limit: i64) -> Result<Vec<RunRecord>> {
         let sql =
             format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(&self.db.pool).await?;
         Ok(rows.iter().map(run_record).collect())
     }
 
@@ -147,7 +147,7 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' ORDER BY created_at, id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.db.pool).await?;
         Ok(rows.iter().map(run_record).collect())
     }
 
@@ -170,7 +170,7 @@ impl Store {
         .bind(run_id)
         .bind(now_ms())
         .bind(steal_from.unwrap_or(""))
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?
         .rows_affected();
         if updated == 1 {
@@ -188,7 +188,7 @@ impl Store {
         sqlx::query("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
             .bind(run_id)
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(())
     }
