@@ -313,9 +313,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Runs(RunsCommand::Show { run, json }) => {
-            let engine = open_engine(&cli, open_host(&cli).await?).await?;
-            let run = engine.store().find_run(run).await.map_err(|e| classify(e.into()))?;
-            let (definition, _, events) = engine.state(&run).await.map_err(classify)?;
+            let store = open_store(&cli).await?;
+            let run = store.find_run(run).await.map_err(|e| classify(e.into()))?;
+            let definition = weft_runtime::definition(&store, &run).await.map_err(classify)?;
+            let events = store.load_events(&run.id, 0).await.map_err(failed)?;
             timeline::show(&run, &definition, &events, *json);
             Ok(0)
         }

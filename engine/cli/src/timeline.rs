@@ -59,6 +59,11 @@ pub fn list(runs: &[RunRecord], json: bool) {
     }
 }
 
+/// `step`, or `step[i]` for a `foreach` iteration.
+fn label(step: &str, iteration: Option<u32>) -> String {
+    iteration.map_or(step.to_string(), |i| format!("{step}[{i}]"))
+}
+
 /// One attempt as the timeline shows it.
 struct Row {
     step: String,
@@ -107,7 +112,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         let at = stored.at;
         match &stored.event {
             Event::StepStarted { step, iteration, attempt, .. } => rows.push(Row {
-                step: iteration.map_or(step.clone(), |i| format!("{step}[{i}]")),
+                step: label(step, *iteration),
                 attempt: attempt.to_string(),
                 status: "running".into(),
                 start: at,
@@ -131,26 +136,27 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                 }
             }
             Event::StepCompleted { step, iteration, attempt, output } => {
-                if let Some(row) = rows.iter_mut().rev().find(|r| {
-                    r.step == iteration.map_or(step.clone(), |i| format!("{step}[{i}]"))
-                        && r.attempt == attempt.to_string()
-                }) {
+                if let Some(row) = rows
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.step == label(step, *iteration) && r.attempt == attempt.to_string())
+                {
                     row.status = "completed".into();
                     row.end = Some(at);
                     row.detail = format!("→ {}", short(&output.to_string(), 60));
                 }
             }
             Event::StepFailed { step, iteration, attempt, error, retry_at } => {
-                let label = iteration.map_or(step.clone(), |i| format!("{step}[{i}]"));
+                let name = label(step, *iteration);
                 let retry = retry_at.map(|t| format!(" (retry in {})", duration(t - at))).unwrap_or_default();
-                match rows.iter_mut().rev().find(|r| r.step == label && r.attempt == attempt.to_string()) {
+                match rows.iter_mut().rev().find(|r| r.step == name && r.attempt == attempt.to_string()) {
                     Some(row) => {
                         row.status = "failed".into();
                         row.end = Some(at);
                         row.detail = format!("{}{retry}", short(&error.to_string(), 80));
                     }
                     None => rows.push(Row {
-                        step: label,
+                        step: name,
                         attempt: "-".into(),
                         status: "failed".into(),
                         start: at,

@@ -155,7 +155,7 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
         let step = &steps[i];
         if let Some(handled) = handled_by(definition, i) {
             if matches!(state.steps[handled].phase, StepPhase::Failed(_)) {
-                events.extend(schedule(definition, state, i, now));
+                events.extend(schedule(definition, state, i));
             } else if all_others_settled(i) {
                 events.push(Event::StepSkipped { step: step.id.clone(), reason: "no error to handle".into() });
             }
@@ -173,7 +173,7 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
             });
             continue;
         }
-        events.extend(schedule(definition, state, i, now));
+        events.extend(schedule(definition, state, i));
     }
 
     if events.is_empty() && (0..steps.len()).all(|i| settled(definition, state, i)) {
@@ -200,7 +200,7 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
 }
 
 /// Decides whether a pending step runs: its condition and `foreach` items.
-fn schedule(definition: &Definition, state: &RunState, i: usize, _now: Millis) -> Vec<Event> {
+fn schedule(definition: &Definition, state: &RunState, i: usize) -> Vec<Event> {
     let step = &definition.workflow.steps[i];
     let scope = scope(definition, state, None);
     let fail = |message: String| Event::StepFailed {

@@ -340,6 +340,11 @@ impl Host {
         all
     }
 
+    /// Whether a connector with this digest is installed.
+    pub fn is_installed(&self, digest: &str) -> bool {
+        self.connectors.lock().expect("connectors lock").contains_key(digest)
+    }
+
     /// The installed connector with this name (and version, if given).
     pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<ConnectorInfo> {
         self.connectors()
@@ -468,14 +473,8 @@ impl Host {
         let span = tracing::debug_span!("connector.invoke", connector = %name, action, step_id = %ctx.step_id, run_id = %ctx.run_id);
         let _enter = span.enter();
         let outcome = tokio::time::timeout(deadline, call).await;
-        let deadline_error = || {
-            CallError::new(
-                ErrorKind::Timeout,
-                format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)),
-            )
-        };
         let result = match outcome {
-            Err(_) => return Err(deadline_error()),
+            Err(_) => return Err(deadline_error(&name, action, deadline)),
             Ok(Err(trap)) => return Err(self.classify_trap(&name, action, deadline, &trap)),
             Ok(Ok(result)) => result,
         };
@@ -510,10 +509,7 @@ impl Host {
     fn classify_trap(&self, name: &str, action: &str, deadline: Duration, error: &wasmtime::Error) -> CallError {
         let text = format!("{error:#}");
         if matches!(error.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
-            return CallError::new(
-                ErrorKind::Timeout,
-                format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)),
-            );
+            return deadline_error(name, action, deadline);
         }
         if text.contains("forcing trap when growing memory") || text.contains("memory allocation failed") {
             return CallError::new(
@@ -530,6 +526,12 @@ impl Host {
         let first = text.lines().next().unwrap_or("trap");
         CallError::new(ErrorKind::Trap, format!("{name} `{action}` trapped: {first}"))
     }
+}
+
+/// The error for a call that outran its deadline, whether the epoch or the
+/// timer caught it.
+fn deadline_error(name: &str, action: &str, deadline: Duration) -> CallError {
+    CallError::new(ErrorKind::Timeout, format!("{name} `{action}` ran past its deadline of {}", humanize(deadline)))
 }
 
 fn humanize(d: Duration) -> String {

@@ -103,7 +103,7 @@ impl Engine {
                     .map(|(key, digest)| (key.clone(), digest.clone()))
             });
             if let Some((key, digest)) = &digest
-                && !self.host.connectors().iter().any(|c| &c.digest == digest)
+                && !self.host.is_installed(digest)
             {
                 return Err(Error::PinnedConnectorMissing {
                     run: run.id.clone(),

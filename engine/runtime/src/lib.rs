@@ -228,18 +228,7 @@ impl Engine {
 
     /// The definition a run is pinned to.
     pub async fn definition(&self, run: &RunRecord) -> Result<Definition> {
-        let failure = |message: String| Error::Definition { hash: run.workflow_hash.clone(), message };
-        let text = self
-            .store
-            .get_workflow(&run.tenant, &run.workflow_hash)
-            .await?
-            .ok_or_else(|| failure("it is missing from the store".into()))?;
-        let workflow = serde_json::from_str(&text).map_err(|e| failure(e.to_string()))?;
-        let definition = Definition::new(workflow);
-        if definition.hash != run.workflow_hash {
-            return Err(failure(format!("its content hashes to {}", definition.hash)));
-        }
-        Ok(definition)
+        definition(&self.store, run).await
     }
 
     /// A run's journal folded into its state, with the definition.
@@ -281,6 +270,22 @@ impl Engine {
     pub async fn unfinished(&self) -> Result<Vec<RunRecord>> {
         Ok(self.store.unfinished_runs(&self.config.tenant).await?)
     }
+}
+
+/// The definition a run is pinned to, read from the store (no wasm host
+/// needed: inspecting a run does not start one).
+pub async fn definition(store: &Store, run: &RunRecord) -> Result<Definition> {
+    let failure = |message: String| Error::Definition { hash: run.workflow_hash.clone(), message };
+    let text = store
+        .get_workflow(&run.tenant, &run.workflow_hash)
+        .await?
+        .ok_or_else(|| failure("it is missing from the store".into()))?;
+    let workflow = serde_json::from_str(&text).map_err(|e| failure(e.to_string()))?;
+    let definition = Definition::new(workflow);
+    if definition.hash != run.workflow_hash {
+        return Err(failure(format!("its content hashes to {}", definition.hash)));
+    }
+    Ok(definition)
 }
 
 /// The validation catalog for a host's installed connectors.

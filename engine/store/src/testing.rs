@@ -84,16 +84,17 @@ fn is_root() -> bool {
 /// Runs a shell command, as the `postgres` user when we are root (initdb and
 /// pg_ctl refuse to run as root).
 fn run_as_postgres(script: &str, as_postgres: bool) -> std::process::Output {
-    let mut cmd = if as_postgres {
-        let mut c = Command::new("su");
-        c.args(["postgres", "-s", "/bin/sh", "-c", script]);
-        c
-    } else {
-        let mut c = Command::new("sh");
-        c.args(["-c", script]);
-        c
-    };
-    cmd.output().unwrap_or_else(|e| panic!("running `{script}`: {e}"))
+    shell(script, as_postgres).output().unwrap_or_else(|e| panic!("running `{script}`: {e}"))
+}
+
+/// `sh -c script`, through `su postgres` when `as_postgres`.
+fn shell(script: &str, as_postgres: bool) -> Command {
+    let mut cmd = if as_postgres { Command::new("su") } else { Command::new("sh") };
+    if as_postgres {
+        cmd.args(["postgres", "-s", "/bin/sh"]);
+    }
+    cmd.args(["-c", script]);
+    cmd
 }
 
 fn start_cluster(durable: bool) -> String {
@@ -147,15 +148,7 @@ fn start_cluster(durable: bool) -> String {
         pid = std::process::id(),
         pg_ctl = pg_ctl.display()
     );
-    let mut cmd = if root {
-        let mut c = Command::new("su");
-        c.args(["postgres", "-s", "/bin/sh", "-c", &watchdog]);
-        c
-    } else {
-        let mut c = Command::new("sh");
-        c.args(["-c", &watchdog]);
-        c
-    };
+    let mut cmd = shell(&watchdog, root);
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     // Deliberately not waited on: the watchdog must outlive this process.
     #[allow(clippy::zombie_processes)]
