@@ -26,9 +26,10 @@ mod model;
 mod schema;
 mod validate;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use catalog::{ActionSpec, Catalog, ConnectorSpec, Uses};
@@ -39,35 +40,115 @@ pub use model::{
 pub use schema::{SCHEMA_PATH, workflow_schema, workflow_schema_text};
 pub use validate::{dependencies, is_valid_id, schema_errors};
 
-/// A validated workflow, ready to run: the document, its content hash and its
-/// dependency graph.
+/// A validated workflow, ready to run: the document, its content hash, its
+/// dependency graph and the definitions of its child workflows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Definition {
     /// The workflow document.
     pub workflow: Workflow,
-    /// `sha256:<hex>` of the canonical JSON of the document. Runs pin it.
+    /// `sha256:<hex>` of the canonical JSON of the document, and of its
+    /// children's hashes when it has child workflow steps. Runs pin it, so a
+    /// run is pinned to its children's versions too.
     pub hash: String,
     /// For each step (by index), the steps it waits for.
     pub deps: Vec<BTreeSet<usize>>,
+    /// The child workflow of each `workflow` step, by step id.
+    pub children: BTreeMap<String, Definition>,
 }
 
 impl Definition {
-    /// Builds the graph and hash of an already-validated workflow.
+    /// Builds the graph and hash of an already-validated workflow that has no
+    /// child workflow steps.
     pub fn new(workflow: Workflow) -> Self {
-        let hash = content_hash(&serde_json::to_value(&workflow).expect("a workflow serializes"));
+        Definition::with_children(workflow, BTreeMap::new())
+    }
+
+    /// Builds the graph and hash of an already-validated workflow and the
+    /// definitions of its child workflow steps (by step id).
+    pub fn with_children(workflow: Workflow, children: BTreeMap<String, Definition>) -> Self {
         let deps = dependencies(&workflow);
-        Definition { workflow, hash, deps }
+        let mut definition = Definition { workflow, hash: String::new(), deps, children };
+        definition.hash = content_hash(&definition.stored_form());
+        definition
     }
 
     /// The index of the step with this id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.workflow.steps.iter().position(|s| s.id == id)
     }
+
+    /// The JSON a store keeps under [`Definition::hash`]: the document itself,
+    /// or, with children, `{"workflow": document, "children": {step: hash}}`.
+    /// [`Stored::parse`] reads it back.
+    pub fn stored_form(&self) -> Value {
+        let document = serde_json::to_value(&self.workflow).expect("a workflow serializes");
+        if self.children.is_empty() {
+            return document;
+        }
+        let children: BTreeMap<&str, &str> =
+            self.children.iter().map(|(step, child)| (step.as_str(), child.hash.as_str())).collect();
+        json!({ "workflow": document, "children": children })
+    }
+}
+
+/// A definition as a store keeps it: the document, and the hashes of its
+/// children, which are stored under their own hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The workflow document.
+    pub workflow: Workflow,
+    /// The hash of each child workflow, by step id.
+    pub children: BTreeMap<String, String>,
+}
+
+impl Stored {
+    /// Reads what [`Definition::stored_form`] wrote.
+    pub fn parse(text: &str) -> Result<Stored, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Bundle {
+            workflow: Workflow,
+            children: BTreeMap<String, String>,
+        }
+        let value: Value = serde_json::from_str(text)?;
+        if value.get("workflow").is_some() && value.get("children").is_some() {
+            let Bundle { workflow, children } = serde_json::from_value(value)?;
+            Ok(Stored { workflow, children })
+        } else {
+            Ok(Stored { workflow: serde_json::from_value(value)?, children: BTreeMap::new() })
+        }
+    }
 }
 
 /// Parses and validates a workflow file. On failure, every problem is
 /// returned at once, each with its JSON path and line:column.
+///
+/// Child workflow files (`"workflow": {"path": ...}`) are read relative to
+/// `file`'s directory and validated too; their problems are reported at the
+/// parent's `path` member, each naming the child's own position.
 pub fn load(file: &str, text: &str, catalog: &Catalog) -> Result<Definition, Diagnostics> {
+    load_nested(file, text, catalog, &mut Vec::new())
+}
+
+/// Reads and loads a workflow file; see [`load`].
+pub fn load_file(file: &Path, catalog: &Catalog) -> Result<Definition, Diagnostics> {
+    let name = file.display().to_string();
+    match std::fs::read_to_string(file) {
+        Ok(text) => load(&name, &text, catalog),
+        Err(e) => Err(Diagnostics {
+            file: name,
+            items: vec![Diagnostic {
+                path: JsonPath::root(),
+                line: 1,
+                column: 1,
+                message: format!("cannot read: {e}"),
+            }],
+        }),
+    }
+}
+
+/// `load`, with the chain of files that led here, to catch cycles.
+fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBuf>) -> Result<Definition, Diagnostics> {
     let locator = locate::Locator::new(text);
     let fail = |problems: Vec<(JsonPath, String)>| {
         let mut items: Vec<Diagnostic> = problems
@@ -100,11 +181,50 @@ pub fn load(file: &str, text: &str, catalog: &Catalog) -> Result<Definition, Dia
         Ok(workflow) => workflow,
         Err(e) => return Err(fail(vec![(JsonPath::root(), e.to_string())])),
     };
-    let problems = validate::semantics(&workflow, catalog);
+    let mut problems = validate::semantics(&workflow, catalog);
+    let mut children = BTreeMap::new();
+    let here = Path::new(file).canonicalize().unwrap_or_else(|_| PathBuf::from(file));
+    chain.push(here);
+    for (i, step) in workflow.steps.iter().enumerate() {
+        let Some(child) = &step.workflow else { continue };
+        let at = JsonPath::root().key("steps").index(i).key("workflow").key("path");
+        match load_child(file, &child.path, catalog, chain) {
+            Ok(definition) => {
+                children.insert(step.id.clone(), definition);
+            }
+            Err(messages) => problems.extend(messages.into_iter().map(|m| (at.clone(), m))),
+        }
+    }
+    chain.pop();
     if !problems.is_empty() {
         return Err(fail(problems));
     }
-    Ok(Definition::new(workflow))
+    Ok(Definition::with_children(workflow, children))
+}
+
+/// Loads a child workflow file named relative to its parent's file. Its
+/// problems come back as messages that name the child's own positions.
+fn load_child(
+    parent: &str,
+    path: &str,
+    catalog: &Catalog,
+    chain: &mut Vec<PathBuf>,
+) -> Result<Definition, Vec<String>> {
+    let file = Path::new(parent).parent().unwrap_or(Path::new("")).join(path);
+    let name = file.display().to_string();
+    let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
+    if let Some(start) = chain.iter().position(|f| *f == canonical) {
+        let cycle: Vec<String> = chain[start..].iter().chain([&canonical]).map(|f| f.display().to_string()).collect();
+        return Err(vec![format!("child workflows form a cycle: {}", cycle.join(" -> "))]);
+    }
+    let text = std::fs::read_to_string(&file).map_err(|e| vec![format!("cannot read child workflow `{name}`: {e}")])?;
+    load_nested(&name, &text, catalog, chain).map_err(|diagnostics| {
+        diagnostics
+            .items
+            .into_iter()
+            .map(|d| format!("in child workflow {name}:{}:{}: {}: {}", d.line, d.column, d.path, d.message))
+            .collect()
+    })
 }
 
 /// Checks a run input against the workflow's `input` schema. Each problem is

@@ -215,11 +215,10 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
         {
             problems.push((path.key("wait_for_signal").key("name"), "the signal name must not be empty".into()));
         }
-        if step.workflow.is_some() {
-            problems.push((
-                path.key("workflow"),
-                "child workflows are part of the language, but this version of weft cannot run them yet".into(),
-            ));
+        if let Some(child) = &step.workflow
+            && child.path.trim().is_empty()
+        {
+            problems.push((path.key("workflow").key("path"), "the child workflow's path must not be empty".into()));
         }
         for (j, need) in step.needs.iter().enumerate() {
             if need == &step.id {

@@ -137,3 +137,65 @@ fn run_input_is_checked_against_the_input_schema() {
     let problems = check_input(&def.workflow, &json!({})).unwrap_err();
     assert!(problems[0].contains("\"n\" is a required property"), "{problems:?}");
 }
+
+#[test]
+fn child_workflows_load_with_their_parent_and_pin_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "child.json",
+        r#"{ "name": "child", "steps": [ { "id": "x", "uses": "transform/double", "with": { "value": "{{ input.n }}" } } ] }"#,
+    );
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let parent = dir.path().join("sub/parent.json");
+    std::fs::write(
+        &parent,
+        r#"{ "name": "parent", "steps": [
+      { "id": "a", "uses": "transform/echo", "with": { "n": 3 } },
+      { "id": "kid", "workflow": { "path": "../child.json", "input": { "n": "{{ steps.a.output.n }}" } } }
+    ] }"#,
+    )
+    .unwrap();
+    let def = weft_workflows::load_file(&parent, &catalog()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(def.children["kid"].workflow.name, "child");
+    assert_eq!(def.deps[1].iter().copied().collect::<Vec<_>>(), vec![0], "the child's input reads step a");
+
+    // The stored form names the child by hash, and reads back.
+    let stored = weft_workflows::Stored::parse(&def.stored_form().to_string()).unwrap();
+    assert_eq!(stored.children["kid"], def.children["kid"].hash);
+    assert_eq!(stored.workflow, def.workflow);
+
+    // Changing only the child changes the parent's hash: a run pins both.
+    write("child.json", r#"{ "name": "child", "steps": [ { "id": "y", "uses": "transform/echo" } ] }"#);
+    let changed = weft_workflows::load_file(&parent, &catalog()).unwrap();
+    assert_ne!(changed.hash, def.hash);
+}
+
+#[test]
+fn child_workflow_problems_are_reported_through_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    write("broken.json", "{ \"name\": \"b\",\n  \"steps\": [ { \"id\": \"x\", \"uses\": \"nope/go\" } ] }");
+    write("a.json", r#"{ "name": "a", "steps": [ { "id": "to_b", "workflow": { "path": "b.json" } } ] }"#);
+    write("b.json", r#"{ "name": "b", "steps": [ { "id": "to_a", "workflow": { "path": "a.json" } } ] }"#);
+    let parent = write(
+        "parent.json",
+        r#"{ "name": "p", "steps": [
+  { "id": "one", "workflow": { "path": "broken.json" } },
+  { "id": "two", "workflow": { "path": "missing.json" } },
+  { "id": "three", "workflow": { "path": "a.json" } }
+] }"#,
+    );
+    let errors = weft_workflows::load_file(&parent, &catalog()).unwrap_err();
+    let lines: Vec<String> = errors.items.iter().map(|d| d.to_string()).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with("2:32: $.steps[0].workflow.path: in child workflow"), "{lines:#?}");
+    assert!(lines[0].contains("broken.json:2:27: $.steps[0].uses: unknown connector `nope`"), "{lines:#?}");
+    assert!(lines[1].starts_with("3:32: $.steps[1].workflow.path: cannot read child workflow"), "{lines:#?}");
+    assert!(lines[2].contains("child workflows form a cycle"), "{lines:#?}");
+    assert!(lines[2].contains("a.json -> ") && lines[2].contains("b.json -> "), "{lines:#?}");
+}

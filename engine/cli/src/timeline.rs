@@ -33,7 +33,7 @@ pub fn list(runs: &[RunRecord], json: bool) {
             .iter()
             .map(|r| {
                 json!({
-                    "id": r.id, "workflow": r.workflow_name, "status": r.status,
+                    "id": r.id, "workflow": r.workflow_name, "status": r.status, "parent": r.parent_id,
                     "created_at": timestamp(r.created_at), "updated_at": timestamp(r.updated_at),
                 })
             })
@@ -51,7 +51,11 @@ pub fn list(runs: &[RunRecord], json: bool) {
         println!(
             "{:<36}  {:<20}  {:<9}  {:<24}  {}",
             run.id,
-            short(&run.workflow_name, 20),
+            if run.parent_id.is_some() {
+                format!("↳ {}", short(&run.workflow_name, 18))
+            } else {
+                short(&run.workflow_name, 20)
+            },
             run.status,
             timestamp(run.created_at),
             took
@@ -81,6 +85,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
             events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
         let body = json!({
             "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": run.status,
+            "parent": run.parent_id,
             "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
             "output": run.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
             "error": run.error.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
@@ -96,6 +101,9 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
     });
     println!("run       {}", run.id);
     println!("workflow  {} ({})", run.workflow_name, run.workflow_hash);
+    if let Some(parent) = &run.parent_id {
+        println!("parent    {parent}");
+    }
     if let Some(pins) = pins.filter(|p| !p.is_empty()) {
         let pins: Vec<String> = pins.iter().map(|(k, d)| format!("{k} {}", short(d, 19))).collect();
         println!("pinned    {}", pins.join(", "));
@@ -111,17 +119,20 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
     for stored in events {
         let at = stored.at;
         match &stored.event {
-            Event::StepStarted { step, iteration, attempt, .. } => rows.push(Row {
+            Event::StepStarted { step, iteration, attempt, child, .. } => rows.push(Row {
                 step: label(step, *iteration),
                 attempt: attempt.to_string(),
                 status: "running".into(),
                 start: at,
                 end: None,
-                detail: definition
-                    .step_index(step)
-                    .and_then(|i| definition.workflow.steps[i].wait_for_signal.as_ref())
-                    .map(|w| format!("waiting for signal `{}`", w.name))
-                    .unwrap_or_default(),
+                detail: match child {
+                    Some(child) => format!("child run {child}"),
+                    None => definition
+                        .step_index(step)
+                        .and_then(|i| definition.workflow.steps[i].wait_for_signal.as_ref())
+                        .map(|w| format!("waiting for signal `{}`", w.name))
+                        .unwrap_or_default(),
+                },
             }),
             Event::TimerSet { step, fire_at } => {
                 if let Some(row) = rows.iter_mut().rev().find(|r| &r.step == step) {
@@ -143,7 +154,11 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                 {
                     row.status = "completed".into();
                     row.end = Some(at);
-                    row.detail = format!("→ {}", short(&output.to_string(), 60));
+                    let child = row
+                        .detail
+                        .strip_prefix("child run ")
+                        .map(|id| format!("child run {} ", id.get(..8).unwrap_or(id)));
+                    row.detail = format!("{}→ {}", child.unwrap_or_default(), short(&output.to_string(), 60));
                 }
             }
             Event::StepFailed { step, iteration, attempt, error, retry_at } => {

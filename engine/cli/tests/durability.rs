@@ -22,7 +22,11 @@ macro_rules! both_stores {
     };
 }
 
-both_stores!(killed_mid_step_resumes_without_redoing_work, killed_mid_sleep_keeps_its_timer);
+both_stores!(
+    killed_mid_step_resumes_without_redoing_work,
+    killed_mid_sleep_keeps_its_timer,
+    killed_inside_a_child_run_resumes_the_child
+);
 
 fn http_step(id: &str, url: String, needs: &[&str]) -> Value {
     json!({ "id": id, "uses": "http/request", "needs": needs,
@@ -130,4 +134,60 @@ async fn killed_mid_sleep_keeps_its_timer(backend: Backend) {
         .unwrap()
         .as_millis() as i64;
     assert!(fired_ms >= fire_at, "the sleep was not cut short by the restart");
+}
+
+async fn killed_inside_a_child_run_resumes_the_child(backend: Backend) {
+    let ws = Workspace::new(backend).await;
+    let sink = Sink::start(&["/slow"]).await;
+    let child = json!({
+        "name": "inner",
+        "steps": [
+            http_step("first", format!("{}/first", sink.base), &[]),
+            http_step("slow", format!("{}/slow", sink.base), &["first"])
+        ],
+        "output": "{{ steps.slow.output.body.path }}"
+    });
+    ws.write("inner.json", &child.to_string());
+    let parent = json!({
+        "name": "outer",
+        "steps": [
+            { "id": "inner", "workflow": { "path": "inner.json", "input": { "who": "{{ input.who }}" } } },
+            http_step("last", format!("{}/last", sink.base), &["inner"])
+        ],
+        "output": { "inner": "{{ steps.inner.output }}", "last": "{{ steps.last.output.body.path }}" }
+    });
+    let file = ws.write("outer.json", &parent.to_string());
+    let mut process = ws.spawn(&["run", file.to_str().unwrap(), "--input", r#"{"who":"ada"}"#]);
+    wait_until("the child's slow step to reach the sink", Duration::from_secs(60), || !sink.hits("/slow").is_empty())
+        .await;
+    process.kill().unwrap(); // SIGKILL
+    process.wait().unwrap();
+
+    let out = ws.run(&["runs", "list", "--json"]);
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 2, "a parent and its child: {runs:#?}");
+    let parent_run = runs.iter().find(|r| r["parent"].is_null()).unwrap()["id"].as_str().unwrap().to_string();
+    let child_run = runs.iter().find(|r| r["parent"] == parent_run.as_str()).expect("the child names its parent")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = ws.run(&["resume"]);
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!({ "inner": "/slow", "last": "/last" }), "resume prints only the parent's output");
+
+    assert_eq!(sink.hits("/first").len(), 1, "the child's completed step never runs again");
+    assert_eq!(sink.hits("/last").len(), 1);
+    let slow = sink.hits("/slow");
+    assert_eq!(slow.len(), 2, "the child's interrupted step runs again");
+    assert_eq!(slow[1].idempotency_key.as_deref(), Some(format!("{child_run}:slow:0").as_str()));
+    assert_eq!(slow[0].idempotency_key, slow[1].idempotency_key);
+
+    let journal = ws.journal(&parent_run);
+    assert_eq!(journal["status"], "completed");
+    let started: Vec<_> = events_of(&journal, "step_started").into_iter().filter(|e| e["step"] == "inner").collect();
+    assert_eq!(started.len(), 1, "the parent's step was not restarted: it reattached to its child");
+    assert_eq!(started[0]["child"], child_run.as_str());
+    assert_eq!(ws.journal(&child_run)["status"], "completed");
 }

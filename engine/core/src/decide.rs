@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, Step, expr};
+use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, expr};
 
 use crate::event::{Event, Millis, StepError};
 use crate::state::{Iteration, RunState, StepPhase};
@@ -15,6 +15,15 @@ pub const DEFAULT_CONCURRENCY: u32 = 4;
 /// The idempotency key of a step iteration: stable across its attempts.
 pub fn idempotency_key(run_id: &str, step_id: &str, iteration: Option<u32>) -> String {
     format!("{run_id}:{step_id}:{}", iteration.unwrap_or(0))
+}
+
+/// The id of the child run that an attempt of a child workflow step drives:
+/// a UUID derived from the parent run, step, iteration and attempt, so that a
+/// driver that restarts finds the child it had started.
+pub fn child_run_id(run_id: &str, step_id: &str, iteration: Option<u32>, attempt: u32) -> String {
+    let digest = Sha256::digest(format!("{run_id}/{step_id}/{}/{attempt}", iteration.unwrap_or(0)).as_bytes());
+    let bytes: [u8; 16] = digest[..16].try_into().expect("16 bytes");
+    uuid::Uuid::new_v8(bytes).to_string()
 }
 
 /// The template scope for a step: `input`, `run`, `steps`, and for `foreach`
@@ -242,6 +251,7 @@ fn start(
     let step = &definition.workflow.steps[i];
     let key = idempotency_key(&state.run_id, &step.id, iteration);
     let item = iteration.and_then(|n| state.steps[i].items.as_ref()?.get(n as usize).map(|v| (n, v)));
+    let child = step.workflow.as_ref().map(|_| child_run_id(&state.run_id, &step.id, iteration, attempt));
     let started = |input: Value, timeout_at: Option<Millis>| Event::StepStarted {
         step: step.id.clone(),
         iteration,
@@ -249,6 +259,7 @@ fn start(
         input,
         key: key.clone(),
         timeout_at,
+        child: child.clone(),
     };
     if let Some(duration) = step.sleep {
         return vec![
@@ -260,14 +271,17 @@ fn start(
         let timeout_at = wait.timeout.map(|t| now + t.as_millis() as Millis);
         return vec![started(json!({ "signal": wait.name }), timeout_at)];
     }
-    let template = step.with.clone().unwrap_or_else(|| json!({}));
-    match expr::render(&template, &scope(definition, state, item)) {
+    let (template, what) = match &step.workflow {
+        Some(child) => (child.input.clone(), "workflow.input"),
+        None => (step.with.clone(), "with"),
+    };
+    match expr::render(&template.unwrap_or_else(|| json!({})), &scope(definition, state, item)) {
         Ok(input) => vec![started(input, None)],
         Err(e) => vec![Event::StepFailed {
             step: step.id.clone(),
             iteration,
             attempt,
-            error: StepError::new(ErrorKind::InvalidInput, format!("rendering `with`: {e}")),
+            error: StepError::new(ErrorKind::InvalidInput, format!("rendering `{what}`: {e}")),
             retry_at: None,
         }],
     }
@@ -301,7 +315,7 @@ pub fn on_outcome(
 
 /// Attempts that were running when the previous process stopped: each is
 /// recorded as interrupted, and retried (with the same idempotency key) if
-/// its policy allows. Sleeps and waits are durable and carry on.
+/// its policy allows. Sleeps, waits and child runs are durable and carry on.
 pub fn recover(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event> {
     if state.status.is_terminal() {
         return Vec::new();
@@ -341,8 +355,15 @@ pub fn next_wake(state: &RunState) -> Option<Millis> {
 /// failed for good. Exponential backoff with "equal jitter": half the delay is
 /// fixed and half is drawn from a hash of the key and attempt, so replays and
 /// tests see the same numbers.
+///
+/// A child workflow step is not retried unless it has a `retry` policy: the
+/// child's own steps already retried what they could.
 pub fn retry_delay(step: &Step, error: &StepError, attempt: u32, key: &str) -> Option<Millis> {
-    let policy = step.retry.clone().unwrap_or_default();
+    let policy = match &step.retry {
+        Some(policy) => policy.clone(),
+        None if step.workflow.is_some() => RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        None => RetryPolicy::default(),
+    };
     let retryable = error.kind.retryable_by_default() && !policy.non_retryable.contains(&error.kind);
     if !retryable || attempt >= policy.max_attempts {
         return None;

@@ -83,6 +83,11 @@ pub enum Event {
         /// For `wait_for_signal`: when the wait times out.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_at: Option<Millis>,
+        /// For child workflow steps: the id of the child run this attempt
+        /// drives (derived from the run, step, iteration and attempt, so a
+        /// restarted driver finds the same child).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child: Option<String>,
     },
     /// A durable sleep began.
     TimerSet {

@@ -22,7 +22,9 @@ mod decide;
 mod event;
 mod state;
 
-pub use decide::{DEFAULT_CONCURRENCY, idempotency_key, next, next_wake, on_outcome, recover, retry_delay, scope};
+pub use decide::{
+    DEFAULT_CONCURRENCY, child_run_id, idempotency_key, next, next_wake, on_outcome, recover, retry_delay, scope,
+};
 pub use event::{Event, Millis, StepError};
 pub use state::{Iteration, RunState, RunStatus, Signal, StepPhase, StepState};
 pub use weft_workflows::ErrorKind;

@@ -24,6 +24,10 @@ struct Sim {
 impl Sim {
     fn new(workflow: Value, input: Value) -> Sim {
         let def = load("w.json", &workflow.to_string(), &catalog()).unwrap_or_else(|e| panic!("{e}"));
+        Sim::with(def, input)
+    }
+
+    fn with(def: Definition, input: Value) -> Sim {
         let mut sim = Sim { state: RunState::new("r1", &def), def, journal: Vec::new(), now: 1_000 };
         let started = Event::RunStarted {
             workflow: "w".into(),
@@ -304,4 +308,33 @@ fn run_timeouts_fail_the_run() {
     sim.now += 10_000;
     let out = sim.settle();
     assert_eq!(kinds(&out), ["run_failed"]);
+}
+
+#[test]
+fn child_workflow_steps_start_a_child_run_that_outlives_restarts() {
+    let child = load("c.json", r#"{ "name": "c", "steps": [ { "id": "x", "uses": "t/echo" } ] }"#, &catalog()).unwrap();
+    let parent: weft_workflows::Workflow = serde_json::from_value(json!({ "name": "p", "steps": [
+        { "id": "kid", "workflow": { "path": "c.json", "input": { "n": "{{ input.n }}" } } },
+        { "id": "after", "uses": "t/echo", "with": { "got": "{{ steps.kid.output }}" } }
+    ] }))
+    .unwrap();
+    let def = Definition::with_children(parent, [("kid".to_string(), child)].into());
+    let mut sim = Sim::with(def, json!({ "n": 7 }));
+    let out = sim.settle();
+    let expected = weft_core::child_run_id("r1", "kid", None, 1);
+    assert!(
+        matches!(&out[..], [Event::StepScheduled { .. }, Event::StepStarted { input, child: Some(id), .. }]
+            if input == &json!({ "n": 7 }) && *id == expected),
+        "{out:?}"
+    );
+    assert_ne!(expected, weft_core::child_run_id("r1", "kid", None, 2), "each attempt has its own child");
+
+    // A restart does not interrupt a child run: the new driver picks it up.
+    let state = RunState::replay("r1", &sim.def, &sim.journal);
+    assert!(recover(&sim.def, &state, sim.now).is_empty());
+
+    // A failed child fails the step for good: it is not retried by default.
+    let failed = sim.finish("kid", None, Err(StepError::new(ErrorKind::Transient, "child run failed")));
+    assert!(matches!(&failed[0], Event::StepFailed { retry_at: None, .. }), "{failed:?}");
+    assert_eq!(kinds(&failed)[1], "run_failed");
 }

@@ -33,6 +33,9 @@ struct Finished {
     result: Result<Value, StepError>,
 }
 
+/// A connector call or child run, as spawned.
+type BoxedCall = std::pin::Pin<Box<dyn Future<Output = Finished> + Send + 'static>>;
+
 /// The in-memory side of a run being driven.
 struct Drive<'a> {
     engine: &'a Engine,
@@ -46,6 +49,8 @@ struct Drive<'a> {
     /// Events applied to `state` but not yet committed.
     staged: Vec<Event>,
     observer: &'a mut dyn Observer,
+    /// Connector calls and child runs under way in this process.
+    in_flight: JoinSet<Finished>,
 }
 
 impl Engine {
@@ -114,7 +119,17 @@ impl Engine {
             digests.push(digest.map(|(_, d)| d));
         }
         let known = events.last().map_or(0, |e| e.seq);
-        let mut drive = Drive { engine: self, run, definition, state, known, digests, staged: Vec::new(), observer };
+        let mut drive = Drive {
+            engine: self,
+            run,
+            definition,
+            state,
+            known,
+            digests,
+            staged: Vec::new(),
+            observer,
+            in_flight: JoinSet::new(),
+        };
         drive.run_to_end().await
     }
 }
@@ -123,7 +138,6 @@ impl Drive<'_> {
     async fn run_to_end(&mut self) -> Result<Outcome> {
         let recovered = recover(&self.definition, &self.state, now_ms());
         self.stage(recovered);
-        let mut in_flight: JoinSet<Finished> = JoinSet::new();
         let mut started: Vec<(usize, Option<u32>, u32)> = Vec::new();
         let poll = self.engine.config.poll_interval;
         let renew_every = self.engine.config.lease_ttl / 3;
@@ -133,20 +147,27 @@ impl Drive<'_> {
             if self.state.status.is_terminal() {
                 break;
             }
+            let mut calls = Vec::new();
             for (step, iteration, attempt, input) in self.state.running() {
-                if self.definition.workflow.steps[step].uses.is_none() || started.contains(&(step, iteration, attempt))
-                {
+                let spec = &self.definition.workflow.steps[step];
+                if (spec.uses.is_none() && spec.workflow.is_none()) || started.contains(&(step, iteration, attempt)) {
                     continue;
                 }
                 started.push((step, iteration, attempt));
-                in_flight.spawn(self.call(step, iteration, attempt, input.clone()));
+                calls.push(match spec.workflow {
+                    Some(_) => self.child(step, iteration, attempt, input.clone()),
+                    None => Box::pin(self.call(step, iteration, attempt, input.clone())),
+                });
+            }
+            for call in calls {
+                self.in_flight.spawn(call);
             }
             started.retain(|(s, i, a)| self.state.running().any(|r| (r.0, r.1, r.2) == (*s, *i, *a)));
 
             let wake = next_wake(&self.state).map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
             let wait = wake.map_or(poll, |w| w.min(poll));
             tokio::select! {
-                Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
+                Some(finished) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     let finished = finished.unwrap_or_else(|e| Finished {
                         step: usize::MAX, iteration: None, attempt: 0,
                         result: Err(StepError::new(ErrorKind::Trap, format!("the call task failed: {e}"))),
@@ -167,7 +188,7 @@ impl Drive<'_> {
                 last_renew = Instant::now();
             }
         }
-        in_flight.abort_all();
+        self.in_flight.abort_all();
         Ok(Outcome {
             run_id: self.run.id.clone(),
             status: self.state.status,
@@ -187,6 +208,15 @@ impl Drive<'_> {
                 break;
             }
             self.stage(events);
+        }
+        if self.state.status.is_terminal() && self.state.status != RunStatus::Completed {
+            // Child runs end before their parent's end is durable: if this
+            // process dies in between, the parent is still running and its
+            // next driver ends them again.
+            self.in_flight.abort_all();
+            while self.in_flight.join_next().await.is_some() {}
+            let reason = format!("its parent run {} {}", self.run.id, self.state.status.as_str());
+            self.engine.end_children(&self.definition, &self.state, &reason).await?;
         }
         let batch = std::mem::take(&mut self.staged);
         self.append(batch).await
@@ -240,6 +270,40 @@ impl Drive<'_> {
         let events = self.engine.store.load_events(&self.run.id, 0).await?;
         self.state = RunState::replay(&self.run.id, &self.definition, events.iter().map(|e| &e.event));
         Ok(())
+    }
+
+    /// The future that runs one attempt of a child workflow step: it creates
+    /// the child run (or finds it, after a restart) and drives it to its end.
+    fn child(&self, step: usize, iteration: Option<u32>, attempt: u32, input: Value) -> BoxedCall {
+        let engine = self.engine.clone();
+        let spec = &self.definition.workflow.steps[step];
+        let definition = self.definition.children.get(&spec.id).cloned();
+        let id = weft_core::child_run_id(&self.run.id, &spec.id, iteration, attempt);
+        let parent = self.run.id.clone();
+        let timeout = spec.timeout;
+        Box::pin(async move {
+            let result = match definition {
+                None => Err(StepError::new(ErrorKind::Fatal, "the step's child workflow is not in the definition")),
+                Some(definition) => {
+                    let child = engine.run_child(&definition, &id, &parent, input);
+                    match timeout {
+                        None => child.await,
+                        Some(limit) => match tokio::time::timeout(limit.0, child).await {
+                            Ok(result) => result,
+                            Err(_) => {
+                                let reason = format!("the parent's step did not finish within {limit}");
+                                let _ = engine.cancel(&id, &reason).await;
+                                Err(StepError::new(
+                                    ErrorKind::Timeout,
+                                    format!("child run {id} did not finish within {limit}"),
+                                ))
+                            }
+                        },
+                    }
+                }
+            };
+            Finished { step, iteration, attempt, result }
+        })
     }
 
     /// The future that performs one connector call.

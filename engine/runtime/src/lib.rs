@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod children;
 mod driver;
 mod lease;
 pub mod workloads;
@@ -156,13 +157,13 @@ impl Engine {
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
     pub async fn start(&self, definition: &Definition, input: Value) -> Result<String> {
-        Ok(self.create(definition, input).await?.0.id)
+        Ok(self.create(definition, input, None, None).await?.0.id)
     }
 
     /// Starts a run and drives it to the end in this process, without reading
     /// back what `start` just wrote.
     pub async fn run(&self, definition: &Definition, input: Value, observer: &mut dyn Observer) -> Result<Outcome> {
-        let (run, events) = self.create(definition, input).await?;
+        let (run, events) = self.create(definition, input, None, None).await?;
         let id = run.id.clone();
         let result = self.drive_loaded(run, definition.clone(), events, observer).await;
         if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
@@ -171,8 +172,15 @@ impl Engine {
         result
     }
 
-    /// Creates a run; returns its row and journal as written.
-    async fn create(&self, definition: &Definition, input: Value) -> Result<(RunRecord, Vec<weft_store::StoredEvent>)> {
+    /// Creates a run (with a new id, or `id` for a child run of `parent`);
+    /// returns its row and journal as written.
+    async fn create(
+        &self,
+        definition: &Definition,
+        input: Value,
+        id: Option<&str>,
+        parent: Option<&str>,
+    ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>)> {
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
         let mut connectors = BTreeMap::new();
         for step in &definition.workflow.steps {
@@ -184,13 +192,8 @@ impl Engine {
             connectors.insert(info.key(), info.digest);
         }
         let tenant = &self.config.tenant;
-        let stored = self.stored.lock().expect("stored lock").contains(&definition.hash);
-        if !stored {
-            let text = serde_json::to_string(&definition.workflow).expect("workflows serialize");
-            self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text).await?;
-            self.stored.lock().expect("stored lock").insert(definition.hash.clone());
-        }
-        let run_id = uuid::Uuid::now_v7().to_string();
+        self.put_definition(definition).await?;
+        let run_id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
         let now = now_ms();
         let started = Event::RunStarted {
             workflow: definition.workflow.name.clone(),
@@ -206,6 +209,7 @@ impl Engine {
             workflow_hash: &definition.hash,
             input: &input,
             lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
+            parent,
         };
         self.store.create_run(new, std::slice::from_ref(&started)).await?;
         let record = RunRecord {
@@ -222,8 +226,25 @@ impl Engine {
             lease_until: Some(now + self.config.lease_ttl.as_millis() as i64),
             created_at: now,
             updated_at: now,
+            parent_id: parent.map(str::to_string),
         };
         Ok((record, vec![weft_store::StoredEvent { seq: 1, at: now, event: started }]))
+    }
+
+    /// Stores a definition and its children's under their hashes, unless this
+    /// engine already has (versions are immutable).
+    async fn put_definition(&self, definition: &Definition) -> Result<()> {
+        let mut pending = vec![definition];
+        while let Some(definition) = pending.pop() {
+            pending.extend(definition.children.values());
+            if self.stored.lock().expect("stored lock").contains(&definition.hash) {
+                continue;
+            }
+            let text = definition.stored_form().to_string();
+            self.store.put_workflow(&self.config.tenant, &definition.hash, &definition.workflow.name, &text).await?;
+            self.stored.lock().expect("stored lock").insert(definition.hash.clone());
+        }
+        Ok(())
     }
 
     /// The definition a run is pinned to.
@@ -260,6 +281,8 @@ impl Engine {
         self.store.append(&run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;
         if self.take_lease(&run.id).await.is_ok() {
             let (definition, state, _) = self.state(&run).await?;
+            let child_reason = format!("its parent run {} was cancelled", run.id);
+            self.end_children(&definition, &state, &child_reason).await?;
             let events = weft_core::next(&definition, &state, now_ms());
             self.store.append(&run.id, &events).await?;
         }
@@ -272,20 +295,33 @@ impl Engine {
     }
 }
 
-/// The definition a run is pinned to, read from the store (no wasm host
-/// needed: inspecting a run does not start one).
+/// The definition a run is pinned to, read from the store with its child
+/// workflows (no wasm host needed: inspecting a run does not start one).
 pub async fn definition(store: &Store, run: &RunRecord) -> Result<Definition> {
-    let failure = |message: String| Error::Definition { hash: run.workflow_hash.clone(), message };
-    let text = store
-        .get_workflow(&run.tenant, &run.workflow_hash)
-        .await?
-        .ok_or_else(|| failure("it is missing from the store".into()))?;
-    let workflow = serde_json::from_str(&text).map_err(|e| failure(e.to_string()))?;
-    let definition = Definition::new(workflow);
-    if definition.hash != run.workflow_hash {
-        return Err(failure(format!("its content hashes to {}", definition.hash)));
-    }
-    Ok(definition)
+    stored_definition(store, &run.tenant, &run.workflow_hash).await
+}
+
+/// The definition stored under `hash`, with its children.
+fn stored_definition<'a>(
+    store: &'a Store,
+    tenant: &'a str,
+    hash: &'a str,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<Definition>> + Send + 'a>> {
+    Box::pin(async move {
+        let failure = |message: String| Error::Definition { hash: hash.to_string(), message };
+        let text =
+            store.get_workflow(tenant, hash).await?.ok_or_else(|| failure("it is missing from the store".into()))?;
+        let stored = weft_workflows::Stored::parse(&text).map_err(|e| failure(e.to_string()))?;
+        let mut children = BTreeMap::new();
+        for (step, child) in &stored.children {
+            children.insert(step.clone(), stored_definition(store, tenant, child).await?);
+        }
+        let definition = Definition::with_children(stored.workflow, children);
+        if definition.hash != hash {
+            return Err(failure(format!("its content hashes to {}", definition.hash)));
+        }
+        Ok(definition)
+    })
 }
 
 /// The validation catalog for a host's installed connectors.

@@ -21,6 +21,8 @@ pub struct NewRun<'a> {
     pub input: &'a serde_json::Value,
     /// Who drives it first, and until when (ms), if anyone.
     pub lease: Option<(&'a str, i64)>,
+    /// For a child workflow run: the run whose step started it.
+    pub parent: Option<&'a str>,
 }
 
 /// A run's summary row.
@@ -52,6 +54,8 @@ pub struct RunRecord {
     pub created_at: i64,
     /// Last written at (ms).
     pub updated_at: i64,
+    /// For a child workflow run: the run whose step started it.
+    pub parent_id: Option<String>,
 }
 
 /// The result of asking for a run's lease.
@@ -69,7 +73,7 @@ pub enum Lease {
 }
 
 const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, \
-                           lease_owner, lease_until, created_at, updated_at";
+                           lease_owner, lease_until, created_at, updated_at, parent_id";
 
 fn run_record(row: &AnyRow) -> RunRecord {
     RunRecord {
@@ -86,6 +90,7 @@ fn run_record(row: &AnyRow) -> RunRecord {
         lease_until: row.get(10),
         created_at: row.get(11),
         updated_at: row.get(12),
+        parent_id: row.get(13),
     }
 }
 
@@ -96,7 +101,8 @@ impl Store {
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
             "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, lease_owner, \
-             lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'running', $5, $9, $6, $7, $8, $8)",
+             lease_until, created_at, updated_at, parent_id) VALUES ($1, $2, $3, $4, 'running', $5, $9, $6, $7, $8, \
+             $8, $10)",
         )
         .bind(run.id)
         .bind(run.tenant)
@@ -107,6 +113,7 @@ impl Store {
         .bind(run.lease.map(|(_, until)| until))
         .bind(now)
         .bind(first.len() as i64)
+        .bind(run.parent)
         .execute(&mut *tx)
         .await?;
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
@@ -115,11 +122,17 @@ impl Store {
         Ok(())
     }
 
+    /// The run with exactly this id, if there is one.
+    pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.db.pool).await?;
+        Ok(row.as_ref().map(run_record))
+    }
+
     /// The run with this id, or with this unique id prefix.
     pub async fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
-        let exact = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        if let Some(row) = sqlx::query(AssertSqlSafe(exact)).bind(id_or_prefix).fetch_optional(&self.db.pool).await? {
-            return Ok(run_record(&row));
+        if let Some(run) = self.get_run(id_or_prefix).await? {
+            return Ok(run);
         }
         let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT 5");
@@ -142,10 +155,12 @@ impl Store {
         Ok(rows.iter().map(run_record).collect())
     }
 
-    /// The tenant's runs that have not finished, oldest first.
+    /// The tenant's top-level runs that have not finished, oldest first.
+    /// Child runs are left out: the run that started each one drives it.
     pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' ORDER BY created_at, id"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' AND parent_id IS NULL \
+             ORDER BY created_at, id"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.db.pool).await?;
         Ok(rows.iter().map(run_record).collect())

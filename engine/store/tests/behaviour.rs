@@ -31,10 +31,15 @@ both_stores!(
     concurrent_writers_are_detected,
     runs_are_found_by_prefix,
     leases_exclude_other_drivers,
-    connect_errors_are_clear
+    connect_errors_are_clear,
+    child_runs_are_left_to_their_parents
 );
 
 async fn new_run(store: &Store, id: &str) {
+    new_child_run(store, id, None).await
+}
+
+async fn new_child_run(store: &Store, id: &str, parent: Option<&str>) {
     store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.unwrap();
     store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.expect("storing a version twice is a no-op");
     let started = Event::RunStarted {
@@ -51,6 +56,7 @@ async fn new_run(store: &Store, id: &str) {
         workflow_hash: "sha256:abc",
         input: &json!({ "n": 1 }),
         lease: None,
+        parent,
     };
     store.create_run(run, &[started]).await.unwrap();
 }
@@ -180,4 +186,15 @@ async fn concurrent_first_opens_of_a_sqlite_file_all_succeed() {
             open.await.unwrap().expect("every concurrent first open succeeds");
         }
     }
+}
+
+async fn child_runs_are_left_to_their_parents(store: Store) {
+    new_run(&store, "parent").await;
+    new_child_run(&store, "child", Some("parent")).await;
+    let child = store.get_run("child").await.unwrap().expect("the child exists");
+    assert_eq!(child.parent_id.as_deref(), Some("parent"));
+    assert_eq!(store.get_run("chi").await.unwrap(), None, "get_run takes exact ids only");
+    let unfinished: Vec<String> =
+        store.unfinished_runs(DEFAULT_TENANT).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(unfinished, ["parent"], "resume drives parents, which drive their children");
 }

@@ -1,0 +1,94 @@
+//! Child workflow runs. A child workflow step's attempt creates a child run
+//! with an id derived from the parent's run, step, iteration and attempt, and
+//! drives it in the parent's process; the child's outcome is the attempt's.
+//! A parent that ends early (failed, cancelled, timed out) cancels the
+//! children it still has running before its own end is committed.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use weft_core::{RunState, RunStatus, StepError, child_run_id};
+use weft_workflows::{Definition, ErrorKind};
+
+use crate::{Engine, Error, Result};
+
+impl Engine {
+    /// Creates the child run `id` of `parent` unless it exists, drives it to
+    /// its end, and turns its outcome into the step attempt's result.
+    pub(crate) async fn run_child(
+        &self,
+        definition: &Definition,
+        id: &str,
+        parent: &str,
+        input: Value,
+    ) -> Result<Value, StepError> {
+        loop {
+            let outcome = match self.store.get_run(id).await {
+                Ok(Some(_)) => self.drive(id, &mut ()).await,
+                Ok(None) => match self.create(definition, input.clone(), Some(id), Some(parent)).await {
+                    Ok((run, events)) => {
+                        let outcome = self.drive_loaded(run, definition.clone(), events, &mut ()).await;
+                        if !matches!(&outcome, Ok(o) if o.status.is_terminal()) {
+                            self.release_lease(id).await;
+                        }
+                        outcome
+                    }
+                    Err(Error::InvalidInput(problems)) => {
+                        let message = format!("the child workflow's input: {}", problems.join("; "));
+                        return Err(StepError::new(ErrorKind::InvalidInput, message));
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.into()),
+            };
+            return match outcome {
+                Ok(outcome) => match outcome.status {
+                    RunStatus::Completed => Ok(outcome.output.unwrap_or(Value::Null)),
+                    RunStatus::Failed => {
+                        let error = outcome.error.unwrap_or_else(|| StepError::new(ErrorKind::Fatal, "no error"));
+                        Err(StepError { message: format!("child run {id} failed: {}", error.message), ..error })
+                    }
+                    RunStatus::Cancelled => {
+                        Err(StepError::new(ErrorKind::Fatal, format!("child run {id} was cancelled")))
+                    }
+                    RunStatus::Running => {
+                        Err(StepError::new(ErrorKind::Transient, format!("child run {id} stopped before its end")))
+                    }
+                },
+                // Another process still holds the child (its lease has not
+                // expired since that process died): wait for the lease.
+                Err(Error::LeaseHeld { .. }) => {
+                    tokio::time::sleep(self.config.lease_ttl / 3).await;
+                    continue;
+                }
+                Err(e) => Err(StepError::new(ErrorKind::Transient, format!("driving child run {id}: {e}"))),
+            };
+        }
+    }
+
+    /// Cancels the child runs that `state`'s running child workflow steps
+    /// started. Children that were never created or have already ended are
+    /// left as they are.
+    pub(crate) fn end_children<'a>(
+        &'a self,
+        definition: &'a Definition,
+        state: &'a RunState,
+        reason: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let steps = &definition.workflow.steps;
+            for (step, iteration, attempt, _) in state.running() {
+                if steps[step].workflow.is_none() {
+                    continue;
+                }
+                let id = child_run_id(&state.run_id, &steps[step].id, iteration, attempt);
+                match self.cancel(&id, reason).await {
+                    Ok(_) | Err(Error::Finished { .. }) | Err(Error::Store(weft_store::Error::RunNotFound(_))) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+}
