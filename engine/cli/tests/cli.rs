@@ -29,6 +29,15 @@ async fn the_example_runs_and_prints_its_output() {
     let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(outcome["status"], "completed");
     assert_eq!(outcome["output"], json!({ "greeting": "Hello, Ada!", "doubled": 4, "fan_out": [8, 16, 24] }));
+
+    // The child workflow example runs hello.json once per name.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/team.json");
+    let out = ws.run(&["run", example, "--input", r#"{"team":["Ada","Alan"]}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!(["Hello, Ada!", "Hello, Alan!"]));
+    let listed = text(&ws.run(&["runs", "list"]).stdout);
+    assert_eq!(listed.matches("↳ hello").count(), 2, "children are listed under the parent:\n{listed}");
 }
 
 #[tokio::test]
