@@ -15,6 +15,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("connectors-wit/wit").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
+    println!("cargo:rerun-if-changed={}", guests.join(".cargo/config.toml").display());
     for guest in GUESTS {
         println!("cargo:rerun-if-changed={}", guests.join(guest).display());
     }

@@ -29,8 +29,25 @@ pub fn child_run_id(run_id: &str, step_id: &str, iteration: Option<u32>, attempt
 /// The template scope for a step: `input`, `run`, `steps`, and for `foreach`
 /// iterations `item` and `index`.
 pub fn scope(definition: &Definition, state: &RunState, iteration: Option<(u32, &Value)>) -> Value {
+    scope_of(definition, state, 0..definition.workflow.steps.len(), iteration)
+}
+
+/// The scope for step `i`'s templates: only the steps it depends on, which
+/// are all the steps its templates can read (validation makes every
+/// reference a dependency), so a long workflow does not copy every earlier
+/// output into each step's scope.
+fn step_scope(definition: &Definition, state: &RunState, i: usize, iteration: Option<(u32, &Value)>) -> Value {
+    scope_of(definition, state, definition.deps[i].iter().copied(), iteration)
+}
+
+fn scope_of(
+    definition: &Definition,
+    state: &RunState,
+    visible: impl Iterator<Item = usize>,
+    iteration: Option<(u32, &Value)>,
+) -> Value {
     let mut steps = Map::new();
-    for (step, st) in definition.workflow.steps.iter().zip(&state.steps) {
+    for (step, st) in visible.map(|i| (&definition.workflow.steps[i], &state.steps[i])) {
         let (output, error) = match &st.phase {
             StepPhase::Completed(output) => (output.clone(), Value::Null),
             StepPhase::Failed(error) => (Value::Null, json!({ "kind": error.kind, "message": error.message })),
@@ -211,7 +228,10 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
 /// Decides whether a pending step runs: its condition and `foreach` items.
 fn schedule(definition: &Definition, state: &RunState, i: usize) -> Vec<Event> {
     let step = &definition.workflow.steps[i];
-    let scope = scope(definition, state, None);
+    if step.condition.is_none() && step.foreach.is_none() {
+        return vec![Event::StepScheduled { step: step.id.clone(), items: None }];
+    }
+    let scope = step_scope(definition, state, i, None);
     let fail = |message: String| Event::StepFailed {
         step: step.id.clone(),
         iteration: None,
@@ -275,7 +295,7 @@ fn start(
         Some(child) => (child.input.clone(), "workflow.input"),
         None => (step.with.clone(), "with"),
     };
-    match expr::render(&template.unwrap_or_else(|| json!({})), &scope(definition, state, item)) {
+    match expr::render(&template.unwrap_or_else(|| json!({})), &step_scope(definition, state, i, item)) {
         Ok(input) => vec![started(input, None)],
         Err(e) => vec![Event::StepFailed {
             step: step.id.clone(),

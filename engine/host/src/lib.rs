@@ -347,10 +347,13 @@ impl Host {
 
     /// The installed connector with this name (and version, if given).
     pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<ConnectorInfo> {
-        self.connectors()
-            .into_iter()
-            .rev()
-            .find(|c| c.manifest.name == name && version.is_none_or(|v| c.manifest.version == v))
+        let connectors = self.connectors.lock().expect("connectors lock");
+        connectors
+            .values()
+            .map(|l| &l.info)
+            .filter(|c| c.manifest.name == name && version.is_none_or(|v| c.manifest.version == v))
+            .max_by_key(|c| c.key())
+            .cloned()
     }
 
     /// The compiled, linked component for a connector (compiled on first use).

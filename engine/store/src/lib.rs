@@ -154,6 +154,7 @@ impl Store {
                 let options = AnyConnectOptions::from_str(&url).map_err(connect_error)?;
                 AnyPoolOptions::new()
                     .max_connections(4)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
@@ -176,8 +177,11 @@ impl Store {
                     .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
                     .map_err(connect_error)?;
                 probe.close().await.ok();
+                // No ping before each use: it is a round trip per statement,
+                // and a broken connection fails its statement clearly anyway.
                 AnyPoolOptions::new()
                     .max_connections(16)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await
