@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use weft_core::RunStatus;
 use weft_host::{Host, HostConfig};
 use weft_runtime::{Engine, EngineConfig};
-use weft_store::{Store, testing};
+use weft_store::Store;
 use weft_workflows::Definition;
 
 macro_rules! both_stores {
