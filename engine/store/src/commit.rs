@@ -2,10 +2,13 @@
 //! appends that queued up while the previous transaction committed into the
 //! next one. Throughput is then bounded by appends per fsync, not by fsyncs.
 
+use std::collections::HashMap;
+
 use tokio::sync::{mpsc, oneshot};
 use weft_core::Event;
 
-use crate::{Db, Error, Result};
+use crate::journal::{EVENTS_PER_BATCH_STATEMENT, append_runs, finish_if_terminal};
+use crate::{Backend, Db, Error, Result};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -58,6 +61,9 @@ async fn commit_batch(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
     {
         return vec![result];
     }
+    if db.backend == Backend::Postgres && batch.len() > 1 {
+        return commit_batch_postgres(db, batch).await;
+    }
     let mut tx = match db.begin_write().await {
         Ok(tx) => tx,
         Err(e) => return batch.iter().map(|_| Err(e.duplicate())).collect(),
@@ -84,4 +90,74 @@ async fn commit_batch(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
             batch.iter().map(|_| Err(e.duplicate())).collect()
         }
     }
+}
+
+/// A Postgres batch: one statement per up to `EVENTS_PER_BATCH_STATEMENT`
+/// events writes every run's events, in one transaction with the run ends the
+/// batch holds (or in autocommit when it is one statement and ends no run).
+async fn commit_batch_postgres(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
+    // Each run once, its jobs' events in order; `batch` is sorted by run.
+    let mut runs: Vec<(&str, Vec<&Event>)> = Vec::new();
+    for job in batch {
+        match runs.last_mut() {
+            Some((run, events)) if *run == job.run_id => events.extend(&job.events),
+            _ => runs.push((&job.run_id, job.events.iter().collect())),
+        }
+    }
+    runs.retain(|(_, events)| !events.is_empty());
+    let mut chunks: Vec<&[(&str, Vec<&Event>)]> = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (_, events)) in runs.iter().enumerate() {
+        if size > 0 && size + events.len() > EVENTS_PER_BATCH_STATEMENT {
+            chunks.push(&runs[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += events.len();
+    }
+    if start < runs.len() {
+        chunks.push(&runs[start..]);
+    }
+    let ends_run =
+        |e: &&Event| matches!(e, Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. });
+    let terminal: Vec<&(&str, Vec<&Event>)> = runs.iter().filter(|(_, events)| events.iter().any(ends_run)).collect();
+
+    let written: Result<HashMap<String, i64>> = async {
+        if chunks.len() == 1 && terminal.is_empty() {
+            return append_runs(&db.pool, chunks[0]).await;
+        }
+        let mut tx = db.begin_write().await?;
+        let mut firsts = HashMap::new();
+        for chunk in &chunks {
+            firsts.extend(append_runs(&mut *tx, chunk).await?);
+        }
+        for (run, events) in terminal {
+            if firsts.contains_key(*run) {
+                let events: Vec<Event> = events.iter().map(|e| (*e).clone()).collect();
+                finish_if_terminal(&mut tx, run, &events).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(firsts)
+    }
+    .await;
+    let firsts = match written {
+        Ok(firsts) => firsts,
+        Err(e) => return batch.iter().map(|_| Err(e.duplicate())).collect(),
+    };
+    // Hand each job its own first seq: its run's first, plus the events of
+    // the run's earlier jobs in this batch.
+    let mut offsets: HashMap<&str, i64> = HashMap::new();
+    batch
+        .iter()
+        .map(|job| {
+            if job.events.is_empty() {
+                return Ok(0);
+            }
+            let first = *firsts.get(&job.run_id).ok_or_else(|| Error::RunNotFound(job.run_id.clone()))?;
+            let offset = offsets.entry(&job.run_id).or_insert(0);
+            let seq = first + *offset;
+            *offset += job.events.len() as i64;
+            Ok(seq)
+        })
+        .collect()
 }

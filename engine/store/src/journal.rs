@@ -130,6 +130,80 @@ impl Db {
     }
 }
 
+/// Postgres, many runs at once: one statement reserves every run's seqs and
+/// inserts all their events, however many runs the batch holds. `runs` holds
+/// each run once, with its events in order. Returns each run's first seq;
+/// a run missing from the answer does not exist.
+pub(crate) async fn append_runs<'e, E>(
+    executor: E,
+    runs: &[(&str, Vec<&Event>)],
+) -> Result<std::collections::HashMap<String, i64>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut sql = String::from("WITH v(run_id, n) AS (VALUES ");
+    let mut p = 1;
+    for (i, _) in runs.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}::text, ${}::bigint)", p + 1, p + 2));
+        p += 2;
+    }
+    sql.push_str(
+        "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1 FROM v WHERE runs.id = v.run_id \
+         RETURNING runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
+         e(run_id, k, kind, step, body) AS (VALUES ",
+    );
+    let mut first = true;
+    for (_, events) in runs {
+        for _ in events.iter() {
+            if !first {
+                sql.push_str(", ");
+            }
+            first = false;
+            sql.push_str(&format!(
+                "(${}::text, ${}::bigint, ${}::text, ${}::text, ${}::text)",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            ));
+            p += 5;
+        }
+    }
+    sql.push_str(
+        ") INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) \
+         SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.id = e.run_id \
+         RETURNING run_id, seq",
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now_ms());
+    for (run, events) in runs {
+        query = query.bind(*run).bind(events.len() as i64);
+    }
+    for (run, events) in runs {
+        for (k, event) in events.iter().enumerate() {
+            query = query
+                .bind(*run)
+                .bind(k as i64 + 1)
+                .bind(event.kind())
+                .bind(event.step())
+                .bind(serde_json::to_string(event).expect("events serialize"));
+        }
+    }
+    let mut firsts = std::collections::HashMap::new();
+    for row in query.fetch_all(executor).await? {
+        let (run, seq): (String, i64) = (row.get(0), row.get(1));
+        let entry = firsts.entry(run).or_insert(seq);
+        *entry = (*entry).min(seq);
+    }
+    Ok(firsts)
+}
+
+/// Events one batched statement takes at most (5 parameters each).
+pub(crate) const EVENTS_PER_BATCH_STATEMENT: usize = 2000;
+
 /// Postgres: reserve the seqs and insert the events in one statement. The
 /// `UPDATE` takes the run's row lock; no row means no such run.
 fn append_statement<'q>(

@@ -32,7 +32,8 @@ both_stores!(
     runs_are_found_by_prefix,
     leases_exclude_other_drivers,
     connect_errors_are_clear,
-    child_runs_are_left_to_their_parents
+    child_runs_are_left_to_their_parents,
+    appends_queued_together_each_get_their_own_answer
 );
 
 async fn new_run(store: &Store, id: &str) {
@@ -197,4 +198,31 @@ async fn child_runs_are_left_to_their_parents(store: Store) {
     let unfinished: Vec<String> =
         store.unfinished_runs(DEFAULT_TENANT).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(unfinished, ["parent"], "resume drives parents, which drive their children");
+}
+
+async fn appends_queued_together_each_get_their_own_answer(store: Store) {
+    for id in ["q1", "q2", "q3"] {
+        new_run(&store, id).await;
+    }
+    let timer = |n: i64| vec![Event::TimerSet { step: "a".into(), fire_at: n }];
+    let done = vec![Event::RunCompleted { output: json!("done") }];
+    // Queued at once, these are committed together (one batch on both stores).
+    let (t1, t23, t4, t5) = (timer(1), [timer(2), timer(3)].concat(), timer(4), timer(5));
+    let (a, b, c, d, e) = tokio::join!(
+        store.append("q1", &t1),
+        store.append("q2", &t23),
+        store.append("q2", &t4),
+        store.append("nope", &t5),
+        store.append("q3", &done),
+    );
+    assert_eq!(a.unwrap(), 2);
+    let (b, c) = (b.unwrap(), c.unwrap());
+    assert!((b, c) == (2, 4) || (b, c) == (3, 2), "two appends to one run get disjoint seqs: {b}, {c}");
+    assert!(matches!(d, Err(weft_store::Error::RunNotFound(ref run)) if run == "nope"), "{d:?}");
+    assert_eq!(e.unwrap(), 2);
+    let q2 = store.load_events("q2", 0).await.unwrap();
+    assert_eq!(q2.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(store.find_run("q2").await.unwrap().last_seq, 4);
+    let q3 = store.find_run("q3").await.unwrap();
+    assert_eq!((q3.status.as_str(), q3.output.as_deref()), ("completed", Some("\"done\"")));
 }
