@@ -76,6 +76,8 @@ struct Row {
     start: i64,
     end: Option<i64>,
     detail: String,
+    /// For a child workflow step: the child run's id.
+    child: Option<String>,
 }
 
 /// Prints a run's timeline, or the run and its raw journal as JSON.
@@ -133,6 +135,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                         .map(|w| format!("waiting for signal `{}`", w.name))
                         .unwrap_or_default(),
                 },
+                child: child.clone(),
             }),
             Event::TimerSet { step, fire_at } => {
                 if let Some(row) = rows.iter_mut().rev().find(|r| &r.step == step) {
@@ -154,10 +157,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                 {
                     row.status = "completed".into();
                     row.end = Some(at);
-                    let child = row
-                        .detail
-                        .strip_prefix("child run ")
-                        .map(|id| format!("child run {} ", id.get(..8).unwrap_or(id)));
+                    let child = row.child.as_deref().map(|id| format!("child run {} ", id.get(..8).unwrap_or(id)));
                     row.detail = format!("{}→ {}", child.unwrap_or_default(), short(&output.to_string(), 60));
                 }
             }
@@ -177,6 +177,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                         start: at,
                         end: Some(at),
                         detail: short(&error.to_string(), 80),
+                        child: None,
                     }),
                 }
             }
@@ -187,6 +188,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                 start: at,
                 end: Some(at),
                 detail: reason.clone(),
+                child: None,
             }),
             Event::SignalReceived { name, .. } => rows.push(Row {
                 step: format!("(signal {name})"),
@@ -195,6 +197,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                 start: at,
                 end: Some(at),
                 detail: String::new(),
+                child: None,
             }),
             _ => {}
         }

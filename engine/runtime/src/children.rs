@@ -27,13 +27,7 @@ impl Engine {
             let outcome = match self.store.get_run(id).await {
                 Ok(Some(_)) => self.drive(id, &mut ()).await,
                 Ok(None) => match self.create(definition, input.clone(), Some(id), Some(parent)).await {
-                    Ok((run, events)) => {
-                        let outcome = self.drive_loaded(run, definition.clone(), events, &mut ()).await;
-                        if !matches!(&outcome, Ok(o) if o.status.is_terminal()) {
-                            self.release_lease(id).await;
-                        }
-                        outcome
-                    }
+                    Ok((run, events)) => self.drive_created(run, definition, events, &mut ()).await,
                     Err(Error::InvalidInput(problems)) => {
                         let message = format!("the child workflow's input: {}", problems.join("; "));
                         return Err(StepError::new(ErrorKind::InvalidInput, message));

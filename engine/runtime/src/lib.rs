@@ -164,6 +164,18 @@ impl Engine {
     /// back what `start` just wrote.
     pub async fn run(&self, definition: &Definition, input: Value, observer: &mut dyn Observer) -> Result<Outcome> {
         let (run, events) = self.create(definition, input, None, None).await?;
+        self.drive_created(run, definition, events, observer).await
+    }
+
+    /// Drives a run that `create` just returned, then gives its lease back
+    /// unless it finished (a finished run's last commit cleared it).
+    async fn drive_created(
+        &self,
+        run: RunRecord,
+        definition: &Definition,
+        events: Vec<weft_store::StoredEvent>,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome> {
         let id = run.id.clone();
         let result = self.drive_loaded(run, definition.clone(), events, observer).await;
         if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {

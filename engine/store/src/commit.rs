@@ -56,12 +56,7 @@ async fn write_loop(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>) {
 /// Commits a batch in one transaction. An append to an unknown run fails
 /// alone; a database error fails the whole batch, and nothing of it is kept.
 async fn commit_batch(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
-    if let [job] = batch
-        && let Some(result) = db.append_alone(&job.run_id, &job.events).await
-    {
-        return vec![result];
-    }
-    if db.backend == Backend::Postgres && batch.len() > 1 {
+    if db.backend == Backend::Postgres {
         return commit_batch_postgres(db, batch).await;
     }
     let mut tx = match db.begin_write().await {
@@ -122,8 +117,10 @@ async fn commit_batch_postgres(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
     let terminal: Vec<&(&str, Vec<&Event>)> = runs.iter().filter(|(_, events)| events.iter().any(ends_run)).collect();
 
     let written: Result<HashMap<String, i64>> = async {
-        if chunks.len() == 1 && terminal.is_empty() {
-            return append_runs(&db.pool, chunks[0]).await;
+        match chunks[..] {
+            [] => return Ok(HashMap::new()),
+            [chunk] if terminal.is_empty() => return append_runs(&db.pool, chunk).await,
+            _ => {}
         }
         let mut tx = db.begin_write().await?;
         let mut firsts = HashMap::new();
@@ -132,8 +129,7 @@ async fn commit_batch_postgres(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
         }
         for (run, events) in terminal {
             if firsts.contains_key(*run) {
-                let events: Vec<Event> = events.iter().map(|e| (*e).clone()).collect();
-                finish_if_terminal(&mut tx, run, &events).await?;
+                finish_if_terminal(&mut tx, run, events.iter().copied()).await?;
             }
         }
         tx.commit().await?;

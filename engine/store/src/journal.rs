@@ -3,7 +3,7 @@
 use sqlx::{AssertSqlSafe, Row};
 use weft_core::Event;
 
-use crate::{Backend, Db, Error, Result, Store, now_ms};
+use crate::{Db, Error, Result, Store, now_ms};
 
 /// An event as stored: its place in the journal and when it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,65 +75,39 @@ impl Store {
 }
 
 impl Db {
-    /// Appends within an open write transaction; see [`Store::append`].
+    /// Appends within an open write transaction, on SQLite; Postgres batches
+    /// go through [`append_runs`]. See [`Store::append`].
     pub(crate) async fn append_in(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         run_id: &str,
         events: &[Event],
     ) -> Result<i64> {
-        match self.backend {
-            Backend::Postgres if events.len() <= ROWS_PER_INSERT => {
-                let first = append_statement(run_id, events).fetch_all(&mut **tx).await?;
-                let first = first_seq(run_id, &first)?;
-                finish_if_terminal(tx, run_id, events).await?;
-                Ok(first)
-            }
-            _ => {
-                // Reserving the seqs is one `UPDATE … RETURNING`, which also
-                // takes the run's row lock; the events go in with one INSERT.
-                let now = now_ms();
-                let row = sqlx::query(
-                    "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2 WHERE id = $3 RETURNING tenant_id, last_seq",
-                )
-                .bind(events.len() as i64)
-                .bind(now)
-                .bind(run_id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
-                let tenant: String = row.get(0);
-                let last = row.get::<i64, _>(1) - events.len() as i64;
-                insert_events(tx, &tenant, run_id, last, events, now).await?;
-                finish_if_terminal(tx, run_id, events).await?;
-                Ok(last + 1)
-            }
-        }
-    }
-
-    /// A lone append that does not end its run, on Postgres: one statement in
-    /// autocommit, one round trip. Returns `None` when it does not qualify.
-    pub(crate) async fn append_alone(&self, run_id: &str, events: &[Event]) -> Option<Result<i64>> {
-        let ends_run = events
-            .iter()
-            .any(|e| matches!(e, Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. }));
-        if self.backend != Backend::Postgres || ends_run || events.len() > ROWS_PER_INSERT {
-            return None;
-        }
-        if events.is_empty() {
-            return Some(Ok(0));
-        }
-        Some(match append_statement(run_id, events).fetch_all(&self.pool).await {
-            Ok(rows) => first_seq(run_id, &rows),
-            Err(e) => Err(e.into()),
-        })
+        // Reserving the seqs is one `UPDATE … RETURNING`, which also
+        // takes the run's row lock; the events go in with one INSERT.
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2 WHERE id = $3 RETURNING tenant_id, last_seq",
+        )
+        .bind(events.len() as i64)
+        .bind(now)
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
+        let tenant: String = row.get(0);
+        let last = row.get::<i64, _>(1) - events.len() as i64;
+        insert_events(tx, &tenant, run_id, last, events, now).await?;
+        finish_if_terminal(tx, run_id, events).await?;
+        Ok(last + 1)
     }
 }
 
-/// Postgres, many runs at once: one statement reserves every run's seqs and
-/// inserts all their events, however many runs the batch holds. `runs` holds
-/// each run once, with its events in order. Returns each run's first seq;
-/// a run missing from the answer does not exist.
+/// Postgres: one statement reserves every run's seqs and inserts all their
+/// events, however many runs the batch holds (one round trip, and in
+/// autocommit one fsync). `runs` holds each run once, with its events in
+/// order. Returns each run's first seq; a run missing from the answer does
+/// not exist.
 pub(crate) async fn append_runs<'e, E>(
     executor: E,
     runs: &[(&str, Vec<&Event>)],
@@ -178,7 +152,9 @@ where
          SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.id = e.run_id \
          RETURNING run_id, seq",
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now_ms());
+    // A lone run's statement has few shapes and is worth preparing once per
+    // connection; a batch's shape rarely repeats.
+    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now_ms());
     for (run, events) in runs {
         query = query.bind(*run).bind(events.len() as i64);
     }
@@ -203,38 +179,6 @@ where
 
 /// Events one batched statement takes at most (5 parameters each).
 pub(crate) const EVENTS_PER_BATCH_STATEMENT: usize = 2000;
-
-/// Postgres: reserve the seqs and insert the events in one statement. The
-/// `UPDATE` takes the run's row lock; no row means no such run.
-fn append_statement<'q>(
-    run_id: &'q str,
-    events: &'q [Event],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    let mut sql = String::from(
-        "WITH r AS (UPDATE runs SET last_seq = last_seq + $1, updated_at = $2 WHERE id = $3 RETURNING tenant_id, last_seq) \
-         INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) \
-         SELECT $3, r.last_seq - $1 + v.k, r.tenant_id, v.kind, v.step, v.body, $2 FROM r, (VALUES ",
-    );
-    for n in 0..events.len() {
-        let p = 4 + n * 3;
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("({}, ${p}::text, ${}::text, ${}::text)", n + 1, p + 1, p + 2));
-    }
-    sql.push_str(") AS v(k, kind, step, body) RETURNING seq");
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(events.len() as i64).bind(now_ms()).bind(run_id);
-    for event in events {
-        query =
-            query.bind(event.kind()).bind(event.step()).bind(serde_json::to_string(event).expect("events serialize"));
-    }
-    query
-}
-
-/// The first seq an append statement wrote.
-fn first_seq(run_id: &str, rows: &[sqlx::any::AnyRow]) -> Result<i64> {
-    rows.iter().map(|r| r.get::<i64, _>(0)).min().ok_or_else(|| Error::RunNotFound(run_id.to_string()))
-}
 
 /// Rows per INSERT statement (7 parameters each, well under every backend's limit).
 const ROWS_PER_INSERT: usize = 100;
@@ -284,12 +228,12 @@ pub(crate) async fn insert_events(
 
 /// Records a run's end (status, output or error, lease released) when the
 /// events hold it.
-pub(crate) async fn finish_if_terminal(
+pub(crate) async fn finish_if_terminal<'e>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     run_id: &str,
-    events: &[Event],
+    events: impl IntoIterator<Item = &'e Event, IntoIter: DoubleEndedIterator>,
 ) -> Result<()> {
-    let terminal = events.iter().rev().find_map(|event| match event {
+    let terminal = events.into_iter().rev().find_map(|event| match event {
         Event::RunCompleted { output } => Some(("completed", Some(output.to_string()), None)),
         Event::RunFailed { error } => {
             Some(("failed", None, Some(serde_json::to_string(error).expect("errors serialize"))))
