@@ -260,6 +260,10 @@ impl Host {
             .table_keep_resident(64 << 10);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
+            // Connectors are synchronous p2 components. Without the
+            // component-model-async state, dropping a store does not build an
+            // error (and a backtrace) per call.
+            .concurrency_support(false)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| Error::Engine(e.to_string()))?;
