@@ -2,53 +2,36 @@
 //! prove the host's limits: `trap` panics, `spin` never returns, `hog`
 //! allocates without bound. It is not installed as a built-in connector.
 
-wit_bindgen::generate!({ path: "../../connectors-wit/wit", world: "connector" });
+use serde_json::Value;
+use weft_sdk::{Action, Connector, Context, Error, Manifest};
 
-use weft::connector::types::Action;
+fn trap(_cx: &Context, _input: Value) -> Result<Value, Error> {
+    panic!("testkit trap requested")
+}
 
-struct Testkit;
-
-impl Guest for Testkit {
-    fn describe() -> Manifest {
-        let action = |name: &str, description: &str| Action {
-            name: name.into(),
-            description: description.into(),
-            input_schema: "{}".into(),
-            output_schema: "{}".into(),
-            idempotent: true,
-        };
-        Manifest {
-            name: "testkit".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Misbehaving actions for sandbox tests.".into(),
-            actions: vec![
-                action("trap", "Panic (a wasm trap)."),
-                action("spin", "Loop forever."),
-                action("hog", "Allocate memory until refused."),
-            ],
-            secrets: vec![],
-            egress: vec![],
-        }
-    }
-
-    fn invoke(_ctx: Context, action: String, _input: String) -> Result<String, Error> {
-        match action.as_str() {
-            "trap" => panic!("testkit trap requested"),
-            "spin" => {
-                let mut n: u64 = 0;
-                loop {
-                    n = std::hint::black_box(n.wrapping_add(1));
-                }
-            }
-            "hog" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
-                }
-            }
-            other => Err(Error::InvalidInput(format!("testkit has no action `{other}`"))),
-        }
+fn spin(_cx: &Context, _input: Value) -> Result<Value, Error> {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
     }
 }
 
-export!(Testkit);
+fn hog(_cx: &Context, _input: Value) -> Result<Value, Error> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+struct Testkit;
+
+impl Connector for Testkit {
+    fn manifest() -> Manifest {
+        Manifest::new("testkit", env!("CARGO_PKG_VERSION"), "Misbehaving actions for sandbox tests.")
+            .action(Action::new("trap", "Panic (a wasm trap).", trap).idempotent())
+            .action(Action::new("spin", "Loop forever.", spin).idempotent())
+            .action(Action::new("hog", "Allocate memory until refused.", hog).idempotent())
+    }
+}
+
+weft_sdk::export!(Testkit);

@@ -5,92 +5,90 @@
 //! - `fail` fails the step with the error kind it is given, for explicit
 //!   failure branches and for exercising retry policies.
 
-wit_bindgen::generate!({ path: "../../connectors-wit/wit", world: "connector" });
+use std::time::Duration;
 
-use serde_json::{Value, json};
-use weft::connector::types::{Action, RateLimit};
+use serde::{Deserialize, Serialize};
+use serde_json::{Number, Value};
+use weft_sdk::{Action, Connector, Context, Error, JsonSchema, Manifest};
+
+/// A number to double.
+#[derive(Deserialize, JsonSchema)]
+struct Operand {
+    /// The number.
+    value: f64,
+}
+
+/// The doubled number; an integer when the input was one.
+#[derive(Serialize, JsonSchema)]
+struct Doubled {
+    /// Twice the input.
+    value: Number,
+}
+
+/// Which error to fail with.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Failure {
+    /// The error kind.
+    kind: Kind,
+    /// The error message.
+    #[serde(default)]
+    message: Option<String>,
+    /// For `rate-limited`: how long to ask the engine to wait.
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+enum Kind {
+    InvalidInput,
+    Unauthorized,
+    RateLimited,
+    Transient,
+    Fatal,
+}
+
+/// `fail` never returns a value.
+#[derive(Serialize, JsonSchema)]
+enum Never {}
+
+fn echo(_cx: &Context, input: Value) -> Result<Value, Error> {
+    Ok(input)
+}
+
+fn double(_cx: &Context, input: Operand) -> Result<Doubled, Error> {
+    let value = input.value;
+    let doubled = if value.fract() == 0.0 && value.abs() < 1e15 {
+        Number::from((value as i64) * 2)
+    } else {
+        Number::from_f64(value * 2.0).ok_or_else(|| Error::invalid_input("`value` doubled is not a finite number"))?
+    };
+    Ok(Doubled { value: doubled })
+}
+
+fn fail(_cx: &Context, input: Failure) -> Result<Never, Error> {
+    let message = input.message.unwrap_or_else(|| "failed by request".into());
+    Err(match input.kind {
+        Kind::InvalidInput => Error::InvalidInput(message),
+        Kind::Unauthorized => Error::Unauthorized(message),
+        Kind::RateLimited => {
+            Error::RateLimited { retry_after: input.retry_after_ms.map(Duration::from_millis), message }
+        }
+        Kind::Transient => Error::Transient(message),
+        Kind::Fatal => Error::Fatal(message),
+    })
+}
 
 struct Transform;
 
-fn action(name: &str, description: &str, input: Value, output: Value) -> Action {
-    Action {
-        name: name.into(),
-        description: description.into(),
-        input_schema: input.to_string(),
-        output_schema: output.to_string(),
-        idempotent: true,
+impl Connector for Transform {
+    fn manifest() -> Manifest {
+        Manifest::new("transform", env!("CARGO_PKG_VERSION"), "Pure data actions: echo, arithmetic, explicit failure.")
+            .action(Action::new("echo", "Return the input unchanged.", echo).idempotent())
+            .action(Action::new("double", "Return {\"value\": 2 * value}.", double).idempotent())
+            .action(Action::new("fail", "Fail the step with the given error kind.", fail).idempotent())
     }
 }
 
-impl Guest for Transform {
-    fn describe() -> Manifest {
-        let number = json!({
-            "type": "object",
-            "properties": { "value": { "type": "number" } },
-            "required": ["value"],
-        });
-        Manifest {
-            name: "transform".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Pure data actions: echo, arithmetic, explicit failure.".into(),
-            actions: vec![
-                action("echo", "Return the input unchanged.", json!({}), json!({})),
-                action("double", "Return {\"value\": 2 * value}.", number.clone(), number),
-                action(
-                    "fail",
-                    "Fail the step with the given error kind.",
-                    json!({
-                        "type": "object",
-                        "properties": {
-                            "kind": { "enum": ["invalid-input", "unauthorized", "rate-limited", "transient", "fatal"] },
-                            "message": { "type": "string" },
-                            "retry_after_ms": { "type": "integer", "minimum": 0 }
-                        },
-                        "required": ["kind"],
-                        "additionalProperties": false
-                    }),
-                    json!(false),
-                ),
-            ],
-            secrets: vec![],
-            egress: vec![],
-        }
-    }
-
-    fn invoke(_ctx: Context, action: String, input: String) -> Result<String, Error> {
-        let input: Value =
-            serde_json::from_str(&input).map_err(|e| Error::InvalidInput(format!("input is not JSON: {e}")))?;
-        match action.as_str() {
-            "echo" => Ok(input.to_string()),
-            "double" => {
-                let value = input
-                    .get("value")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| Error::InvalidInput("`value` must be a number".into()))?;
-                let doubled = if value.fract() == 0.0 && value.abs() < 1e15 {
-                    json!((value as i64) * 2)
-                } else {
-                    json!(value * 2.0)
-                };
-                Ok(json!({ "value": doubled }).to_string())
-            }
-            "fail" => {
-                let message = input.get("message").and_then(Value::as_str).unwrap_or("failed by request").to_string();
-                Err(match input.get("kind").and_then(Value::as_str) {
-                    Some("invalid-input") => Error::InvalidInput(message),
-                    Some("unauthorized") => Error::Unauthorized(message),
-                    Some("rate-limited") => Error::RateLimited(RateLimit {
-                        retry_after_ms: input.get("retry_after_ms").and_then(Value::as_u64),
-                        message,
-                    }),
-                    Some("transient") => Error::Transient(message),
-                    Some("fatal") => Error::Fatal(message),
-                    other => Error::InvalidInput(format!("unknown error kind {other:?}")),
-                })
-            }
-            other => Err(Error::InvalidInput(format!("transform has no action `{other}`"))),
-        }
-    }
-}
-
-export!(Transform);
+weft_sdk::export!(Transform);

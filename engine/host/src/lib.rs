@@ -22,6 +22,7 @@
 
 mod builtin;
 mod cache;
+mod imports;
 mod log;
 
 use std::collections::HashMap;
@@ -44,13 +45,26 @@ use weft_workflows::ErrorKind;
 
 pub use builtin::{BUILTINS, guest_component};
 pub use cache::Cache;
+pub use imports::{AuditSink, BoxFuture, MemoryAudit, MemorySecrets, Reveal, SecretSource, TracingAudit};
 pub use log::LogLine;
+
+use imports::{Egress, Grants, Refusal};
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../../connectors-wit/wit",
         world: "connector",
+        imports: {
+            "weft:connector/secrets.[method]secret.reveal": async,
+            "weft:connector/oauth.access-token": async,
+        },
         exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "weft:connector/secrets.secret": crate::imports::SecretHandle,
+        },
     });
 }
 
@@ -143,8 +157,20 @@ pub struct Manifest {
     pub actions: Vec<ActionInfo>,
     /// Secrets it needs.
     pub secrets: Vec<String>,
+    /// OAuth providers it needs tokens for.
+    #[serde(default)]
+    pub oauth: Vec<OAuthNeed>,
     /// Hosts it may call.
     pub egress: Vec<String>,
+}
+
+/// An OAuth provider a connector needs, with the scopes it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthNeed {
+    /// The provider, e.g. `github`.
+    pub provider: String,
+    /// The scopes.
+    pub scopes: Vec<String>,
 }
 
 /// One action of a manifest.
@@ -200,6 +226,9 @@ pub(crate) struct CallState {
     table: ResourceTable,
     limits: StoreLimits,
     logs: Vec<LogLine>,
+    grants: Grants,
+    egress: Egress,
+    refusals: Vec<Refusal>,
 }
 
 impl WasiView for CallState {
@@ -210,12 +239,16 @@ impl WasiView for CallState {
 
 impl WasiHttpView for CallState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::default_hooks() }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.egress }
     }
 }
 
 struct Loaded {
     info: ConnectorInfo,
+    /// From the manifest, shared by every call's grants.
+    secrets: Arc<[String]>,
+    oauth: Arc<[String]>,
+    egress: Arc<[String]>,
     bytes: Vec<u8>,
     pre: OnceCell<bindings::ConnectorPre<CallState>>,
 }
@@ -231,6 +264,8 @@ pub struct Host {
     limits: Limits,
     connectors: Mutex<HashMap<String, Arc<Loaded>>>,
     ticker_stop: Arc<AtomicBool>,
+    secrets: Arc<dyn SecretSource>,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl Drop for Host {
@@ -275,6 +310,10 @@ impl Host {
             .map_err(|e| Error::Engine(e.to_string()))?;
         bindings::weft::connector::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(|e| Error::Engine(e.to_string()))?;
+        bindings::weft::connector::secrets::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(e.to_string()))?;
+        bindings::weft::connector::oauth::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -291,7 +330,28 @@ impl Host {
                 .map_err(|e| Error::Engine(e.to_string()))?;
         }
         let cache = config.cache_dir.map(|dir| Cache::new(dir, &engine));
-        Ok(Host { engine, linker, cache, limits, connectors: Mutex::new(HashMap::new()), ticker_stop })
+        Ok(Host {
+            engine,
+            linker,
+            cache,
+            limits,
+            connectors: Mutex::new(HashMap::new()),
+            ticker_stop,
+            secrets: Arc::new(MemorySecrets::new()),
+            audit: Arc::new(TracingAudit),
+        })
+    }
+
+    /// Where connectors' secrets come from (none are set by default).
+    pub fn with_secrets(mut self, source: Arc<dyn SecretSource>) -> Host {
+        self.secrets = source;
+        self
+    }
+
+    /// Where secret reveals are recorded (`tracing` by default).
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Host {
+        self.audit = audit;
+        self
     }
 
     /// The limits calls run under.
@@ -330,7 +390,14 @@ impl Host {
                 manifest
             }
         };
-        let loaded = Arc::new(Loaded { info: ConnectorInfo { manifest, digest: digest.clone() }, bytes, pre });
+        let loaded = Arc::new(Loaded {
+            secrets: manifest.secrets.clone().into(),
+            oauth: manifest.oauth.iter().map(|o| o.provider.clone()).collect(),
+            egress: manifest.egress.clone().into(),
+            info: ConnectorInfo { manifest, digest: digest.clone() },
+            bytes,
+            pre,
+        });
         let info = loaded.info.clone();
         self.connectors.lock().expect("connectors lock").insert(digest, loaded);
         Ok(info)
@@ -381,8 +448,11 @@ impl Host {
         bindings::ConnectorPre::new(instance_pre).map_err(|e| Error::Link(format!("{e:#}")))
     }
 
-    fn new_store(&self, deadline: Duration) -> Store<CallState> {
+    fn new_store(&self, deadline: Duration, grants: Grants, egress: Arc<[String]>) -> Store<CallState> {
         let state = CallState {
+            grants,
+            egress: Egress { allowed: egress, refused: None },
+            refusals: Vec::new(),
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -397,7 +467,18 @@ impl Host {
     }
 
     async fn describe(&self, pre: &bindings::ConnectorPre<CallState>) -> Result<Manifest> {
-        let mut store = self.new_store(self.limits.timeout);
+        // `describe` may not reach anything.
+        let grants = Grants {
+            connector: "(describe)".into(),
+            tenant: String::new(),
+            run_id: String::new(),
+            step_id: String::new(),
+            secrets: Arc::new([]),
+            oauth: Arc::new([]),
+            source: self.secrets.clone(),
+            audit: self.audit.clone(),
+        };
+        let mut store = self.new_store(self.limits.timeout, grants, Arc::new([]));
         let manifest = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_describe(&mut store).await
@@ -432,6 +513,7 @@ impl Host {
             description: manifest.description,
             actions,
             secrets: manifest.secrets,
+            oauth: manifest.oauth.into_iter().map(|o| OAuthNeed { provider: o.provider, scopes: o.scopes }).collect(),
             egress: manifest.egress,
         })
     }
@@ -465,7 +547,17 @@ impl Host {
         }
         let pre = self.pre(&loaded).await.map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name}: {e}")))?;
         let deadline = timeout.unwrap_or(self.limits.timeout);
-        let mut store = self.new_store(deadline);
+        let grants = Grants {
+            connector: name.clone(),
+            tenant: ctx.tenant.clone(),
+            run_id: ctx.run_id.clone(),
+            step_id: ctx.step_id.clone(),
+            secrets: loaded.secrets.clone(),
+            oauth: loaded.oauth.clone(),
+            source: self.secrets.clone(),
+            audit: self.audit.clone(),
+        };
+        let mut store = self.new_store(deadline, grants, loaded.egress.clone());
         let context = wit::Context {
             tenant: ctx.tenant.clone(),
             run_id: ctx.run_id.clone(),
@@ -485,6 +577,13 @@ impl Host {
             Ok(Err(trap)) => return Err(self.classify_trap(&name, action, deadline, &trap)),
             Ok(Ok(result)) => result,
         };
+        // A refused capability explains a failure better than the guest can.
+        let state = store.data();
+        let refusal =
+            state.egress.refused.clone().map(|host| Refusal::Egress { host, allowed: state.egress.allowed.to_vec() });
+        if let (Err(_), Some(refusal)) = (&result, refusal.or_else(|| state.refusals.first().cloned())) {
+            return Err(CallError::new(ErrorKind::Fatal, refusal.describe(&name)));
+        }
         match result {
             Ok(output) => {
                 if output.len() > self.limits.max_output_bytes {

@@ -1,0 +1,277 @@
+//! The host side of a call's capabilities: secrets (`weft:connector/secrets`),
+//! OAuth tokens (`weft:connector/oauth`) and the egress gate in front of
+//! wasi:http. Each is limited to what the connector's manifest declares.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::Resource;
+use wasmtime_wasi_http::WasiHttpHooks;
+
+use crate::CallState;
+use crate::bindings::weft::connector::{oauth, secrets, types::Error as WitError};
+
+/// A boxed future, as [`SecretSource`] returns it.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where secret values come from. The host asks only for secrets that the
+/// calling connector declared, and only when the connector reveals one.
+pub trait SecretSource: Send + Sync + 'static {
+    /// The value of `name` for `connector` in `tenant`, or `None` when it is
+    /// not set. An `Err` is a failure of the source itself (unreachable,
+    /// refused) and fails the call as transient.
+    fn fetch<'a>(
+        &'a self,
+        tenant: &'a str,
+        connector: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>>;
+}
+
+/// Secrets held in memory, the same for every tenant and connector: for
+/// local runs and `weft connector test`.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySecrets {
+    values: HashMap<String, String>,
+}
+
+impl MemorySecrets {
+    /// No secrets.
+    pub fn new() -> MemorySecrets {
+        MemorySecrets::default()
+    }
+
+    /// Adds or replaces one secret.
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> MemorySecrets {
+        self.values.insert(name.into(), value.into());
+        self
+    }
+}
+
+impl SecretSource for MemorySecrets {
+    fn fetch<'a>(
+        &'a self,
+        _tenant: &'a str,
+        _connector: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move { Ok(self.values.get(name).cloned()) })
+    }
+}
+
+/// One reveal of a secret, as the audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reveal {
+    /// The tenant whose secret it was.
+    pub tenant: String,
+    /// The run and step that revealed it.
+    pub run_id: String,
+    /// The step.
+    pub step_id: String,
+    /// `name@version` of the connector.
+    pub connector: String,
+    /// The secret's name (never its value).
+    pub secret: String,
+}
+
+/// Receives every secret reveal. The default writes a `tracing` event with
+/// target `weft::audit`; servers add a durable trail.
+pub trait AuditSink: Send + Sync + 'static {
+    /// Records one reveal.
+    fn reveal(&self, reveal: &Reveal);
+}
+
+/// The audit sink that only writes `tracing` events.
+#[derive(Debug, Default)]
+pub struct TracingAudit;
+
+impl AuditSink for TracingAudit {
+    fn reveal(&self, r: &Reveal) {
+        tracing::info!(target: "weft::audit", tenant = %r.tenant, run_id = %r.run_id, step_id = %r.step_id,
+            connector = %r.connector, secret = %r.secret, "secret revealed");
+    }
+}
+
+/// An audit sink that keeps reveals in memory, for tests and `weft connector test`.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryAudit {
+    reveals: Arc<Mutex<Vec<Reveal>>>,
+}
+
+impl MemoryAudit {
+    /// Every reveal so far.
+    pub fn reveals(&self) -> Vec<Reveal> {
+        self.reveals.lock().expect("audit lock").clone()
+    }
+}
+
+impl AuditSink for MemoryAudit {
+    fn reveal(&self, reveal: &Reveal) {
+        TracingAudit.reveal(reveal);
+        self.reveals.lock().expect("audit lock").push(reveal.clone());
+    }
+}
+
+/// What a call may reach: from the manifest, plus who is calling.
+pub(crate) struct Grants {
+    pub connector: String,
+    pub tenant: String,
+    pub run_id: String,
+    pub step_id: String,
+    pub secrets: Arc<[String]>,
+    pub oauth: Arc<[String]>,
+    pub source: Arc<dyn SecretSource>,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+/// The guest-side handle of a secret: its name only.
+pub struct SecretHandle {
+    name: String,
+}
+
+/// A capability the host refused during a call. When the call then fails, the
+/// step's error names the limit instead of whatever the guest made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Egress { host: String, allowed: Vec<String> },
+    Secret(String),
+    OAuth(String),
+}
+
+impl Refusal {
+    pub(crate) fn describe(&self, connector: &str) -> String {
+        match self {
+            Refusal::Egress { host, allowed } => format!(
+                "egress refused: {connector} may not connect to `{host}`; its manifest allows {}",
+                if allowed.is_empty() { "no hosts".to_string() } else { format!("only {}", allowed.join(", ")) }
+            ),
+            Refusal::Secret(name) => {
+                format!("secret refused: {connector} asked for `{name}`, which its manifest does not declare")
+            }
+            Refusal::OAuth(provider) => {
+                format!("OAuth refused: {connector} asked for `{provider}`, which its manifest does not declare")
+            }
+        }
+    }
+}
+
+impl secrets::Host for CallState {
+    fn get(&mut self, name: String) -> Result<Resource<SecretHandle>, WitError> {
+        if !self.grants.secrets.contains(&name) {
+            let refusal = Refusal::Secret(name);
+            let message = refusal.describe(&self.grants.connector);
+            self.refusals.push(refusal);
+            return Err(WitError::Fatal(message));
+        }
+        self.table
+            .push(SecretHandle { name })
+            .map_err(|e| WitError::Fatal(format!("the host cannot hold another secret handle: {e}")))
+    }
+}
+
+impl secrets::HostSecret for CallState {
+    fn name(&mut self, secret: Resource<SecretHandle>) -> String {
+        self.table.get(&secret).map(|s| s.name.clone()).unwrap_or_default()
+    }
+
+    async fn reveal(&mut self, secret: Resource<SecretHandle>) -> Result<String, WitError> {
+        let name = match self.table.get(&secret) {
+            Ok(handle) => handle.name.clone(),
+            Err(e) => return Err(WitError::Fatal(format!("not a secret handle: {e}"))),
+        };
+        let g = &self.grants;
+        let value = g
+            .source
+            .fetch(&g.tenant, &g.connector, &name)
+            .await
+            .map_err(|e| WitError::Transient(format!("the secret store failed to read `{name}`: {e}")))?;
+        let Some(value) = value else {
+            return Err(WitError::Unauthorized(format!(
+                "secret `{name}` is not set for tenant `{}` (connector {})",
+                g.tenant, g.connector
+            )));
+        };
+        g.audit.reveal(&Reveal {
+            tenant: g.tenant.clone(),
+            run_id: g.run_id.clone(),
+            step_id: g.step_id.clone(),
+            connector: g.connector.clone(),
+            secret: name,
+        });
+        Ok(value)
+    }
+
+    fn drop(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<()> {
+        self.table.delete(secret)?;
+        Ok(())
+    }
+}
+
+impl oauth::Host for CallState {
+    async fn access_token(&mut self, provider: String) -> Result<String, WitError> {
+        if !self.grants.oauth.contains(&provider) {
+            let refusal = Refusal::OAuth(provider);
+            let message = refusal.describe(&self.grants.connector);
+            self.refusals.push(refusal);
+            return Err(WitError::Fatal(message));
+        }
+        Err(WitError::Unauthorized(format!(
+            "OAuth is not configured on this Weft host, so there is no `{provider}` token for tenant `{}`",
+            self.grants.tenant
+        )))
+    }
+}
+
+/// The gate in front of wasi:http: a request leaves only when its host is in
+/// the connector's egress list.
+pub(crate) struct Egress {
+    pub allowed: Arc<[String]>,
+    pub refused: Option<String>,
+}
+
+impl Egress {
+    pub(crate) fn allows(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allowed.iter().any(|pattern| {
+            let pattern = pattern.to_ascii_lowercase();
+            if pattern == "*" {
+                return true;
+            }
+            match pattern.strip_prefix("*.") {
+                Some(domain) => host.ends_with(&format!(".{domain}")),
+                None => host == pattern,
+            }
+        })
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for Egress {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        let host = request.uri().host().unwrap_or_default().to_string();
+        if !self.allows(&host) {
+            tracing::warn!(target: "weft::egress", %host, "request refused before it left");
+            self.refused = Some(host);
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}

@@ -1,0 +1,335 @@
+//! An HTTP client over wasi:http. The host sends the request, and only to the
+//! hosts in the connector's egress list.
+//!
+//! ```no_run
+//! # fn demo(cx: &weft_sdk::Context) -> Result<(), weft_sdk::Error> {
+//! use weft_sdk::http::Request;
+//! let token = cx.secret("api_token")?.reveal()?;
+//! let created: serde_json::Value = Request::post("https://api.example.com/v1/things")
+//!     .bearer(&token)
+//!     .idempotency_key(cx)
+//!     .json(&serde_json::json!({ "name": "thing" }))
+//!     .send()?
+//!     .error_for_status()?
+//!     .json()?;
+//! # Ok(()) }
+//! ```
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+
+use crate::{Context, Error};
+
+/// Responses larger than this are refused rather than buffered.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+
+/// An HTTP request being built. Nothing is sent until [`Request::send`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    problem: Option<String>,
+}
+
+impl Request {
+    /// A request with any method (`GET`, `POST`, …) to an `http://` or
+    /// `https://` URL.
+    pub fn new(method: &str, url: impl Into<String>) -> Request {
+        Request {
+            method: method.to_ascii_uppercase(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout: None,
+            problem: None,
+        }
+    }
+
+    /// A `GET` request.
+    pub fn get(url: impl Into<String>) -> Request {
+        Request::new("GET", url)
+    }
+
+    /// A `POST` request.
+    pub fn post(url: impl Into<String>) -> Request {
+        Request::new("POST", url)
+    }
+
+    /// A `PUT` request.
+    pub fn put(url: impl Into<String>) -> Request {
+        Request::new("PUT", url)
+    }
+
+    /// A `PATCH` request.
+    pub fn patch(url: impl Into<String>) -> Request {
+        Request::new("PATCH", url)
+    }
+
+    /// A `DELETE` request.
+    pub fn delete(url: impl Into<String>) -> Request {
+        Request::new("DELETE", url)
+    }
+
+    /// Adds a header (names are case-insensitive; a repeated name is sent
+    /// twice).
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Request {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// `Authorization: Bearer TOKEN`.
+    pub fn bearer(self, token: &str) -> Request {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    /// `Authorization: Basic …` from a user and password.
+    pub fn basic(self, user: &str, password: &str) -> Request {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", format!("Basic {encoded}"))
+    }
+
+    /// Sends the step's idempotency key in `Idempotency-Key`, so that an API
+    /// that deduplicates sees every attempt of the step as one request.
+    pub fn idempotency_key(self, cx: &Context) -> Request {
+        self.idempotency_key_in("idempotency-key", cx)
+    }
+
+    /// Sends the step's idempotency key in a header of the API's choosing.
+    pub fn idempotency_key_in(self, header: &str, cx: &Context) -> Request {
+        let key = cx.idempotency_key.clone();
+        self.header(header, key)
+    }
+
+    /// Appends query parameters, percent-encoded.
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Request {
+        let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        if !encoded.is_empty() {
+            self.url.push(if self.url.contains('?') { '&' } else { '?' });
+            self.url.push_str(&encoded);
+        }
+        self
+    }
+
+    /// A JSON body, with `Content-Type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Request {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => {
+                self.body = Some(bytes);
+                self.header("content-type", "application/json")
+            }
+            Err(e) => {
+                self.problem = Some(format!("the request body does not serialize to JSON: {e}"));
+                self
+            }
+        }
+    }
+
+    /// A form body (`application/x-www-form-urlencoded`).
+    pub fn form(mut self, pairs: &[(&str, &str)]) -> Request {
+        let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        self.body = Some(encoded.into_bytes());
+        self.header("content-type", "application/x-www-form-urlencoded")
+    }
+
+    /// A raw body with its content type.
+    pub fn body(self, bytes: impl Into<Vec<u8>>, content_type: &str) -> Request {
+        self.body_raw(bytes).header("content-type", content_type)
+    }
+
+    /// A raw body, with whatever `Content-Type` the headers already say.
+    pub fn body_raw(mut self, bytes: impl Into<Vec<u8>>) -> Request {
+        self.body = Some(bytes.into());
+        self
+    }
+
+    /// Gives up on the response after `timeout` (the call's own deadline
+    /// applies in any case).
+    pub fn timeout(mut self, timeout: Duration) -> Request {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the request and reads the whole response. Any status is `Ok`;
+    /// use [`Response::error_for_status`] to fail on non-2xx.
+    pub fn send(self) -> Result<Response, Error> {
+        if let Some(problem) = self.problem {
+            return Err(Error::invalid_input(problem));
+        }
+        let (scheme, rest) = if let Some(rest) = self.url.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = self.url.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else {
+            return Err(Error::invalid_input(format!("the URL must start with http:// or https://: {:?}", self.url)));
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/".to_string()),
+        };
+        if authority.is_empty() {
+            return Err(Error::invalid_input(format!("the URL has no host: {:?}", self.url)));
+        }
+        let method = match self.method.as_str() {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_string()),
+        };
+        let entries: Vec<(String, Vec<u8>)> =
+            self.headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())).collect();
+        let fields = Fields::from_list(&entries)
+            .map_err(|e| Error::invalid_input(format!("a request header is invalid: {e:?}")))?;
+        let request = OutgoingRequest::new(fields);
+        request.set_method(&method).map_err(|()| Error::invalid_input(format!("bad method {:?}", self.method)))?;
+        request.set_scheme(Some(&scheme)).map_err(|()| Error::invalid_input("bad scheme"))?;
+        request.set_authority(Some(authority)).map_err(|()| Error::invalid_input(format!("bad host {authority:?}")))?;
+        request.set_path_with_query(Some(&path)).map_err(|()| Error::invalid_input(format!("bad path {path:?}")))?;
+        let outgoing = request.body().map_err(|()| Error::fatal("the request body was taken twice"))?;
+
+        let options = self.timeout.map(|t| {
+            let options = RequestOptions::new();
+            let nanos = t.as_nanos().min(u64::MAX as u128) as u64;
+            let _ = options.set_connect_timeout(Some(nanos));
+            let _ = options.set_first_byte_timeout(Some(nanos));
+            let _ = options.set_between_bytes_timeout(Some(nanos));
+            options
+        });
+        let pending = outgoing_handler::handle(request, options).map_err(|e| send_error(authority, &e))?;
+        {
+            let mut stream = outgoing.write().map_err(|()| Error::fatal("the body stream was taken twice"))?;
+            if let Some(bytes) = &self.body {
+                // Chunks of at most 4 KiB: the host's blocking write limit.
+                for chunk in bytes.chunks(4096) {
+                    stream.write_all(chunk).map_err(|e| Error::transient(format!("sending the body: {e}")))?;
+                }
+                stream.flush().map_err(|e| Error::transient(format!("sending the body: {e}")))?;
+            }
+        }
+        OutgoingBody::finish(outgoing, None).map_err(|e| send_error(authority, &e))?;
+
+        pending.subscribe().block();
+        let response = match pending.get() {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(code))) => return Err(send_error(authority, &code)),
+            Some(Err(())) | None => return Err(Error::fatal("the response was already taken")),
+        };
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()))
+            .collect();
+        let incoming = response.consume().map_err(|()| Error::fatal("the response body was taken twice"))?;
+        let mut body = Vec::new();
+        {
+            let stream = incoming.stream().map_err(|()| Error::fatal("the response stream was taken twice"))?;
+            let mut limited = stream.take(MAX_RESPONSE_BYTES as u64 + 1);
+            limited.read_to_end(&mut body).map_err(|e| Error::transient(format!("reading the response: {e}")))?;
+        }
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(Error::fatal(format!(
+                "the response from {authority} is larger than the limit of {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        Ok(Response { status, headers, body, host: authority.to_string() })
+    }
+}
+
+/// What a failed send means for the retry policy.
+fn send_error(authority: &str, code: &ErrorCode) -> Error {
+    match code {
+        ErrorCode::HttpRequestDenied => {
+            Error::fatal(format!("the host refused the request to {authority}: it is not in the egress list"))
+        }
+        ErrorCode::HttpRequestBodySize(_) | ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
+            Error::invalid_input(format!("the request to {authority} is invalid: {code:?}"))
+        }
+        _ => Error::transient(format!("the request to {authority} failed: {code:?}")),
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    host: String,
+}
+
+impl Response {
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, names in lower case.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The body's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as text (invalid UTF-8 is replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON into `T`; a mismatch is fatal and names the
+    /// JSON path.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            Error::fatal(format!(
+                "the response from {} (HTTP {}) is not what was expected at `{}`: {}",
+                self.host,
+                self.status,
+                e.path(),
+                e.inner()
+            ))
+        })
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The response when it is 2xx; otherwise the error its status calls for
+    /// (see [`Error::from_status`]), with the start of the body in the message.
+    pub fn error_for_status(self) -> Result<Response, Error> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        let mut excerpt = self.text();
+        if excerpt.len() > 300 {
+            let mut cut = 300;
+            while !excerpt.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            excerpt.truncate(cut);
+            excerpt.push('…');
+        }
+        let message = format!("{} answered HTTP {}: {}", self.host, self.status, excerpt.trim());
+        Err(Error::from_status(self.status, self.header("retry-after"), message))
+    }
+}
