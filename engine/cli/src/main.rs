@@ -6,6 +6,7 @@
 //! database URL, a run id).
 
 mod bench;
+mod connector;
 mod progress;
 mod timeline;
 
@@ -107,6 +108,9 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         concurrency: Vec<usize>,
     },
+    /// Write, build, inspect and try connectors (WebAssembly components).
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
     /// Cancel a run.
     Cancel {
         /// A run id (or a unique prefix).
@@ -306,6 +310,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             bench::print(&reports);
             Ok(0)
         }
+        Command::Connector(command) => connector::run(command, async || new_host(&cli).await).await,
         Command::Runs(RunsCommand::List { limit, json }) => {
             let store = open_store(&cli).await?;
             let runs = store.list_runs(weft_store::DEFAULT_TENANT, *limit).await.map_err(failed)?;
@@ -383,6 +388,11 @@ fn cache_dir(cli: &Cli) -> Option<PathBuf> {
 }
 
 async fn open_host(cli: &Cli) -> Result<Arc<Host>, Failure> {
+    Ok(Arc::new(new_host(cli).await?))
+}
+
+/// A host with the built-in connectors and those of --connectors-dir.
+async fn new_host(cli: &Cli) -> Result<Host, Failure> {
     let host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
     host.install_builtins().await.map_err(failed)?;
     if let Some(dir) = &cli.connectors_dir {
@@ -397,7 +407,7 @@ async fn open_host(cli: &Cli) -> Result<Arc<Host>, Failure> {
             host.install(bytes).await.with_context(|| format!("installing {}", path.display())).map_err(bad)?;
         }
     }
-    Ok(Arc::new(host))
+    Ok(host)
 }
 
 async fn open_store(cli: &Cli) -> Result<Store, Failure> {

@@ -1,0 +1,261 @@
+//! `weft connector …`: scaffold, build, inspect and try connector components.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use weft_host::{CallContext, ConnectorInfo, Host, MemorySecrets};
+
+use crate::{Failure, bad, failed};
+
+#[derive(Subcommand)]
+pub enum ConnectorCommand {
+    /// Create a connector crate from the template, in a new directory NAME.
+    New {
+        /// The connector's name: lower-case letters, digits and `-`, starting with a letter.
+        name: String,
+        /// Where weft-sdk is [default: this Weft checkout's sdk/].
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+        /// Create the crate here instead of ./NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the connector crate in the current directory (or --path) into a
+    /// component, and check its manifest.
+    Build {
+        /// The crate's directory.
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Print a component's manifest: actions with their schemas, secrets,
+    /// OAuth needs and egress hosts.
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// Print the manifest and digest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call one action of a component locally and print its output.
+    Test {
+        /// The component.
+        file: PathBuf,
+        /// The action.
+        action: String,
+        /// The input: JSON text, or @FILE.
+        #[arg(long, short, default_value = "{}")]
+        input: String,
+        /// A secret the call may reveal, as NAME=VALUE (repeatable).
+        #[arg(long = "secret", value_name = "NAME=VALUE")]
+        secrets: Vec<String>,
+        /// The call's deadline, e.g. 5s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+}
+
+const CARGO_TOML: &str = include_str!("../templates/connector/Cargo.toml.in");
+const LIB_RS: &str = include_str!("../templates/connector/lib.rs.in");
+const CARGO_CONFIG: &str = include_str!("../templates/connector/config.toml.in");
+const GITIGNORE: &str = include_str!("../templates/connector/gitignore.in");
+
+/// This checkout's SDK, found from where the CLI was built.
+fn default_sdk_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk")
+}
+
+pub async fn run(command: &ConnectorCommand, host: impl AsyncFnOnce() -> Result<Host, Failure>) -> Result<u8, Failure> {
+    match command {
+        ConnectorCommand::New { name, sdk_path, dir } => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
+            let sdk = sdk_path.clone().unwrap_or_else(default_sdk_path);
+            let sdk = sdk.canonicalize().map_err(|e| {
+                bad(anyhow!(
+                    "weft-sdk is not at {} ({e}); pass --sdk-path with the sdk/ directory of a Weft checkout",
+                    sdk.display()
+                ))
+            })?;
+            if !sdk.join("Cargo.toml").is_file() {
+                return Err(bad(anyhow!("{} is not the weft-sdk crate (no Cargo.toml there)", sdk.display())));
+            }
+            scaffold(name, &dir, &sdk.display().to_string()).map_err(bad)?;
+            eprintln!("created connector `{name}` in {}", dir.display());
+            eprintln!("next: cd {} && weft connector build", dir.display());
+            Ok(0)
+        }
+        ConnectorCommand::Build { path } => {
+            let wasm = build(path)?;
+            let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display())).map_err(failed)?;
+            let host = host().await?;
+            let info = host.install(bytes).await.map_err(|e| bad(anyhow!("{}: {e}", wasm.display())))?;
+            println!("{}", wasm.display());
+            eprintln!("built {} ({}), {} action(s)", info.key(), info.digest, info.manifest.actions.len());
+            Ok(0)
+        }
+        ConnectorCommand::Inspect { file, json } => {
+            let host = host().await?;
+            let info = install_file(&host, file).await?;
+            if *json {
+                let body = json!({ "digest": info.digest, "manifest": info.manifest });
+                println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
+            } else {
+                print!("{}", describe(&info));
+            }
+            Ok(0)
+        }
+        ConnectorCommand::Test { file, action, input, secrets, timeout } => {
+            let input = crate::parse_json_arg(input, "--input")?;
+            let mut source = MemorySecrets::new();
+            for pair in secrets {
+                let (name, value) =
+                    pair.split_once('=').ok_or_else(|| bad(anyhow!("--secret wants NAME=VALUE, got {pair:?}")))?;
+                source = source.with(name, value);
+            }
+            let host = host().await?.with_secrets(Arc::new(source));
+            let info = install_file(&host, file).await?;
+            if !info.manifest.actions.iter().any(|a| a.name == *action) {
+                let names: Vec<&str> = info.manifest.actions.iter().map(|a| a.name.as_str()).collect();
+                return Err(bad(anyhow!("{} has no action `{action}`; it has {}", info.key(), names.join(", "))));
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            let ctx = CallContext {
+                tenant: weft_store::DEFAULT_TENANT.to_string(),
+                run_id: format!("test-{id}"),
+                step_id: "test".into(),
+                attempt: 1,
+                idempotency_key: weft_core::idempotency_key(&format!("test-{id}"), "test", None),
+            };
+            match host.invoke(&info.digest, &ctx, action, &input, *timeout).await {
+                Ok(output) => {
+                    println!("{}", serde_json::to_string_pretty(&output).expect("JSON"));
+                    Ok(0)
+                }
+                Err(e) => Err(failed(anyhow!("{} `{action}` failed: {e}", info.key()))),
+            }
+        }
+    }
+}
+
+/// Writes the template into `dir`, which must not exist or be empty.
+pub fn scaffold(name: &str, dir: &Path, sdk_path: &str) -> anyhow::Result<()> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !valid {
+        anyhow::bail!(
+            "`{name}` is not a valid connector name: use lower-case letters, digits and `-`, starting with a letter"
+        );
+    }
+    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
+        anyhow::bail!("{} already exists and is not empty", dir.display());
+    }
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{sdk_path}}", sdk_path)
+    };
+    let files = [
+        ("Cargo.toml", fill(CARGO_TOML)),
+        ("src/lib.rs", fill(LIB_RS)),
+        (".cargo/config.toml", fill(CARGO_CONFIG)),
+        (".gitignore", fill(GITIGNORE)),
+    ];
+    for (path, body) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("template files have a parent"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir`; the component's path.
+fn build(dir: &Path) -> Result<PathBuf, Failure> {
+    if !dir.join("Cargo.toml").is_file() {
+        return Err(bad(anyhow!(
+            "{} has no Cargo.toml; run this in a connector crate (see `weft connector new`) or pass --path",
+            dir.display()
+        )));
+    }
+    let targets = Command::new("rustup").args(["target", "list", "--installed"]).current_dir(dir).output();
+    if let Ok(out) = targets
+        && out.status.success()
+        && !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return Err(bad(anyhow!(
+            "the wasm32-wasip2 target is not installed; install it with `rustup target add wasm32-wasip2`"
+        )));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo)
+        .current_dir(dir)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| failed(anyhow!("running cargo: {e}")))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut wasm = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
+        if message["reason"] != "compiler-artifact" || !message["target"]["kind"].to_string().contains("cdylib") {
+            continue;
+        }
+        if let Some(files) = message["filenames"].as_array() {
+            wasm = files.iter().filter_map(Value::as_str).find(|f| f.ends_with(".wasm")).map(PathBuf::from).or(wasm);
+        }
+    }
+    let status = child.wait().map_err(|e| failed(anyhow!("waiting for cargo: {e}")))?;
+    if !status.success() {
+        return Err(bad(anyhow!("cargo build failed (see its messages above)")));
+    }
+    wasm.ok_or_else(|| {
+        bad(anyhow!(
+            "cargo built no .wasm: is the crate's [lib] crate-type [\"cdylib\"], as `weft connector new` makes it?"
+        ))
+    })
+}
+
+async fn install_file(host: &Host, file: &Path) -> Result<ConnectorInfo, Failure> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
+    host.install(bytes).await.map_err(|e| bad(anyhow!("{}: {e}", file.display())))
+}
+
+/// The manifest for people.
+fn describe(info: &ConnectorInfo) -> String {
+    let m = &info.manifest;
+    let mut out = format!("{}@{}\n  {}\n  digest: {}\n", m.name, m.version, m.description, info.digest);
+    let list = |items: &[String]| if items.is_empty() { "none".to_string() } else { items.join(", ") };
+    out.push_str(&format!("  secrets: {}\n", list(&m.secrets)));
+    let oauth: Vec<String> =
+        m.oauth
+            .iter()
+            .map(|o| {
+                if o.scopes.is_empty() {
+                    o.provider.clone()
+                } else {
+                    format!("{} ({})", o.provider, o.scopes.join(" "))
+                }
+            })
+            .collect();
+    out.push_str(&format!("  oauth: {}\n", list(&oauth)));
+    out.push_str(&format!("  egress: {}\n", list(&m.egress)));
+    out.push_str(&format!("\nactions ({}):\n", m.actions.len()));
+    for action in &m.actions {
+        let idempotent = if action.idempotent { " [idempotent]" } else { "" };
+        out.push_str(&format!("\n  {}{idempotent}\n    {}\n", action.name, action.description));
+        for (which, schema) in [("input", &action.input_schema), ("output", &action.output_schema)] {
+            let text = serde_json::to_string_pretty(schema).expect("JSON");
+            out.push_str(&format!("    {which} schema:\n"));
+            for line in text.lines() {
+                out.push_str(&format!("      {line}\n"));
+            }
+        }
+    }
+    out
+}

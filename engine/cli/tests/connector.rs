@@ -1,0 +1,151 @@
+//! `weft connector new|build|inspect|test`, end to end with cargo: what a
+//! connector author does in their first minutes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Backend, Workspace, text};
+use serde_json::{Value, json};
+
+/// The repository root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// One target directory for every connector these tests build, so the SDK
+/// and its dependencies compile once.
+fn target_dir() -> PathBuf {
+    repo().join("target/connector-tests")
+}
+
+fn build(ws: &Workspace, crate_dir: &Path) -> PathBuf {
+    let out = ws
+        .weft()
+        .args(["connector", "build", "--path", crate_dir.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "weft connector build failed:\n{}", text(&out.stderr));
+    let wasm = PathBuf::from(text(&out.stdout).trim());
+    assert!(wasm.is_file(), "build printed {wasm:?}, which is not a file");
+    wasm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connector_builds_inspects_answers_and_runs_in_a_workflow() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    // `new` from an unrelated directory, finding this checkout's SDK by default.
+    let out = ws.run(&["connector", "new", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let crate_dir = ws.dir.path().join("demo");
+    assert!(crate_dir.join("src/lib.rs").is_file());
+
+    let again = ws.run(&["connector", "new", "demo"]);
+    assert_eq!(again.status.code(), Some(2), "a second `new` must not overwrite the crate");
+    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    let bad_name = ws.run(&["connector", "new", "Bad_Name"]);
+    assert_eq!(bad_name.status.code(), Some(2));
+    assert!(text(&bad_name.stderr).contains("not a valid connector name"), "{}", text(&bad_name.stderr));
+
+    let wasm = build(&ws, &crate_dir);
+    let wasm_arg = wasm.to_str().unwrap();
+
+    let out = ws.run(&["connector", "inspect", wasm_arg, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = &inspected["manifest"];
+    assert_eq!(manifest["name"], "demo");
+    assert_eq!(manifest["version"], "0.1.0");
+    assert!(inspected["digest"].as_str().unwrap().starts_with("sha256:"));
+    let greet = &manifest["actions"][0];
+    assert_eq!(greet["name"], "greet");
+    assert_eq!(greet["idempotent"], true);
+    assert_eq!(greet["input_schema"]["required"], json!(["name"]));
+    assert_eq!(greet["input_schema"]["additionalProperties"], false);
+    assert_eq!(greet["output_schema"]["properties"]["message"]["type"], "string");
+
+    let human = text(&ws.run(&["connector", "inspect", wasm_arg]).stdout);
+    for expected in ["demo@0.1.0", "secrets: none", "egress: none", "greet [idempotent]", "input schema:"] {
+        assert!(human.contains(expected), "inspect output lacks {expected:?}:\n{human}");
+    }
+
+    let out = ws.run(&["connector", "test", wasm_arg, "greet", "--input", r#"{"name": "Ada", "excitement": 2}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["message"], "Hello, Ada!!");
+
+    let out = ws.run(&["connector", "test", wasm_arg, "greet", "--input", r#"{"name": "Ada", "mood": 1}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("invalid_input: input.mood: unknown field `mood`"), "{}", text(&out.stderr));
+
+    // A workflow uses the new connector.
+    let connectors = ws.dir.path().join("connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    std::fs::copy(&wasm, connectors.join("demo.wasm")).unwrap();
+    let workflow = ws.write(
+        "uses-demo.json",
+        &json!({ "name": "uses-demo", "steps": [
+            { "id": "hi", "uses": "demo/greet", "with": { "name": "{{ input.who }}" } }
+        ], "output": "{{ steps.hi.output }}" })
+        .to_string(),
+    );
+    let out = ws
+        .weft()
+        .args(["run", workflow.to_str().unwrap(), "--json", "--input", r#"{"who": "Grace"}"#])
+        .env("WEFT_CONNECTORS_DIR", &connectors)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"]["message"], "Hello, Grace!");
+    let run_id = outcome["run_id"].as_str().unwrap();
+    assert_eq!(outcome["output"]["idempotency_key"], format!("{run_id}:hi:0"), "the connector sees the step's key");
+
+    // Validation knows the connector's schema.
+    let broken = ws.write(
+        "broken.json",
+        &json!({ "name": "b", "steps": [{ "id": "hi", "uses": "demo/greet", "with": { "nme": "x" } }] }).to_string(),
+    );
+    let out = ws
+        .weft()
+        .args(["validate", broken.to_str().unwrap()])
+        .env("WEFT_CONNECTORS_DIR", &connectors)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_example_is_the_template_and_its_workflow_runs() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let fresh = ws.dir.path().join("hello");
+    let sdk = repo().join("sdk");
+    let out = ws.run(&["connector", "new", "hello", "--sdk-path", sdk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let example = repo().join("examples/connector-hello");
+    for file in ["Cargo.toml", "src/lib.rs", ".cargo/config.toml", ".gitignore"] {
+        let generated = std::fs::read_to_string(fresh.join(file)).unwrap().replace(sdk.to_str().unwrap(), "../../sdk");
+        let committed = std::fs::read_to_string(example.join(file)).unwrap();
+        assert_eq!(
+            generated, committed,
+            "examples/connector-hello/{file} differs from the template; regenerate it with \
+             `weft connector new hello --dir examples/connector-hello` (sdk path ../../sdk)"
+        );
+    }
+
+    let wasm = build(&ws, &example);
+    let connectors = wasm.parent().unwrap().to_path_buf();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .current_dir(ws.dir.path())
+        .env("WEFT_DB", &ws.db)
+        .env("WEFT_CACHE_DIR", ws.dir.path().join("cache"))
+        .args(["run", example.join("workflow.json").to_str().unwrap(), "--input", r#"{"name": "Ada"}"#])
+        .args(["--connectors-dir", connectors.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output["message"], "Hello, Ada!!");
+}
