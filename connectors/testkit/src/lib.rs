@@ -1,9 +1,53 @@
 //! A test-only connector whose actions misbehave on purpose, so that tests can
 //! prove the host's limits: `trap` panics, `spin` never returns, `hog`
-//! allocates without bound. It is not installed as a built-in connector.
+//! allocates without bound, and the probes reach for secrets, tokens, hosts,
+//! files and environment variables. It is not installed as a built-in
+//! connector.
+//!
+//! It declares the secret `declared`, the OAuth provider `github` and the
+//! egress host `localhost`; anything else it asks for must be refused.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use weft_sdk::http::Request;
 use weft_sdk::{Action, Connector, Context, Error, Manifest};
+
+fn name_of(input: &Value) -> Result<&str, Error> {
+    input["name"].as_str().ok_or_else(|| Error::invalid_input("`name` is required"))
+}
+
+fn secret(cx: &Context, input: Value) -> Result<Value, Error> {
+    let value = cx.secret(name_of(&input)?)?.reveal()?;
+    Ok(json!({ "length": value.len() }))
+}
+
+fn token(cx: &Context, input: Value) -> Result<Value, Error> {
+    Ok(json!({ "token": cx.oauth_token(name_of(&input)?)? }))
+}
+
+fn fetch(_cx: &Context, input: Value) -> Result<Value, Error> {
+    let url = input["url"].as_str().ok_or_else(|| Error::invalid_input("`url` is required"))?;
+    let response = Request::get(url).send()?;
+    Ok(json!({ "status": response.status }))
+}
+
+/// What the guest can see of the world outside: nothing.
+fn snoop(_cx: &Context, _input: Value) -> Result<Value, Error> {
+    let readable: Vec<&str> = ["/", "/etc/passwd", ".", "/proc/self/environ"]
+        .into_iter()
+        .filter(|p| std::fs::read_dir(p).is_ok() || std::fs::read(p).is_ok())
+        .collect();
+    Ok(json!({
+        "env": std::env::vars().count(),
+        "args": std::env::args().count(),
+        "readable": readable,
+        "cwd": std::env::current_dir().ok().map(|d| d.display().to_string()),
+    }))
+}
+
+fn big(_cx: &Context, input: Value) -> Result<Value, Error> {
+    let bytes = input["bytes"].as_u64().unwrap_or(1 << 20) as usize;
+    Ok(Value::String("x".repeat(bytes)))
+}
 
 fn trap(_cx: &Context, _input: Value) -> Result<Value, Error> {
     panic!("testkit trap requested")
@@ -31,6 +75,14 @@ impl Connector for Testkit {
             .action(Action::new("trap", "Panic (a wasm trap).", trap).idempotent())
             .action(Action::new("spin", "Loop forever.", spin).idempotent())
             .action(Action::new("hog", "Allocate memory until refused.", hog).idempotent())
+            .action(Action::new("secret", "Reveal the secret `name`; returns its length.", secret))
+            .action(Action::new("token", "Ask for an OAuth token for provider `name`.", token))
+            .action(Action::new("fetch", "GET `url`; returns the status.", fetch))
+            .action(Action::new("snoop", "Count what the sandbox lets the guest see.", snoop))
+            .action(Action::new("big", "Return a string of `bytes` bytes.", big))
+            .secret("declared")
+            .oauth("github", &["repo"])
+            .egress("localhost")
     }
 }
 

@@ -1,11 +1,13 @@
 //! The host as the engine uses it: built-in connectors, typed errors, and the
 //! sandbox's limits against a misbehaving guest.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_host::{CallContext, Host, HostConfig, Limits, guest_component};
+use weft_host::{CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, Reveal, guest_component};
 use weft_workflows::ErrorKind;
 
 fn ctx() -> CallContext {
@@ -157,4 +159,104 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
     }
     out
+}
+
+fn testkit_bytes() -> Vec<u8> {
+    std::fs::read(guest_component("testkit")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_secrets_are_revealed_and_audited_and_others_refused() {
+    let audit = MemoryAudit::default();
+    let source = MemorySecrets::new().with("declared", "s3cret").with("other", "not for testkit");
+    let host =
+        Host::new(HostConfig::default()).unwrap().with_secrets(Arc::new(source)).with_audit(Arc::new(audit.clone()));
+    let testkit = host.install(testkit_bytes()).await.unwrap().digest;
+
+    let out = host.invoke(&testkit, &ctx(), "secret", &json!({ "name": "declared" }), None).await.unwrap();
+    assert_eq!(out["length"], 6);
+    let reveal = Reveal {
+        tenant: "default".into(),
+        run_id: "run-1".into(),
+        step_id: "s".into(),
+        connector: "testkit@0.1.0".into(),
+        secret: "declared".into(),
+    };
+    assert_eq!(audit.reveals(), vec![reveal]);
+
+    let err = host.invoke(&testkit, &ctx(), "secret", &json!({ "name": "other" }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(err.message.contains("secret refused: testkit@0.1.0 asked for `other`"), "{err}");
+    assert_eq!(audit.reveals().len(), 1, "a refused secret is never revealed");
+
+    let bare = Host::new(HostConfig::default()).unwrap();
+    let testkit = bare.install(testkit_bytes()).await.unwrap().digest;
+    let err = bare.invoke(&testkit, &ctx(), "secret", &json!({ "name": "declared" }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(err.message.contains("secret `declared` is not set"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_are_declared_and_not_configured_yet() {
+    let host = Host::new(HostConfig::default()).unwrap();
+    let testkit = host.install(testkit_bytes()).await.unwrap().digest;
+    let err = host.invoke(&testkit, &ctx(), "token", &json!({ "name": "github" }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(err.message.contains("OAuth is not configured"), "{err}");
+    let err = host.invoke(&testkit, &ctx(), "token", &json!({ "name": "gitlab" }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(err.message.contains("OAuth refused: testkit@0.1.0 asked for `gitlab`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_outside_the_manifest_is_refused_before_any_connection() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    let host = Host::new(HostConfig::default()).unwrap();
+    let testkit = host.install(testkit_bytes()).await.unwrap().digest;
+
+    let refused = json!({ "url": format!("http://127.0.0.1:{port}/") });
+    let err = host.invoke(&testkit, &ctx(), "fetch", &refused, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(
+        err.message.contains(
+            "egress refused: testkit@0.1.0 may not connect to `127.0.0.1`; its manifest allows only localhost"
+        ),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "the refused request opened a connection");
+
+    let allowed = json!({ "url": format!("http://localhost:{port}/") });
+    let out = host.invoke(&testkit, &ctx(), "fetch", &allowed, None).await.unwrap();
+    assert_eq!(out["status"], 204);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_finds_no_files_and_no_environment() {
+    let host = Host::new(HostConfig::default()).unwrap();
+    let testkit = host.install(testkit_bytes()).await.unwrap().digest;
+    let out = host.invoke(&testkit, &ctx(), "snoop", &json!({}), None).await.unwrap();
+    assert_eq!(out["env"], 0, "{out}");
+    assert_eq!(out["readable"], json!([]), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_output_is_capped() {
+    let limits = Limits { max_output_bytes: 1024, ..Limits::default() };
+    let (host, testkit) = host_with_testkit(limits).await;
+    let err = host.invoke(&testkit, &ctx(), "big", &json!({ "bytes": 4096 }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(err.message.contains("over the output limit of 1024 bytes"), "{err}");
 }
