@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use weft_host::{CallContext, ConnectorInfo, Host, MemorySecrets};
 
-use crate::{Failure, bad, failed};
+use crate::{Cli, Failure, bad, failed};
 
 #[derive(Subcommand)]
 pub enum ConnectorCommand {
@@ -37,6 +37,22 @@ pub enum ConnectorCommand {
         /// The component.
         file: PathBuf,
         /// Print the manifest and digest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a component into the database, so that workflows can use it.
+    ///
+    /// A name@version always means one component: installing a different
+    /// component under a name@version that is installed (or built in) is
+    /// refused.
+    Install {
+        /// The component.
+        file: PathBuf,
+    },
+    /// List the connectors workflows can use: built in, installed, and from
+    /// --connectors-dir.
+    List {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -68,7 +84,8 @@ fn default_sdk_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk")
 }
 
-pub async fn run(command: &ConnectorCommand, host: impl AsyncFnOnce() -> Result<Host, Failure>) -> Result<u8, Failure> {
+pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
+    let host = async || crate::new_host(cli, None).await;
     match command {
         ConnectorCommand::New { name, sdk_path, dir } => {
             let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
@@ -104,6 +121,82 @@ pub async fn run(command: &ConnectorCommand, host: impl AsyncFnOnce() -> Result<
                 println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
             } else {
                 print!("{}", describe(&info));
+            }
+            Ok(0)
+        }
+        ConnectorCommand::Install { file } => {
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
+            let store = crate::open_store(cli).await?;
+            let host = crate::new_host(cli, Some(&store)).await?;
+            let info = host.install(bytes.clone()).await.map_err(|e| bad(anyhow!("{}: {e}", file.display())))?;
+            // A built-in or installed component under the same name@version.
+            let taken = host.connectors().into_iter().find(|c| c.key() == info.key() && c.digest != info.digest);
+            if let Some(taken) = taken {
+                return Err(bad(weft_store::Error::ConnectorConflict {
+                    key: info.key(),
+                    existing: taken.digest,
+                    offered: info.digest,
+                }));
+            }
+            let manifest = serde_json::to_string(&info.manifest).expect("manifests serialize");
+            let new = weft_store::NewConnector {
+                tenant: weft_store::DEFAULT_TENANT,
+                name: &info.manifest.name,
+                version: &info.manifest.version,
+                digest: &info.digest,
+                manifest: &manifest,
+                component: &bytes,
+            };
+            match store.install_connector(new).await {
+                Ok(weft_store::Installed::New) => eprintln!("installed {} ({})", info.key(), info.digest),
+                Ok(weft_store::Installed::Already) => {
+                    eprintln!("{} ({}) is already installed", info.key(), info.digest)
+                }
+                Err(e @ weft_store::Error::ConnectorConflict { .. }) => return Err(bad(e)),
+                Err(e) => return Err(failed(e)),
+            }
+            Ok(0)
+        }
+        ConnectorCommand::List { json } => {
+            let store = crate::existing_store(cli).await?;
+            let installed = match &store {
+                Some(store) => store.installed_connectors(weft_store::DEFAULT_TENANT).await.map_err(failed)?,
+                None => Vec::new(),
+            };
+            let host = crate::new_host(cli, store.as_ref()).await?;
+            let builtins: Vec<String> =
+                weft_host::BUILTINS.iter().map(|(_, bytes)| weft_host::digest_of(bytes)).collect();
+            let rows: Vec<Value> = host
+                .connectors()
+                .into_iter()
+                .map(|c| {
+                    let source = if builtins.contains(&c.digest) {
+                        "built-in"
+                    } else if installed.iter().any(|i| i.digest == c.digest) {
+                        "installed"
+                    } else {
+                        "connectors-dir"
+                    };
+                    json!({
+                        "name": c.manifest.name,
+                        "version": c.manifest.version,
+                        "digest": c.digest,
+                        "source": source,
+                        "actions": c.manifest.actions.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+            } else {
+                for row in &rows {
+                    let text = |key: &str| row[key].as_str().unwrap_or_default().to_string();
+                    let actions: Vec<&str> =
+                        row["actions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    let digest: String = text("digest").chars().take(19).collect();
+                    let key = format!("{}@{}", text("name"), text("version"));
+                    println!("{key:<24} {:<15} {digest}…  {}", text("source"), actions.join(", "));
+                }
             }
             Ok(0)
         }

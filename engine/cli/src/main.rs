@@ -25,7 +25,7 @@ use weft_store::Store;
 /// that is interrupted picks up where it stopped.
 #[derive(Parser)]
 #[command(name = "weft", version, about, long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     /// Where runs are kept: a SQLite file (sqlite://PATH) or a Postgres URL.
     #[arg(long, global = true, env = "WEFT_DB", default_value = "sqlite://.weft/weft.db")]
     db: String,
@@ -197,7 +197,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Validate { files } => {
-            let host = open_host(&cli).await?;
+            let store = existing_store(&cli).await?;
+            let host = open_host(&cli, store.as_ref()).await?;
             let catalog = weft_runtime::catalog(&host);
             let mut broken = 0;
             for file in files {
@@ -212,10 +213,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(if broken == 0 { 0 } else { 2 })
         }
         Command::Run { file, input, json } => {
-            let host = open_host(&cli).await?;
+            let store = open_store(&cli).await?;
+            let host = open_host(&cli, Some(&store)).await?;
             let definition = read_workflow(file, &weft_runtime::catalog(&host))?;
             let input = parse_json_arg(input, "--input")?;
-            let engine = open_engine(&cli, host).await?;
+            let engine = Engine::new(store, host, EngineConfig::default());
             let mut progress = progress::Progress::new(&definition, !*json);
             progress.announce_start();
             let outcome = tokio::select! {
@@ -226,8 +228,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             report(&outcome, *json)
         }
         Command::Resume { run, json } => {
-            let host = open_host(&cli).await?;
-            let engine = open_engine(&cli, host).await?;
+            let engine = open_engine(&cli).await?;
             let runs = match run {
                 Some(id) => vec![engine.store().find_run(id).await.map_err(|e| classify(e.into()))?],
                 None => engine.unfinished().await.map_err(classify)?,
@@ -270,13 +271,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Signal { run, name, payload } => {
             let payload = parse_json_arg(payload, "the payload")?;
-            let engine = open_engine(&cli, open_host(&cli).await?).await?;
+            let engine = open_engine(&cli).await?;
             let run = engine.signal(run, name, payload).await.map_err(classify)?;
             eprintln!("signal `{name}` delivered to run {}", run.id);
             Ok(0)
         }
         Command::Cancel { run, reason } => {
-            let engine = open_engine(&cli, open_host(&cli).await?).await?;
+            let engine = open_engine(&cli).await?;
             let run = engine.cancel(run, reason).await.map_err(classify)?;
             match run.status.as_str() {
                 "cancelled" => eprintln!("run {} cancelled", run.id),
@@ -285,7 +286,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Bench { stores, postgres, warmup, runs, seconds, concurrency } => {
-            let host = open_host(&cli).await?;
+            let host = open_host(&cli, None).await?;
             let settings =
                 bench::Settings { warmup: *warmup, runs: *runs, seconds: *seconds, concurrency: concurrency.clone() };
             let scratch = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
@@ -310,7 +311,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             bench::print(&reports);
             Ok(0)
         }
-        Command::Connector(command) => connector::run(command, async || new_host(&cli).await).await,
+        Command::Connector(command) => connector::run(command, &cli).await,
         Command::Runs(RunsCommand::List { limit, json }) => {
             let store = open_store(&cli).await?;
             let runs = store.list_runs(weft_store::DEFAULT_TENANT, *limit).await.map_err(failed)?;
@@ -361,7 +362,7 @@ fn report(outcome: &Outcome, json: bool) -> Result<u8, Failure> {
     Ok(code)
 }
 
-fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
+pub(crate) fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
     let (source, text) = match text.strip_prefix('@') {
         Some(path) => {
             let body =
@@ -378,7 +379,7 @@ fn read_workflow(file: &PathBuf, catalog: &weft_workflows::Catalog) -> Result<we
     weft_workflows::load(&file.display().to_string(), &text, catalog).map_err(|d| bad(anyhow::anyhow!("{d}")))
 }
 
-fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+pub(crate) fn cache_dir(cli: &Cli) -> Option<PathBuf> {
     cli.cache_dir.clone().or_else(|| {
         std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
@@ -387,14 +388,24 @@ fn cache_dir(cli: &Cli) -> Option<PathBuf> {
     })
 }
 
-async fn open_host(cli: &Cli) -> Result<Arc<Host>, Failure> {
-    Ok(Arc::new(new_host(cli).await?))
+async fn open_host(cli: &Cli, store: Option<&Store>) -> Result<Arc<Host>, Failure> {
+    Ok(Arc::new(new_host(cli, store).await?))
 }
 
-/// A host with the built-in connectors and those of --connectors-dir.
-async fn new_host(cli: &Cli) -> Result<Host, Failure> {
+/// A host with the built-in connectors, those installed in `store`, and those
+/// of --connectors-dir.
+pub(crate) async fn new_host(cli: &Cli, store: Option<&Store>) -> Result<Host, Failure> {
     let host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
     host.install_builtins().await.map_err(failed)?;
+    if let Some(store) = store {
+        for installed in store.installed_connectors(weft_store::DEFAULT_TENANT).await.map_err(failed)? {
+            let key = format!("{}@{}", installed.name, installed.version);
+            host.install(installed.component)
+                .await
+                .with_context(|| format!("loading the installed connector {key}"))
+                .map_err(failed)?;
+        }
+    }
     if let Some(dir) = &cli.connectors_dir {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("reading --connectors-dir {}", dir.display()))
@@ -410,10 +421,23 @@ async fn new_host(cli: &Cli) -> Result<Host, Failure> {
     Ok(host)
 }
 
-async fn open_store(cli: &Cli) -> Result<Store, Failure> {
+pub(crate) async fn open_store(cli: &Cli) -> Result<Store, Failure> {
     Store::connect(&cli.db).await.map_err(bad)
 }
 
-async fn open_engine(cli: &Cli, host: Arc<Host>) -> Result<Engine, Failure> {
-    Ok(Engine::new(open_store(cli).await?, host, EngineConfig::default()))
+/// The store, unless it is a SQLite file that does not exist yet (so that
+/// read-only commands do not create one).
+pub(crate) async fn existing_store(cli: &Cli) -> Result<Option<Store>, Failure> {
+    let sqlite_file = cli.db.strip_prefix("sqlite://").or_else(|| cli.db.strip_prefix("sqlite:"));
+    match sqlite_file.map(|f| f.split('?').next().unwrap_or(f)) {
+        Some(file) if !std::path::Path::new(file).exists() => Ok(None),
+        _ => Ok(Some(open_store(cli).await?)),
+    }
+}
+
+/// The store, a host with its installed connectors, and an engine on both.
+async fn open_engine(cli: &Cli) -> Result<Engine, Failure> {
+    let store = open_store(cli).await?;
+    let host = open_host(cli, Some(&store)).await?;
+    Ok(Engine::new(store, host, EngineConfig::default()))
 }

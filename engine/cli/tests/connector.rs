@@ -103,6 +103,36 @@ async fn a_new_connector_builds_inspects_answers_and_runs_in_a_workflow() {
     let run_id = outcome["run_id"].as_str().unwrap();
     assert_eq!(outcome["output"]["idempotency_key"], format!("{run_id}:hi:0"), "the connector sees the step's key");
 
+    // Installed into the database, the connector needs no --connectors-dir.
+    let out = ws.run(&["connector", "install", wasm_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("installed demo@0.1.0 (sha256:"), "{}", text(&out.stderr));
+    let out = ws.run(&["connector", "install", wasm_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is already installed"), "{}", text(&out.stderr));
+    let out = ws.run(&["run", workflow.to_str().unwrap(), "--json", "--input", r#"{"who": "Alan"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"]["message"], "Hello, Alan!");
+    let listed: Value = serde_json::from_slice(&ws.run(&["connector", "list", "--json"]).stdout).unwrap();
+    let sources: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["source"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(sources.contains(&("demo".into(), "installed".into())), "{sources:?}");
+    assert!(sources.contains(&("http".into(), "built-in".into())), "{sources:?}");
+
+    // Another component under the same name@version is refused.
+    let lib = crate_dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap().replace("Greets people", "Greets people differently");
+    std::fs::write(&lib, source).unwrap();
+    let changed = build(&ws, &crate_dir);
+    let out = ws.run(&["connector", "install", changed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("demo@0.1.0 is already installed with digest"), "{}", text(&out.stderr));
+
     // Validation knows the connector's schema.
     let broken = ws.write(
         "broken.json",

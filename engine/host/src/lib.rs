@@ -371,7 +371,7 @@ impl Host {
     /// Installs a component: reads its manifest (from the cache when this
     /// digest was seen before, so nothing compiles) and makes it callable.
     pub async fn install(&self, bytes: Vec<u8>) -> Result<ConnectorInfo> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let digest = digest_of(&bytes);
         if let Some(loaded) = self.connectors.lock().expect("connectors lock").get(&digest) {
             return Ok(loaded.info.clone());
         }
@@ -632,6 +632,11 @@ impl Host {
         let first = text.lines().next().unwrap_or("trap");
         CallError::new(ErrorKind::Trap, format!("{name} `{action}` trapped: {first}"))
     }
+}
+
+/// `sha256:<hex>` of a component's bytes: how connectors are identified.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// The error for a call that outran its deadline, whether the epoch or the

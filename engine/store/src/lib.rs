@@ -14,6 +14,7 @@
 //! ```
 
 mod commit;
+mod connectors;
 mod floor;
 mod journal;
 mod runs;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
+pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use floor::Floor;
 pub use journal::StoredEvent;
 pub use runs::{Lease, NewRun, RunRecord};
@@ -69,6 +71,19 @@ pub enum Error {
     /// The store's writer task has stopped (the runtime is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// A different component is already installed under this name@version.
+    #[error(
+        "{key} is already installed with digest {existing}; this component is {offered}. \
+         A name@version always means one component: give the new one another version"
+    )]
+    ConnectorConflict {
+        /// `name@version`.
+        key: String,
+        /// The installed digest.
+        existing: String,
+        /// The refused digest.
+        offered: String,
+    },
     /// More than one run starts with that prefix.
     #[error("{prefix:?} matches several runs ({candidates}); give more characters")]
     AmbiguousRun {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use weft_core::{ErrorKind, Event, StepError};
-use weft_store::{DEFAULT_TENANT, Lease, NewRun, Store, now_ms, testing};
+use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, Store, now_ms, testing};
 
 /// Declares each test twice: once per backend, each with a fresh database.
 macro_rules! both_stores {
@@ -33,7 +33,8 @@ both_stores!(
     leases_exclude_other_drivers,
     connect_errors_are_clear,
     child_runs_are_left_to_their_parents,
-    appends_queued_together_each_get_their_own_answer
+    appends_queued_together_each_get_their_own_answer,
+    a_name_and_version_always_mean_one_component
 );
 
 async fn new_run(store: &Store, id: &str) {
@@ -225,4 +226,30 @@ async fn appends_queued_together_each_get_their_own_answer(store: Store) {
     assert_eq!(store.find_run("q2").await.unwrap().last_seq, 4);
     let q3 = store.find_run("q3").await.unwrap();
     assert_eq!((q3.status.as_str(), q3.output.as_deref()), ("completed", Some("\"done\"")));
+}
+
+async fn a_name_and_version_always_mean_one_component(store: Store) {
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let first = NewConnector {
+        tenant: DEFAULT_TENANT,
+        name: "demo",
+        version: "1.0.0",
+        digest: "sha256:aaaa",
+        manifest: r#"{"name":"demo"}"#,
+        component: &bytes,
+    };
+    assert_eq!(store.install_connector(first).await.unwrap(), Installed::New);
+    assert_eq!(store.install_connector(first).await.unwrap(), Installed::Already);
+    let other = NewConnector { digest: "sha256:bbbb", component: b"other", ..first };
+    let err = store.install_connector(other).await.unwrap_err();
+    assert!(matches!(err, weft_store::Error::ConnectorConflict { .. }), "{err}");
+    assert!(err.to_string().contains("demo@1.0.0 is already installed with digest sha256:aaaa"), "{err}");
+    let newer = NewConnector { version: "1.1.0", digest: "sha256:cccc", component: b"newer", ..first };
+    assert_eq!(store.install_connector(newer).await.unwrap(), Installed::New);
+
+    let installed = store.installed_connectors(DEFAULT_TENANT).await.unwrap();
+    let keys: Vec<(String, String)> = installed.iter().map(|c| (c.version.clone(), c.digest.clone())).collect();
+    assert_eq!(keys, [("1.0.0".to_string(), "sha256:aaaa".to_string()), ("1.1.0".into(), "sha256:cccc".into())]);
+    assert_eq!(installed[0].component, bytes, "the component's bytes round-trip");
+    assert!(store.installed_connectors("someone-else").await.unwrap().is_empty());
 }

@@ -1,0 +1,108 @@
+//! The connector registry: installed components by tenant and `name@version`.
+
+use sqlx::Row;
+
+use crate::{Error, Result, Store, now_ms};
+
+/// A connector component to install.
+#[derive(Debug, Clone, Copy)]
+pub struct NewConnector<'a> {
+    /// The tenant that installs it.
+    pub tenant: &'a str,
+    /// From its manifest.
+    pub name: &'a str,
+    /// From its manifest.
+    pub version: &'a str,
+    /// `sha256:<hex>` of `component`.
+    pub digest: &'a str,
+    /// The manifest as JSON.
+    pub manifest: &'a str,
+    /// The component's bytes.
+    pub component: &'a [u8],
+}
+
+/// What installing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// The component is now installed.
+    New,
+    /// This very component was already installed under its name@version.
+    Already,
+}
+
+/// An installed component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledConnector {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// The component's bytes.
+    pub component: Vec<u8>,
+    /// Milliseconds since the epoch.
+    pub installed_at: i64,
+}
+
+impl Store {
+    /// Installs a component under its `name@version`. The same component again
+    /// is a no-op; a different one under the same name@version is refused
+    /// with [`Error::ConnectorConflict`].
+    pub async fn install_connector(&self, c: NewConnector<'_>) -> Result<Installed> {
+        let inserted = sqlx::query(
+            "INSERT INTO connectors (tenant_id, name, version, digest, manifest, component, installed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, name, version) DO NOTHING",
+        )
+        .bind(c.tenant)
+        .bind(c.name)
+        .bind(c.version)
+        .bind(c.digest)
+        .bind(c.manifest)
+        .bind(c.component)
+        .bind(now_ms())
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Installed::New);
+        }
+        let row = sqlx::query("SELECT digest FROM connectors WHERE tenant_id = $1 AND name = $2 AND version = $3")
+            .bind(c.tenant)
+            .bind(c.name)
+            .bind(c.version)
+            .fetch_one(&self.db.pool)
+            .await?;
+        let existing: String = row.get(0);
+        if existing == c.digest {
+            Ok(Installed::Already)
+        } else {
+            Err(Error::ConnectorConflict {
+                key: format!("{}@{}", c.name, c.version),
+                existing,
+                offered: c.digest.into(),
+            })
+        }
+    }
+
+    /// Every component the tenant installed, oldest first.
+    pub async fn installed_connectors(&self, tenant: &str) -> Result<Vec<InstalledConnector>> {
+        let rows = sqlx::query(
+            "SELECT name, version, digest, component, installed_at FROM connectors WHERE tenant_id = $1 \
+             ORDER BY installed_at, name, version",
+        )
+        .bind(tenant)
+        .fetch_all(&self.db.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| InstalledConnector {
+                name: r.get(0),
+                version: r.get(1),
+                digest: r.get(2),
+                component: r.get(3),
+                installed_at: r.get(4),
+            })
+            .collect())
+    }
+}
