@@ -189,8 +189,13 @@ impl Request {
             "OPTIONS" => Method::Options,
             other => Method::Other(other.to_string()),
         };
-        let entries: Vec<(String, Vec<u8>)> =
+        let mut entries: Vec<(String, Vec<u8>)> =
             self.headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())).collect();
+        if let Some(body) = &self.body
+            && !entries.iter().any(|(n, _)| n == "content-length")
+        {
+            entries.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
         let fields = Fields::from_list(&entries)
             .map_err(|e| Error::invalid_input(format!("a request header is invalid: {e:?}")))?;
         let request = OutgoingRequest::new(fields);
@@ -256,7 +261,10 @@ fn send_error(authority: &str, code: &ErrorCode) -> Error {
         ErrorCode::HttpRequestDenied => {
             Error::fatal(format!("the host refused the request to {authority}: it is not in the egress list"))
         }
-        ErrorCode::HttpRequestBodySize(_) | ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
+        ErrorCode::HttpRequestBodySize(_) => {
+            Error::fatal(format!("the host refused the request body to {authority}: it is over the size limit"))
+        }
+        ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
             Error::invalid_input(format!("the request to {authority} is invalid: {code:?}"))
         }
         _ => Error::transient(format!("the request to {authority} failed: {code:?}")),

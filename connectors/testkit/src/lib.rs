@@ -44,6 +44,13 @@ fn snoop(_cx: &Context, _input: Value) -> Result<Value, Error> {
     }))
 }
 
+fn upload(_cx: &Context, input: Value) -> Result<Value, Error> {
+    let url = input["url"].as_str().ok_or_else(|| Error::invalid_input("`url` is required"))?;
+    let bytes = input["bytes"].as_u64().unwrap_or(1 << 20) as usize;
+    let response = Request::post(url).body(vec![b'x'; bytes], "application/octet-stream").send()?;
+    Ok(json!({ "status": response.status }))
+}
+
 fn big(_cx: &Context, input: Value) -> Result<Value, Error> {
     let bytes = input["bytes"].as_u64().unwrap_or(1 << 20) as usize;
     Ok(Value::String("x".repeat(bytes)))
@@ -79,6 +86,7 @@ impl Connector for Testkit {
             .action(Action::new("token", "Ask for an OAuth token for provider `name`.", token))
             .action(Action::new("fetch", "GET `url`; returns the status.", fetch))
             .action(Action::new("snoop", "Count what the sandbox lets the guest see.", snoop))
+            .action(Action::new("upload", "POST `bytes` bytes to `url`; returns the status.", upload))
             .action(Action::new("big", "Return a string of `bytes` bytes.", big))
             .secret("declared")
             .oauth("github", &["repo"])

@@ -136,6 +136,7 @@ pub struct SecretHandle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     Egress { host: String, allowed: Vec<String> },
+    RequestBody(usize),
     Secret(String),
     OAuth(String),
 }
@@ -147,6 +148,9 @@ impl Refusal {
                 "egress refused: {connector} may not connect to `{host}`; its manifest allows {}",
                 if allowed.is_empty() { "no hosts".to_string() } else { format!("only {}", allowed.join(", ")) }
             ),
+            Refusal::RequestBody(limit) => {
+                format!("request body refused: {connector} sent more than the limit of {limit} bytes")
+            }
             Refusal::Secret(name) => {
                 format!("secret refused: {connector} asked for `{name}`, which its manifest does not declare")
             }
@@ -229,6 +233,10 @@ impl oauth::Host for CallState {
 pub(crate) struct Egress {
     pub allowed: Arc<[String]>,
     pub refused: Option<String>,
+    /// The largest request body that may leave.
+    pub max_body: usize,
+    /// Set when a request body ran over `max_body`.
+    pub body_over: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Egress {
@@ -272,6 +280,29 @@ impl WasiHttpHooks for Egress {
             self.refused = Some(host);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            self.body_over.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestBodySize(declared)) });
+        }
+        // A streamed body is cut off where it passes the limit.
+        let (max, over) = (self.max_body, self.body_over.clone());
+        let request = request.map(|body| {
+            use http_body_util::BodyExt;
+            http_body_util::Limited::new(body, max)
+                .map_err(move |e| match e.downcast::<wasmtime_wasi_http::Error>() {
+                    Ok(inner) => *inner,
+                    Err(_) => {
+                        over.store(true, std::sync::atomic::Ordering::Relaxed);
+                        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max as u64))
+                    }
+                })
+                .boxed_unsync()
+        });
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
 }

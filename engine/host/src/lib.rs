@@ -122,6 +122,8 @@ pub struct Limits {
     pub max_input_bytes: usize,
     /// Largest output (JSON text) a call may return.
     pub max_output_bytes: usize,
+    /// Largest body of one outgoing HTTP request.
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -131,6 +133,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             max_input_bytes: 4 << 20,
             max_output_bytes: 4 << 20,
+            max_request_body_bytes: 16 << 20,
         }
     }
 }
@@ -451,7 +454,12 @@ impl Host {
     fn new_store(&self, deadline: Duration, grants: Grants, egress: Arc<[String]>) -> Store<CallState> {
         let state = CallState {
             grants,
-            egress: Egress { allowed: egress, refused: None },
+            egress: Egress {
+                allowed: egress,
+                refused: None,
+                max_body: self.limits.max_request_body_bytes,
+                body_over: Default::default(),
+            },
             refusals: Vec::new(),
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
@@ -579,8 +587,13 @@ impl Host {
         };
         // A refused capability explains a failure better than the guest can.
         let state = store.data();
-        let refusal =
-            state.egress.refused.clone().map(|host| Refusal::Egress { host, allowed: state.egress.allowed.to_vec() });
+        let body_over = state.egress.body_over.load(std::sync::atomic::Ordering::Relaxed);
+        let refusal = state
+            .egress
+            .refused
+            .clone()
+            .map(|host| Refusal::Egress { host, allowed: state.egress.allowed.to_vec() })
+            .or_else(|| body_over.then_some(Refusal::RequestBody(state.egress.max_body)));
         if let (Err(_), Some(refusal)) = (&result, refusal.or_else(|| state.refusals.first().cloned())) {
             return Err(CallError::new(ErrorKind::Fatal, refusal.describe(&name)));
         }

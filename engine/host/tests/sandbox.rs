@@ -260,3 +260,42 @@ async fn an_oversized_output_is_capped() {
     assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
     assert!(err.message.contains("over the output limit of 1024 bytes"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_body_is_refused_before_it_is_sent() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    let limits = Limits { max_request_body_bytes: 1024, ..Limits::default() };
+    let (host, testkit) = host_with_testkit(limits).await;
+    let url = format!("http://localhost:{port}/upload");
+
+    let err = host.invoke(&testkit, &ctx(), "upload", &json!({ "url": url, "bytes": 4096 }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(
+        err.message.contains("request body refused: testkit@0.1.0 sent more than the limit of 1024 bytes"),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "the oversized request opened a connection");
+
+    let out = host.invoke(&testkit, &ctx(), "upload", &json!({ "url": url, "bytes": 512 }), None).await.unwrap();
+    assert_eq!(out["status"], 204);
+}
