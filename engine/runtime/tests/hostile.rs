@@ -1,0 +1,91 @@
+//! Hostile connectors against the engine: each misbehaviour fails its own
+//! step with an error that names the limit, while a healthy run in the same
+//! engine completes at the same time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_core::RunStatus;
+use weft_host::{Host, HostConfig, Limits, guest_component};
+use weft_runtime::{Engine, EngineConfig, Outcome};
+use weft_store::{Store, testing};
+
+async fn engine(url: &str) -> Engine {
+    let store = Store::connect(url).await.unwrap();
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        max_output_bytes: 64 << 10,
+        max_request_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let host = Host::new(HostConfig { cache_dir: None, limits }).unwrap();
+    host.install_builtins().await.unwrap();
+    host.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
+    let config = EngineConfig { poll_interval: Duration::from_millis(20), ..EngineConfig::default() };
+    Engine::new(store, Arc::new(host), config)
+}
+
+/// A one-step workflow that calls a testkit action once, with no retries.
+fn hostile(action: &str, with: Value, timeout: Option<&str>) -> Value {
+    let mut step =
+        json!({ "id": "bad", "uses": format!("testkit/{action}"), "with": with, "retry": { "max_attempts": 1 } });
+    if let Some(timeout) = timeout {
+        step["timeout"] = json!(timeout);
+    }
+    json!({ "name": format!("hostile-{action}"), "steps": [step], "output": "{{ steps.bad.output }}" })
+}
+
+async fn run(engine: &Engine, workflow: Value, input: Value) -> Outcome {
+    let definition = weft_workflows::load("w.json", &workflow.to_string(), &engine.catalog()).unwrap();
+    engine.run(&definition, input, &mut ()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hostile_connector_gets_its_named_error_while_a_healthy_run_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&testing::sqlite_url(dir.path())).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (hostile("spin", json!({}), Some("8s")), "ran past its deadline of 8s"),
+        (hostile("hog", json!({}), None), "exceeded its memory limit of 32 MiB"),
+        (
+            hostile("fetch", json!({ "url": "http://127.0.0.1:1/" }), None),
+            "egress refused: testkit@0.1.0 may not connect to `127.0.0.1`",
+        ),
+        (
+            hostile("secret", json!({ "name": "vault_root" }), None),
+            "secret refused: testkit@0.1.0 asked for `vault_root`",
+        ),
+        (hostile("big", json!({ "bytes": 100_000 }), None), "over the output limit of 65536 bytes"),
+        (
+            hostile("upload", json!({ "url": "http://localhost:1/", "bytes": 4096 }), None),
+            "request body refused: testkit@0.1.0 sent more than the limit of 1024 bytes",
+        ),
+    ];
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (workflow, expected) in cases {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move { (run(&engine, workflow, json!({})).await, expected) }));
+    }
+    let snoop = tokio::spawn({
+        let engine = engine.clone();
+        async move { run(&engine, hostile("snoop", json!({}), None), json!({})).await }
+    });
+
+    let healthy = run(&engine, weft_runtime::workloads::chain(5), json!({ "value": 1 })).await;
+    assert_eq!((healthy.status, healthy.output), (RunStatus::Completed, Some(json!({ "value": 32 }))));
+    // The spinning run holds its deadline of 8 s; the healthy run did not wait for it.
+    assert!(!tasks[0].is_finished(), "the healthy run finished only after the spinning one ({:?})", started.elapsed());
+
+    for task in tasks {
+        let (outcome, expected) = task.await.unwrap();
+        assert_eq!(outcome.status, RunStatus::Failed, "{expected}");
+        let error = outcome.error.unwrap();
+        assert!(error.message.contains(expected), "expected {expected:?} in {error:?}");
+    }
+    let snooped = snoop.await.unwrap();
+    assert_eq!(snooped.status, RunStatus::Completed);
+    let seen = snooped.output.unwrap();
+    assert_eq!((seen["env"].clone(), seen["readable"].clone()), (json!(0), json!([])), "files or env leaked: {seen}");
+}
