@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -215,13 +215,20 @@ impl Request {
         });
         let pending = outgoing_handler::handle(request, options).map_err(|e| send_error(authority, &e))?;
         {
-            let mut stream = outgoing.write().map_err(|()| Error::fatal("the body stream was taken twice"))?;
-            if let Some(bytes) = &self.body {
-                // Chunks of at most 4 KiB: the host's blocking write limit.
-                for chunk in bytes.chunks(4096) {
-                    stream.write_all(chunk).map_err(|e| Error::transient(format!("sending the body: {e}")))?;
+            let stream = outgoing.write().map_err(|()| Error::fatal("the body stream was taken twice"))?;
+            // Plain writes, no flush: once the host has every byte the
+            // Content-Length announced, it may close the stream, and a flush
+            // would then report the finished stream as an error.
+            let mut rest: &[u8] = self.body.as_deref().unwrap_or_default();
+            while !rest.is_empty() {
+                let room = stream.check_write().map_err(|e| Error::transient(format!("sending the body: {e:?}")))?;
+                if room == 0 {
+                    stream.subscribe().block();
+                    continue;
                 }
-                stream.flush().map_err(|e| Error::transient(format!("sending the body: {e}")))?;
+                let n = rest.len().min(room as usize).min(4096);
+                stream.write(&rest[..n]).map_err(|e| Error::transient(format!("sending the body: {e:?}")))?;
+                rest = &rest[n..];
             }
         }
         OutgoingBody::finish(outgoing, None).map_err(|e| send_error(authority, &e))?;

@@ -214,6 +214,19 @@ impl Context {
         __private::bindings::weft::connector::secrets::get(name).map(Secret).map_err(Error::from)
     }
 
+    /// A credential for APIs that take either a static token or OAuth: the
+    /// secret `secret` when the tenant has set it, else an OAuth token for
+    /// `provider`. Both must be declared in the manifest.
+    pub fn secret_or_oauth(&self, secret: &str, provider: &str) -> Result<String, Error> {
+        match self.secret(secret).and_then(|s| s.reveal()) {
+            Err(Error::Unauthorized(not_set)) => self.oauth_token(provider).map_err(|e| match e {
+                Error::Unauthorized(no_token) => Error::Unauthorized(format!("{not_set}; and {no_token}")),
+                other => other,
+            }),
+            other => other,
+        }
+    }
+
     /// A current OAuth access token for a declared provider, for the run's
     /// tenant.
     pub fn oauth_token(&self, provider: &str) -> Result<String, Error> {

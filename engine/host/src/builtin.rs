@@ -2,8 +2,11 @@
 //! `connectors/` and embedded in the binary.
 
 /// Built-in connectors: (name, component bytes).
-pub const BUILTINS: &[(&str, &[u8])] =
-    &[("transform", include_bytes!(env!("WEFT_GUEST_TRANSFORM"))), ("http", include_bytes!(env!("WEFT_GUEST_HTTP")))];
+pub const BUILTINS: &[(&str, &[u8])] = &[
+    ("transform", include_bytes!(env!("WEFT_GUEST_TRANSFORM"))),
+    ("http", include_bytes!(env!("WEFT_GUEST_HTTP"))),
+    ("slack", include_bytes!(env!("WEFT_GUEST_SLACK"))),
+];
 
 /// The path of a guest component built alongside the engine, including
 /// test-only guests such as `testkit` that are not built in.

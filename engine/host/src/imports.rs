@@ -237,6 +237,8 @@ pub(crate) struct Egress {
     pub max_body: usize,
     /// Set when a request body ran over `max_body`.
     pub body_over: Arc<std::sync::atomic::AtomicBool>,
+    /// Hosts whose requests go to another server (see `Host::with_route`).
+    pub routes: Arc<HashMap<String, http::uri::Uri>>,
 }
 
 impl Egress {
@@ -288,6 +290,19 @@ impl WasiHttpHooks for Egress {
         if declared.is_some_and(|n| n > self.max_body as u64) {
             self.body_over.store(true, std::sync::atomic::Ordering::Relaxed);
             return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestBodySize(declared)) });
+        }
+        let mut request = request;
+        if let Some(base) = self.routes.get(&host.to_ascii_lowercase()) {
+            let mut parts = request.uri().clone().into_parts();
+            parts.scheme = base.scheme().cloned();
+            parts.authority = base.authority().cloned();
+            match http::uri::Uri::from_parts(parts) {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(e) => {
+                    tracing::warn!(target: "weft::egress", %host, error = %e, "cannot route the request");
+                    return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
+                }
+            }
         }
         // A streamed body is cut off where it passes the limit.
         let (max, over) = (self.max_body, self.body_over.clone());

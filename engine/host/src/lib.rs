@@ -269,6 +269,7 @@ pub struct Host {
     ticker_stop: Arc<AtomicBool>,
     secrets: Arc<dyn SecretSource>,
     audit: Arc<dyn AuditSink>,
+    routes: Arc<HashMap<String, http::uri::Uri>>,
 }
 
 impl Drop for Host {
@@ -342,7 +343,21 @@ impl Host {
             ticker_stop,
             secrets: Arc::new(MemorySecrets::new()),
             audit: Arc::new(TracingAudit),
+            routes: Arc::new(HashMap::new()),
         })
+    }
+
+    /// Sends connectors' requests for `host` to `base` (e.g.
+    /// `http://127.0.0.1:8080`) instead, keeping the path, query and `Host`
+    /// header. The egress check still applies to `host`. This is how tests
+    /// and local development put a stand-in server behind a provider's API.
+    pub fn with_route(mut self, host: &str, base: &str) -> Result<Host> {
+        let uri: http::uri::Uri = base.parse().map_err(|e| Error::Engine(format!("route base {base:?}: {e}")))?;
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            return Err(Error::Engine(format!("route base {base:?} needs a scheme and a host")));
+        }
+        Arc::make_mut(&mut self.routes).insert(host.to_ascii_lowercase(), uri);
+        Ok(self)
     }
 
     /// Where connectors' secrets come from (none are set by default).
@@ -459,6 +474,7 @@ impl Host {
                 refused: None,
                 max_body: self.limits.max_request_body_bytes,
                 body_over: Default::default(),
+                routes: self.routes.clone(),
             },
             refusals: Vec::new(),
             wasi: WasiCtx::builder().build(),
