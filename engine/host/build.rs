@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &["transform", "http", "testkit", "slack"];
+const GUESTS: &[&str] = &["transform", "http", "testkit", "slack", "github", "stripe", "discord"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -6,6 +6,9 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
     ("transform", include_bytes!(env!("WEFT_GUEST_TRANSFORM"))),
     ("http", include_bytes!(env!("WEFT_GUEST_HTTP"))),
     ("slack", include_bytes!(env!("WEFT_GUEST_SLACK"))),
+    ("github", include_bytes!(env!("WEFT_GUEST_GITHUB"))),
+    ("stripe", include_bytes!(env!("WEFT_GUEST_STRIPE"))),
+    ("discord", include_bytes!(env!("WEFT_GUEST_DISCORD"))),
 ];
 
 /// The path of a guest component built alongside the engine, including

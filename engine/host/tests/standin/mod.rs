@@ -116,7 +116,12 @@ impl StandIn {
 
     /// A host with the built-in connectors, `secrets`, and `hosts` routed here.
     pub async fn host(&self, hosts: &[&str], secrets: MemorySecrets) -> Host {
-        let mut host = Host::new(HostConfig::default()).unwrap().with_secrets(Arc::new(secrets));
+        // Compiled components are cached across tests and runs.
+        let config = HostConfig {
+            cache_dir: Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache")),
+            ..HostConfig::default()
+        };
+        let mut host = Host::new(config).unwrap().with_secrets(Arc::new(secrets));
         for name in hosts {
             host = host.with_route(name, &self.base).unwrap();
         }
