@@ -34,7 +34,8 @@ pub enum ConnectorCommand {
     /// Print a component's manifest: actions with their schemas, secrets,
     /// OAuth needs and egress hosts.
     Inspect {
-        /// The component.
+        /// A component file, or the name (or name@version) of a built-in or
+        /// installed connector.
         file: PathBuf,
         /// Print the manifest and digest as JSON.
         #[arg(long)]
@@ -114,8 +115,20 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         ConnectorCommand::Inspect { file, json } => {
-            let host = host().await?;
-            let info = install_file(&host, file).await?;
+            let info = if file.exists() {
+                install_file(&host().await?, file).await?
+            } else {
+                let store = crate::existing_store(cli).await?;
+                let host = crate::new_host(cli, store.as_ref()).await?;
+                let text = file.display().to_string();
+                let (name, version) = match text.split_once('@') {
+                    Some((name, version)) => (name.to_string(), Some(version.to_string())),
+                    None => (text.clone(), None),
+                };
+                host.resolve(&name, version.as_deref()).ok_or_else(|| {
+                    bad(anyhow!("{text} is neither a file nor a connector that is built in or installed"))
+                })?
+            };
             if *json {
                 let body = json!({ "digest": info.digest, "manifest": info.manifest });
                 println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));

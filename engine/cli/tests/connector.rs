@@ -179,3 +179,27 @@ async fn the_committed_example_is_the_template_and_its_workflow_runs() {
     let output: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output["message"], "Hello, Ada!!");
 }
+
+#[tokio::test]
+async fn every_catalog_connector_has_a_complete_manifest() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    for name in ["slack", "github", "stripe", "discord"] {
+        let out = ws.run(&["connector", "inspect", name, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let manifest = serde_json::from_slice::<Value>(&out.stdout).unwrap()["manifest"].clone();
+        assert_eq!(manifest["name"], name);
+        assert!(!manifest["description"].as_str().unwrap().is_empty(), "{name}");
+        assert!(!manifest["egress"].as_array().unwrap().is_empty(), "{name} declares no egress");
+        assert!(!manifest["egress"].as_array().unwrap().contains(&json!("*")), "{name} may call any host");
+        let needs = manifest["secrets"].as_array().unwrap().len() + manifest["oauth"].as_array().unwrap().len();
+        assert!(needs > 0, "{name} declares neither secrets nor OAuth");
+        for action in manifest["actions"].as_array().unwrap() {
+            for schema in ["input_schema", "output_schema"] {
+                assert_eq!(action[schema]["type"], "object", "{name}.{} {schema}", action["name"]);
+            }
+            assert!(!action["description"].as_str().unwrap().is_empty());
+        }
+    }
+    let out = ws.run(&["connector", "inspect", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
