@@ -65,8 +65,12 @@ impl Cache {
 /// a file. A cache that cannot be written only costs speed.
 fn write_atomically(path: &Path, bytes: &[u8]) {
     let Some(parent) = path.parent() else { return };
-    let tmp =
-        parent.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
+    // Unique per process and per write, so that concurrent writers of one
+    // artifact never share a temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = parent.join(format!(".{}.{n}.{name}", std::process::id()));
     let written = std::fs::create_dir_all(parent)
         .and_then(|()| std::fs::write(&tmp, bytes))
         .and_then(|()| std::fs::rename(&tmp, path));

@@ -21,7 +21,9 @@ fn ctx() -> CallContext {
 }
 
 async fn host_with_testkit(limits: Limits) -> (Host, String) {
-    let host = Host::new(HostConfig { cache_dir: None, limits }).unwrap();
+    // Compiled components are cached across tests and runs.
+    let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
+    let host = Host::new(HostConfig { cache_dir, limits }).unwrap();
     host.install_builtins().await.unwrap();
     let testkit = host.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
     (host, testkit.digest)
@@ -140,7 +142,7 @@ async fn a_second_host_reuses_compiled_components() {
     let artifacts =
         |ext: &str| walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>();
     let compiled = artifacts(".cwasm");
-    assert_eq!(compiled.len(), 2, "both built-ins compiled once: {compiled:?}");
+    assert_eq!(compiled.len(), weft_host::BUILTINS.len(), "each built-in compiled once: {compiled:?}");
     let stamps: Vec<_> = compiled.iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
     drop(first);
 
@@ -159,6 +161,32 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
     }
     out
+}
+
+/// A server on 127.0.0.1 that counts the connections it accepts and answers
+/// each request head with 204.
+async fn counting_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    (port, accepted)
 }
 
 fn testkit_bytes() -> Vec<u8> {
@@ -210,18 +238,7 @@ async fn oauth_tokens_are_declared_and_not_configured_yet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_outside_the_manifest_is_refused_before_any_connection() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 4096];
-            let _ = socket.read(&mut buf).await;
-            let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
-        }
-    });
+    let (port, accepted) = counting_server().await;
     let host = Host::new(HostConfig::default()).unwrap();
     let testkit = host.install(testkit_bytes()).await.unwrap().digest;
 
@@ -263,26 +280,7 @@ async fn an_oversized_output_is_capped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_body_is_refused_before_it_is_sent() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
-            });
-        }
-    });
+    let (port, accepted) = counting_server().await;
     let limits = Limits { max_request_body_bytes: 1024, ..Limits::default() };
     let (host, testkit) = host_with_testkit(limits).await;
     let url = format!("http://localhost:{port}/upload");

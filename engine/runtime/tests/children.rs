@@ -36,7 +36,9 @@ both_stores!(a_child_run_feeds_its_parent, a_failed_child_fails_its_step, cancel
 
 async fn engine(url: &str) -> Engine {
     let store = Store::connect(url).await.unwrap();
-    let host = Host::new(HostConfig::default()).unwrap();
+    // Compiled components are cached across tests and runs.
+    let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
+    let host = Host::new(HostConfig { cache_dir, limits: Default::default() }).unwrap();
     host.install_builtins().await.unwrap();
     let config = EngineConfig { poll_interval: Duration::from_millis(20), ..EngineConfig::default() };
     Engine::new(store, Arc::new(host), config)

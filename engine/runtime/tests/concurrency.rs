@@ -14,7 +14,9 @@ fn chain() -> String {
 
 async fn concurrent_runs_commit_together(url: String) {
     let store = Store::connect(&url).await.unwrap();
-    let host = Host::new(HostConfig::default()).unwrap();
+    // Compiled components are cached across tests and runs.
+    let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
+    let host = Host::new(HostConfig { cache_dir, limits: Default::default() }).unwrap();
     host.install_builtins().await.unwrap();
     let engine = Engine::new(store, Arc::new(host), EngineConfig::default());
     let definition = weft_workflows::load("chain.json", &chain(), &engine.catalog()).unwrap();

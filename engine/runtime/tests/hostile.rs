@@ -19,7 +19,9 @@ async fn engine(url: &str) -> Engine {
         max_request_body_bytes: 1024,
         ..Limits::default()
     };
-    let host = Host::new(HostConfig { cache_dir: None, limits }).unwrap();
+    // Compiled components are cached across tests and runs.
+    let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
+    let host = Host::new(HostConfig { cache_dir, limits: limits }).unwrap();
     host.install_builtins().await.unwrap();
     host.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
     let config = EngineConfig { poll_interval: Duration::from_millis(20), ..EngineConfig::default() };
