@@ -21,7 +21,7 @@ async fn engine(url: &str) -> Engine {
     };
     // Compiled components are cached across tests and runs.
     let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
-    let host = Host::new(HostConfig { cache_dir, limits: limits }).unwrap();
+    let host = Host::new(HostConfig { cache_dir, limits }).unwrap();
     host.install_builtins().await.unwrap();
     host.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
     let config = EngineConfig { poll_interval: Duration::from_millis(20), ..EngineConfig::default() };
