@@ -213,11 +213,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(if broken == 0 { 0 } else { 2 })
         }
         Command::Run { file, input, json } => {
-            let store = open_store(&cli).await?;
-            let host = open_host(&cli, Some(&store)).await?;
-            let definition = read_workflow(file, &weft_runtime::catalog(&host))?;
+            let engine = open_engine(&cli).await?;
+            let definition = read_workflow(file, &engine.catalog())?;
             let input = parse_json_arg(input, "--input")?;
-            let engine = Engine::new(store, host, EngineConfig::default());
             let mut progress = progress::Progress::new(&definition, !*json);
             progress.announce_start();
             let outcome = tokio::select! {
@@ -428,9 +426,8 @@ pub(crate) async fn open_store(cli: &Cli) -> Result<Store, Failure> {
 /// The store, unless it is a SQLite file that does not exist yet (so that
 /// read-only commands do not create one).
 pub(crate) async fn existing_store(cli: &Cli) -> Result<Option<Store>, Failure> {
-    let sqlite_file = cli.db.strip_prefix("sqlite://").or_else(|| cli.db.strip_prefix("sqlite:"));
-    match sqlite_file.map(|f| f.split('?').next().unwrap_or(f)) {
-        Some(file) if !std::path::Path::new(file).exists() => Ok(None),
+    match weft_store::sqlite_file(&cli.db) {
+        Some(file) if !file.exists() => Ok(None),
         _ => Ok(Some(open_store(cli).await?)),
     }
 }

@@ -141,6 +141,23 @@ pub(crate) enum Refusal {
     OAuth(String),
 }
 
+/// The first capability refused during a call, shared by the call's imports
+/// and its HTTP gate (a streamed body is cut off on another task).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Refusals(Arc<Mutex<Option<Refusal>>>);
+
+impl Refusals {
+    /// Records a refusal; the first one stands.
+    pub(crate) fn record(&self, refusal: Refusal) {
+        self.0.lock().expect("refusals lock").get_or_insert(refusal);
+    }
+
+    /// The first refusal, if any.
+    pub(crate) fn first(&self) -> Option<Refusal> {
+        self.0.lock().expect("refusals lock").clone()
+    }
+}
+
 impl Refusal {
     pub(crate) fn describe(&self, connector: &str) -> String {
         match self {
@@ -161,13 +178,19 @@ impl Refusal {
     }
 }
 
+impl CallState {
+    /// Records a refused capability and returns the guest's error for it.
+    fn refuse(&mut self, refusal: Refusal) -> WitError {
+        let message = refusal.describe(&self.grants.connector);
+        self.refusals.record(refusal);
+        WitError::Fatal(message)
+    }
+}
+
 impl secrets::Host for CallState {
     fn get(&mut self, name: String) -> Result<Resource<SecretHandle>, WitError> {
         if !self.grants.secrets.contains(&name) {
-            let refusal = Refusal::Secret(name);
-            let message = refusal.describe(&self.grants.connector);
-            self.refusals.push(refusal);
-            return Err(WitError::Fatal(message));
+            return Err(self.refuse(Refusal::Secret(name)));
         }
         self.table
             .push(SecretHandle { name })
@@ -216,10 +239,7 @@ impl secrets::HostSecret for CallState {
 impl oauth::Host for CallState {
     async fn access_token(&mut self, provider: String) -> Result<String, WitError> {
         if !self.grants.oauth.contains(&provider) {
-            let refusal = Refusal::OAuth(provider);
-            let message = refusal.describe(&self.grants.connector);
-            self.refusals.push(refusal);
-            return Err(WitError::Fatal(message));
+            return Err(self.refuse(Refusal::OAuth(provider)));
         }
         Err(WitError::Unauthorized(format!(
             "OAuth is not configured on this Weft host, so there is no `{provider}` token for tenant `{}`",
@@ -232,11 +252,10 @@ impl oauth::Host for CallState {
 /// the connector's egress list.
 pub(crate) struct Egress {
     pub allowed: Arc<[String]>,
-    pub refused: Option<String>,
     /// The largest request body that may leave.
     pub max_body: usize,
-    /// Set when a request body ran over `max_body`.
-    pub body_over: Arc<std::sync::atomic::AtomicBool>,
+    /// Where a refused host or body is recorded (the call's own).
+    pub refusals: Refusals,
     /// Hosts whose requests go to another server (see `Host::with_route`).
     pub routes: Arc<HashMap<String, http::uri::Uri>>,
 }
@@ -279,7 +298,7 @@ impl WasiHttpHooks for Egress {
         let host = request.uri().host().unwrap_or_default().to_string();
         if !self.allows(&host) {
             tracing::warn!(target: "weft::egress", %host, "request refused before it left");
-            self.refused = Some(host);
+            self.refusals.record(Refusal::Egress { host, allowed: self.allowed.to_vec() });
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let declared = request
@@ -288,7 +307,7 @@ impl WasiHttpHooks for Egress {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body as u64) {
-            self.body_over.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.refusals.record(Refusal::RequestBody(self.max_body));
             return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestBodySize(declared)) });
         }
         let mut request = request;
@@ -305,14 +324,14 @@ impl WasiHttpHooks for Egress {
             }
         }
         // A streamed body is cut off where it passes the limit.
-        let (max, over) = (self.max_body, self.body_over.clone());
+        let (max, refusals) = (self.max_body, self.refusals.clone());
         let request = request.map(|body| {
             use http_body_util::BodyExt;
             http_body_util::Limited::new(body, max)
                 .map_err(move |e| match e.downcast::<wasmtime_wasi_http::Error>() {
                     Ok(inner) => *inner,
                     Err(_) => {
-                        over.store(true, std::sync::atomic::Ordering::Relaxed);
+                        refusals.record(Refusal::RequestBody(max));
                         wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max as u64))
                     }
                 })

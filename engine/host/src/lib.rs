@@ -48,7 +48,7 @@ pub use cache::Cache;
 pub use imports::{AuditSink, BoxFuture, MemoryAudit, MemorySecrets, Reveal, SecretSource, TracingAudit};
 pub use log::LogLine;
 
-use imports::{Egress, Grants, Refusal};
+use imports::{Egress, Grants, Refusals};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -231,7 +231,7 @@ pub(crate) struct CallState {
     logs: Vec<LogLine>,
     grants: Grants,
     egress: Egress,
-    refusals: Vec<Refusal>,
+    refusals: Refusals,
 }
 
 impl WasiView for CallState {
@@ -467,16 +467,16 @@ impl Host {
     }
 
     fn new_store(&self, deadline: Duration, grants: Grants, egress: Arc<[String]>) -> Store<CallState> {
+        let refusals = Refusals::default();
         let state = CallState {
             grants,
             egress: Egress {
                 allowed: egress,
-                refused: None,
                 max_body: self.limits.max_request_body_bytes,
-                body_over: Default::default(),
+                refusals: refusals.clone(),
                 routes: self.routes.clone(),
             },
-            refusals: Vec::new(),
+            refusals,
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -602,15 +602,7 @@ impl Host {
             Ok(Ok(result)) => result,
         };
         // A refused capability explains a failure better than the guest can.
-        let state = store.data();
-        let body_over = state.egress.body_over.load(std::sync::atomic::Ordering::Relaxed);
-        let refusal = state
-            .egress
-            .refused
-            .clone()
-            .map(|host| Refusal::Egress { host, allowed: state.egress.allowed.to_vec() })
-            .or_else(|| body_over.then_some(Refusal::RequestBody(state.egress.max_body)));
-        if let (Err(_), Some(refusal)) = (&result, refusal.or_else(|| state.refusals.first().cloned())) {
+        if let (Err(_), Some(refusal)) = (&result, store.data().refusals.first()) {
             return Err(CallError::new(ErrorKind::Fatal, refusal.describe(&name)));
         }
         match result {

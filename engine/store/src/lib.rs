@@ -125,6 +125,12 @@ pub(crate) struct Db {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The file of a `sqlite:` URL (`sqlite://PATH?options`); `None` for other URLs.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    rest.split('?').next().map(std::path::PathBuf::from)
+}
+
 /// The URL with its password replaced, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -155,14 +161,8 @@ impl Store {
         let pool = match backend {
             Backend::Sqlite => {
                 let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
-                if let Some(parent) = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:")
-                    .split('?')
-                    .next()
-                    .map(std::path::Path::new)
-                    .and_then(std::path::Path::parent)
-                    .filter(|p| !p.as_os_str().is_empty())
+                if let Some(parent) =
+                    sqlite_file(&url).as_deref().and_then(std::path::Path::parent).filter(|p| !p.as_os_str().is_empty())
                 {
                     std::fs::create_dir_all(parent).map_err(|e| connect_error(sqlx::Error::Io(e)))?;
                 }
