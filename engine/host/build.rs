@@ -6,7 +6,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &["transform", "http", "testkit", "slack", "github", "stripe", "discord"];
+const GUESTS: &[&str] = &[
+    "transform",
+    "http",
+    "testkit",
+    "slack",
+    "github",
+    "stripe",
+    "discord",
+    "google_sheets",
+    "sendgrid",
+    "notion",
+    "hubspot",
+    "wordpress",
+    "zoho_crm",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

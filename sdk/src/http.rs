@@ -278,6 +278,22 @@ fn send_error(authority: &str, code: &ErrorCode) -> Error {
     }
 }
 
+/// Characters left as they are in a path segment: RFC 3986's unreserved set.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes `value` for use as one path segment, so that a `/`, `?`,
+/// `#` or space in user input cannot change which resource a URL names.
+///
+/// ```
+/// use weft_sdk::http::path_segment;
+/// assert_eq!(path_segment("Sheet 1!A1:B2"), "Sheet%201%21A1%3AB2");
+/// assert_eq!(path_segment("../admin"), "..%2Fadmin");
+/// ```
+pub fn path_segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+}
+
 /// A response, read whole.
 #[derive(Debug, Clone)]
 pub struct Response {

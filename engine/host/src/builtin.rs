@@ -9,6 +9,12 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
     ("github", include_bytes!(env!("WEFT_GUEST_GITHUB"))),
     ("stripe", include_bytes!(env!("WEFT_GUEST_STRIPE"))),
     ("discord", include_bytes!(env!("WEFT_GUEST_DISCORD"))),
+    ("google_sheets", include_bytes!(env!("WEFT_GUEST_GOOGLE_SHEETS"))),
+    ("sendgrid", include_bytes!(env!("WEFT_GUEST_SENDGRID"))),
+    ("notion", include_bytes!(env!("WEFT_GUEST_NOTION"))),
+    ("hubspot", include_bytes!(env!("WEFT_GUEST_HUBSPOT"))),
+    ("wordpress", include_bytes!(env!("WEFT_GUEST_WORDPRESS"))),
+    ("zoho_crm", include_bytes!(env!("WEFT_GUEST_ZOHO_CRM"))),
 ];
 
 /// The path of a guest component built alongside the engine, including

@@ -58,13 +58,19 @@ fn url_pairs(text: &str) -> Vec<(String, String)> {
 /// What the stand-in answers: a status, a JSON body and extra headers.
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    /// `None`: an empty body.
+    pub body: Option<Value>,
     pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Reply {
-        Reply { status, body, headers: Vec::new() }
+        Reply { status, body: Some(body), headers: Vec::new() }
+    }
+
+    /// A status with an empty body.
+    pub fn empty(status: u16) -> Reply {
+        Reply { status, body: None, headers: Vec::new() }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
@@ -96,8 +102,11 @@ impl StandIn {
                 };
                 let reply = respond(&request);
                 log.lock().unwrap().push(request);
-                let mut response: Response =
-                    (StatusCode::from_u16(reply.status).unwrap(), axum::Json(reply.body)).into_response();
+                let status = StatusCode::from_u16(reply.status).unwrap();
+                let mut response: Response = match reply.body {
+                    Some(body) => (status, axum::Json(body)).into_response(),
+                    None => status.into_response(),
+                };
                 for (name, value) in reply.headers {
                     response.headers_mut().insert(name, value.parse().unwrap());
                 }
