@@ -1,7 +1,8 @@
 //! `weft bench`: workload W1 (ten sequential steps, each a trivial wasm
 //! action whose input references the previous step's output) on SQLite and
 //! Postgres with durable commits, next to the single-row commit floor
-//! measured in the same run.
+//! measured in the same run; and workload W2 (one connector call through the
+//! host, next to a bare wasmtime instantiate+call of the same component).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,4 +135,28 @@ pub fn print(reports: &[Report]) {
             );
         }
     }
+}
+
+/// W2: `calls` calls of `transform/echo` through the host and bare, printed
+/// as a Markdown table next to the targets.
+pub async fn w2(host: &Host, calls: usize) -> anyhow::Result<()> {
+    let echo = host.resolve("transform", None)?;
+    let input = json!({ "order": 42, "items": ["a", "b"] });
+    eprintln!("W2: {calls} calls each way, alternating in batches of 100…");
+    let times = host.time_calls(&echo.digest, "echo", &input, calls).await?;
+    let stats = |samples: &[f64]| {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        (percentile(&sorted, 0.5), percentile(&sorted, 0.99))
+    };
+    let (host_median, host_p99) = stats(&times.host);
+    let (bare_median, bare_p99) = stats(&times.bare);
+    println!("| call | median | p99 | median / bare | target |");
+    println!("|---|---|---|---|---|");
+    println!("| bare wasmtime instantiate+call (floor) | {bare_median:.1} µs | {bare_p99:.1} µs | 1.00x | - |");
+    println!(
+        "| weft host invoke (`transform/echo`) | {host_median:.1} µs | {host_p99:.1} µs | {:.2}x | ≤ 20 µs and ≤ 2x |",
+        host_median / bare_median
+    );
+    Ok(())
 }

@@ -35,6 +35,11 @@ pub(crate) struct Cli {
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
     #[arg(long, global = true, env = "WEFT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Hosts that connectors may reach, on top of each connector's own egress
+    /// list (exact names, *.domain or *; comma-separated or repeated). By
+    /// default each manifest alone decides.
+    #[arg(long = "allow-host", global = true, env = "WEFT_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST")]
+    allow_hosts: Option<Vec<String>>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,13 +86,22 @@ enum Command {
         #[arg(default_value = "null")]
         payload: String,
     },
-    /// Benchmark W1 (ten sequential wasm steps) against the commit floor.
+    /// Benchmark W1 (ten sequential wasm steps) against the commit floor, or
+    /// W2 (one connector call) against a bare wasmtime call.
     ///
-    /// Runs W1 on SQLite and Postgres next to the single-row commit floor
+    /// W1 runs on SQLite and Postgres next to the single-row commit floor
     /// measured in the same run, with durable settings: SQLite WAL with
     /// synchronous=FULL; Postgres (a throwaway cluster unless --postgres is
-    /// given) with fsync on. Prints Markdown tables for docs/BENCHMARKS.md.
+    /// given) with fsync on. W2 times `transform/echo` through the host and
+    /// as a bare instantiate+call of the same component, alternating.
+    /// Prints Markdown tables for docs/BENCHMARKS.md.
     Bench {
+        /// Which workload: w1 or w2.
+        #[arg(long, default_value = "w1", value_parser = ["w1", "w2"])]
+        workload: String,
+        /// W2: calls measured each way.
+        #[arg(long, default_value_t = 10_000)]
+        calls: usize,
         /// Stores to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         stores: Vec<String>,
@@ -283,8 +297,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Bench { stores, postgres, warmup, runs, seconds, concurrency } => {
+        Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency } => {
             let host = open_host(&cli, None).await?;
+            if workload == "w2" {
+                bench::w2(&host, *calls).await.map_err(failed)?;
+                return Ok(0);
+            }
             let settings =
                 bench::Settings { warmup: *warmup, runs: *runs, seconds: *seconds, concurrency: concurrency.clone() };
             let scratch = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
@@ -393,7 +411,10 @@ async fn open_host(cli: &Cli, store: Option<&Store>) -> Result<Arc<Host>, Failur
 /// A host with the built-in connectors, those installed in `store`, and those
 /// of --connectors-dir.
 pub(crate) async fn new_host(cli: &Cli, store: Option<&Store>) -> Result<Host, Failure> {
-    let host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
+    let mut host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
+    if let Some(hosts) = &cli.allow_hosts {
+        host = host.with_egress_policy(weft_store::DEFAULT_TENANT, hosts);
+    }
     host.install_builtins().await.map_err(failed)?;
     if let Some(store) = store {
         for installed in store.installed_connectors(weft_store::DEFAULT_TENANT).await.map_err(failed)? {

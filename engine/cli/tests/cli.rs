@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Workspace, text, wait_until};
+use common::{Backend, Sink, Workspace, text, wait_until};
 use serde_json::{Value, json};
 
 fn wait_workflow() -> String {
@@ -113,6 +113,34 @@ async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
     assert!(err.contains("step `boom` failed: testkit@0.1.0 `trap` trapped"), "{err}");
     let run = ws.run_ids().remove(0);
     assert_eq!(ws.journal(&run)["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_host_limits_where_connectors_may_connect() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let sink = Sink::start(&[]).await;
+    let file = ws.write(
+        "call.json",
+        &json!({ "name": "call", "steps": [
+            { "id": "ping", "uses": "http/request", "with": { "url": format!("{}/ping", sink.base) } }
+        ] })
+        .to_string(),
+    );
+    let file = file.to_str().unwrap();
+    // `http` may call any host; the operator's list narrows that.
+    let out = ws.run(&["run", file, "--allow-host", "api.example.com,*.example.org"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("egress refused: tenant `default`'s policy does not allow `127.0.0.1`")
+            && err.contains("it allows only api.example.com, *.example.org"),
+        "{err}"
+    );
+    assert!(sink.seen().is_empty(), "the refused request reached the server");
+
+    let out = ws.weft().args(["run", file]).env("WEFT_ALLOW_HOSTS", "127.0.0.1").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(sink.hits("/ping").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

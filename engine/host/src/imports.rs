@@ -136,6 +136,7 @@ pub struct SecretHandle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     Egress { host: String, allowed: Vec<String> },
+    TenantPolicy { host: String, tenant: String, allowed: Vec<String> },
     RequestBody(usize),
     Secret(String),
     OAuth(String),
@@ -163,6 +164,10 @@ impl Refusal {
         match self {
             Refusal::Egress { host, allowed } => format!(
                 "egress refused: {connector} may not connect to `{host}`; its manifest allows {}",
+                if allowed.is_empty() { "no hosts".to_string() } else { format!("only {}", allowed.join(", ")) }
+            ),
+            Refusal::TenantPolicy { host, tenant, allowed } => format!(
+                "egress refused: tenant `{tenant}`'s policy does not allow `{host}` (asked for by {connector}); it allows {}",
                 if allowed.is_empty() { "no hosts".to_string() } else { format!("only {}", allowed.join(", ")) }
             ),
             Refusal::RequestBody(limit) => {
@@ -252,6 +257,8 @@ impl oauth::Host for CallState {
 /// the connector's egress list.
 pub(crate) struct Egress {
     pub allowed: Arc<[String]>,
+    /// The tenant's own allow-list, when it has one; a host must pass both.
+    pub policy: Option<(String, Arc<[String]>)>,
     /// The largest request body that may leave.
     pub max_body: usize,
     /// Where a refused host or body is recorded (the call's own).
@@ -260,19 +267,35 @@ pub(crate) struct Egress {
     pub routes: Arc<HashMap<String, http::uri::Uri>>,
 }
 
+/// Whether `host` matches one of `patterns`: an exact name, `*.domain` (any
+/// subdomain, not the domain itself) or `*` (any host). Case-insensitive; a
+/// trailing dot is ignored.
+pub(crate) fn host_allowed(patterns: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    patterns.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        if pattern == "*" {
+            return true;
+        }
+        match pattern.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == pattern,
+        }
+    })
+}
+
 impl Egress {
-    pub(crate) fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.allowed.iter().any(|pattern| {
-            let pattern = pattern.to_ascii_lowercase();
-            if pattern == "*" {
-                return true;
+    /// The refusal for `host`, if the manifest or the tenant's policy forbids it.
+    pub(crate) fn check(&self, host: &str) -> Option<Refusal> {
+        if !host_allowed(&self.allowed, host) {
+            return Some(Refusal::Egress { host: host.to_string(), allowed: self.allowed.to_vec() });
+        }
+        match &self.policy {
+            Some((tenant, policy)) if !host_allowed(policy, host) => {
+                Some(Refusal::TenantPolicy { host: host.to_string(), tenant: tenant.clone(), allowed: policy.to_vec() })
             }
-            match pattern.strip_prefix("*.") {
-                Some(domain) => host.ends_with(&format!(".{domain}")),
-                None => host == pattern,
-            }
-        })
+            _ => None,
+        }
     }
 }
 
@@ -296,9 +319,9 @@ impl WasiHttpHooks for Egress {
         fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
         let host = request.uri().host().unwrap_or_default().to_string();
-        if !self.allows(&host) {
+        if let Some(refusal) = self.check(&host) {
             tracing::warn!(target: "weft::egress", %host, "request refused before it left");
-            self.refusals.record(Refusal::Egress { host, allowed: self.allowed.to_vec() });
+            self.refusals.record(refusal);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let declared = request

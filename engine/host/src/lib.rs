@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bench;
 mod builtin;
 mod cache;
 mod imports;
@@ -43,6 +44,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use weft_workflows::ErrorKind;
 
+pub use bench::CallTimes;
 pub use builtin::{BUILTINS, guest_component};
 pub use cache::Cache;
 pub use imports::{AuditSink, BoxFuture, MemoryAudit, MemorySecrets, Reveal, SecretSource, TracingAudit};
@@ -270,6 +272,7 @@ pub struct Host {
     secrets: Arc<dyn SecretSource>,
     audit: Arc<dyn AuditSink>,
     routes: Arc<HashMap<String, http::uri::Uri>>,
+    egress_policies: HashMap<String, Arc<[String]>>,
 }
 
 impl Drop for Host {
@@ -344,6 +347,7 @@ impl Host {
             secrets: Arc::new(MemorySecrets::new()),
             audit: Arc::new(TracingAudit),
             routes: Arc::new(HashMap::new()),
+            egress_policies: HashMap::new(),
         })
     }
 
@@ -358,6 +362,16 @@ impl Host {
         }
         Arc::make_mut(&mut self.routes).insert(host.to_ascii_lowercase(), uri);
         Ok(self)
+    }
+
+    /// Limits `tenant`'s calls to `hosts`, on top of each connector's own
+    /// egress list: a request leaves only when both allow its host. Patterns
+    /// are exact names, `*.domain` or `*`. A tenant without a policy is bound
+    /// by the manifests alone; an empty policy allows no host at all.
+    pub fn with_egress_policy<S: AsRef<str>>(mut self, tenant: &str, hosts: &[S]) -> Host {
+        let hosts: Arc<[String]> = hosts.iter().map(|h| h.as_ref().trim().to_ascii_lowercase()).collect();
+        self.egress_policies.insert(tenant.to_string(), hosts);
+        self
     }
 
     /// Where connectors' secrets come from (none are set by default).
@@ -468,10 +482,12 @@ impl Host {
 
     fn new_store(&self, deadline: Duration, grants: Grants, egress: Arc<[String]>) -> Store<CallState> {
         let refusals = Refusals::default();
+        let policy = self.egress_policies.get(&grants.tenant).map(|hosts| (grants.tenant.clone(), hosts.clone()));
         let state = CallState {
             grants,
             egress: Egress {
                 allowed: egress,
+                policy,
                 max_body: self.limits.max_request_body_bytes,
                 refusals: refusals.clone(),
                 routes: self.routes.clone(),

@@ -261,6 +261,39 @@ async fn egress_outside_the_manifest_is_refused_before_any_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_outside_the_tenants_policy_is_refused_before_any_connection() {
+    let (port, accepted) = counting_server().await;
+    // `http` may call any host; tenant `acme` may reach only its own.
+    let host = Host::new(HostConfig::default())
+        .unwrap()
+        .with_egress_policy("acme", &["api.acme.example", "*.internal.acme.example"])
+        .with_egress_policy("lab", &["localhost"]);
+    host.install_builtins().await.unwrap();
+    let http = host.resolve("http", None).unwrap().digest;
+    let request = json!({ "url": format!("http://localhost:{port}/") });
+    let as_tenant = |tenant: &str| CallContext { tenant: tenant.into(), ..ctx() };
+
+    let err = host.invoke(&http, &as_tenant("acme"), "request", &request, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(
+        err.message.contains(
+            "egress refused: tenant `acme`'s policy does not allow `localhost` (asked for by http@0.1.0); \
+             it allows only api.acme.example, *.internal.acme.example"
+        ),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "the refused request opened a connection");
+
+    // The same call for a tenant whose policy names the host, or that has no policy, goes out.
+    for tenant in ["lab", "default"] {
+        let out = host.invoke(&http, &as_tenant(tenant), "request", &request, None).await.unwrap();
+        assert_eq!(out["status"], 204, "{tenant}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_finds_no_files_and_no_environment() {
     let host = Host::new(HostConfig::default()).unwrap();
     let testkit = host.install(testkit_bytes()).await.unwrap().digest;

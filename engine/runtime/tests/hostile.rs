@@ -21,7 +21,8 @@ async fn engine(url: &str) -> Engine {
     };
     // Compiled components are cached across tests and runs.
     let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
-    let host = Host::new(HostConfig { cache_dir, limits }).unwrap();
+    // The local tenant may reach only localhost, whatever a manifest allows.
+    let host = Host::new(HostConfig { cache_dir, limits }).unwrap().with_egress_policy("default", &["localhost"]);
     host.install_builtins().await.unwrap();
     host.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
     let config = EngineConfig { poll_interval: Duration::from_millis(20), ..EngineConfig::default() };
@@ -53,6 +54,15 @@ async fn each_hostile_connector_gets_its_named_error_while_a_healthy_run_complet
         (
             hostile("fetch", json!({ "url": "http://127.0.0.1:1/" }), None),
             "egress refused: testkit@0.1.0 may not connect to `127.0.0.1`",
+        ),
+        (
+            {
+                // `http` may call any host; the tenant's policy may not.
+                let mut workflow = hostile("fetch", json!({ "url": "http://127.0.0.1:1/" }), None);
+                workflow["steps"][0]["uses"] = json!("http/request");
+                workflow
+            },
+            "egress refused: tenant `default`'s policy does not allow `127.0.0.1`",
         ),
         (
             hostile("secret", json!({ "name": "vault_root" }), None),
