@@ -140,7 +140,9 @@ pub fn print(reports: &[Report]) {
 /// W2: `calls` calls of `transform/echo` through the host and bare, printed
 /// as a Markdown table next to the targets.
 pub async fn w2(host: &Host, calls: usize) -> anyhow::Result<()> {
-    let echo = host.resolve("transform", None)?;
+    let echo = host
+        .resolve("transform", None)
+        .ok_or_else(|| anyhow::anyhow!("the built-in transform connector is missing"))?;
     let input = json!({ "order": 42, "items": ["a", "b"] });
     eprintln!("W2: {calls} calls each way, alternating in batches of 100…");
     let times = host.time_calls(&echo.digest, "echo", &input, calls).await?;
