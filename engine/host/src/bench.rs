@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::imports::{Egress, Grants, Refusals};
+use crate::imports::{Egress, Refusals};
 use crate::{CallContext, CallState, Error, Host, Result, wit};
 
 /// Calls timed one by one, in microseconds.
@@ -99,16 +99,7 @@ impl Host {
             table: ResourceTable::new(),
             limits: Default::default(),
             logs: Vec::new(),
-            grants: Grants {
-                connector: String::new(),
-                tenant: String::new(),
-                run_id: String::new(),
-                step_id: String::new(),
-                secrets: Arc::new([]),
-                oauth: Arc::new([]),
-                source: self.secrets.clone(),
-                audit: self.audit.clone(),
-            },
+            grants: self.no_grants("(bench)"),
             egress: Egress {
                 allowed: Arc::new([]),
                 policy: None,

@@ -506,10 +506,10 @@ impl Host {
         store
     }
 
-    async fn describe(&self, pre: &bindings::ConnectorPre<CallState>) -> Result<Manifest> {
-        // `describe` may not reach anything.
-        let grants = Grants {
-            connector: "(describe)".into(),
+    /// Grants for a call that may use no secret and no OAuth provider.
+    fn no_grants(&self, connector: &str) -> Grants {
+        Grants {
+            connector: connector.into(),
             tenant: String::new(),
             run_id: String::new(),
             step_id: String::new(),
@@ -517,8 +517,12 @@ impl Host {
             oauth: Arc::new([]),
             source: self.secrets.clone(),
             audit: self.audit.clone(),
-        };
-        let mut store = self.new_store(self.limits.timeout, grants, Arc::new([]));
+        }
+    }
+
+    async fn describe(&self, pre: &bindings::ConnectorPre<CallState>) -> Result<Manifest> {
+        // `describe` may not reach anything.
+        let mut store = self.new_store(self.limits.timeout, self.no_grants("(describe)"), Arc::new([]));
         let manifest = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_describe(&mut store).await
