@@ -148,7 +148,7 @@ pub async fn w2(host: &Host, calls: usize) -> anyhow::Result<()> {
     let times = host.time_calls(&echo.digest, "echo", &input, calls).await?;
     let stats = |samples: &[f64]| {
         let mut sorted = samples.to_vec();
-        sorted.sort_by(|a, b| a.total_cmp(b));
+        sorted.sort_by(f64::total_cmp);
         (percentile(&sorted, 0.5), percentile(&sorted, 0.99))
     };
     let (host_median, host_p99) = stats(&times.host);

@@ -100,8 +100,8 @@ enum Command {
         #[arg(long, default_value = "w1", value_parser = ["w1", "w2"])]
         workload: String,
         /// W2: calls measured each way.
-        #[arg(long, default_value_t = 10_000)]
-        calls: usize,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+        calls: u32,
         /// Stores to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         stores: Vec<String>,
@@ -300,7 +300,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency } => {
             let host = open_host(&cli, None).await?;
             if workload == "w2" {
-                bench::w2(&host, *calls).await.map_err(failed)?;
+                bench::w2(&host, *calls as usize).await.map_err(failed)?;
                 return Ok(0);
             }
             let settings =

@@ -11,7 +11,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::imports::{Egress, Refusals};
-use crate::{CallContext, CallState, Error, Host, Result, wit};
+use crate::{CallContext, CallState, Error, Host, Result, wit_context};
 
 /// Calls timed one by one, in microseconds.
 #[derive(Debug, Clone, Default)]
@@ -49,13 +49,7 @@ impl Host {
             attempt: 1,
             idempotency_key: "bench:call:0".into(),
         };
-        let context = wit::Context {
-            tenant: ctx.tenant.clone(),
-            run_id: ctx.run_id.clone(),
-            step_id: ctx.step_id.clone(),
-            attempt: ctx.attempt,
-            idempotency_key: ctx.idempotency_key.clone(),
-        };
+        let context = wit_context(&ctx);
         let input_text = input.to_string();
         let failed = |way: &str, e: String| Error::Engine(format!("the {way} call failed: {e}"));
 

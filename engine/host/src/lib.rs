@@ -602,13 +602,7 @@ impl Host {
             audit: self.audit.clone(),
         };
         let mut store = self.new_store(deadline, grants, loaded.egress.clone());
-        let context = wit::Context {
-            tenant: ctx.tenant.clone(),
-            run_id: ctx.run_id.clone(),
-            step_id: ctx.step_id.clone(),
-            attempt: ctx.attempt,
-            idempotency_key: ctx.idempotency_key.clone(),
-        };
+        let context = wit_context(ctx);
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_invoke(&mut store, &context, action, &input_text).await
@@ -672,6 +666,17 @@ impl Host {
         }
         let first = text.lines().next().unwrap_or("trap");
         CallError::new(ErrorKind::Trap, format!("{name} `{action}` trapped: {first}"))
+    }
+}
+
+/// The guest's view of who is calling.
+fn wit_context(ctx: &CallContext) -> wit::Context {
+    wit::Context {
+        tenant: ctx.tenant.clone(),
+        run_id: ctx.run_id.clone(),
+        step_id: ctx.step_id.clone(),
+        attempt: ctx.attempt,
+        idempotency_key: ctx.idempotency_key.clone(),
     }
 }
 
