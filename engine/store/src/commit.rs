@@ -1,67 +1,154 @@
-//! Group commit: one task per store writes every journal append, taking all
-//! appends that queued up while the previous transaction committed into the
-//! next one. Throughput is then bounded by appends per fsync, not by fsyncs.
+//! Group commit: every journal append of a store goes through one writer,
+//! which takes all appends that queued up while its previous batch committed
+//! into the next one. Throughput is then bounded by appends per fsync, not by
+//! fsyncs.
+//!
+//! There is no writer task: the caller that finds the writer free commits the
+//! queue itself (leader and followers). An append alone in the queue is
+//! committed in its caller's task, so a lone run's step costs no hand-off
+//! between threads; a batch that holds other callers' appends is committed
+//! in a task of its own, so that a caller dropped mid-commit cannot lose
+//! their answers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use sqlx::pool::PoolConnection;
+use tokio::sync::oneshot;
 use weft_core::Event;
 
-use crate::journal::{EVENTS_PER_BATCH_STATEMENT, append_runs, finish_if_terminal};
+use crate::journal::{EVENTS_PER_BATCH_STATEMENT, append_runs};
 use crate::{Backend, Db, Error, Result};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 512;
 
 struct Job {
+    /// Tells a caller's own append from others'.
+    id: u64,
     run_id: String,
     events: Vec<Event>,
     reply: oneshot::Sender<Result<i64>>,
 }
 
-/// The queue in front of the writer task.
+/// The queue of appends and the writer that commits them.
 #[derive(Clone)]
 pub(crate) struct Committer {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: Arc<Mutex<Vec<Job>>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    ids: Arc<AtomicU64>,
+}
+
+/// The connection that appends are written on, kept out of the pool between
+/// batches (a pooled statement costs a task per connection returned).
+struct Writer {
+    db: Db,
+    conn: Option<PoolConnection<sqlx::Any>>,
+    /// A batch began and has not finished: its caller was dropped mid-write,
+    /// and the connection's state is unknown.
+    unfinished: bool,
 }
 
 impl Committer {
-    /// Starts the writer task. It ends when the last `Store` is dropped.
-    pub(crate) fn start(db: Db) -> Committer {
-        let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(db, jobs));
-        Committer { queue }
+    pub(crate) fn new(db: Db) -> Committer {
+        Committer {
+            queue: Arc::default(),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer { db, conn: None, unfinished: false })),
+            ids: Arc::default(),
+        }
     }
 
     pub(crate) async fn append(&self, run_id: &str, events: Vec<Event>) -> Result<i64> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job { run_id: run_id.to_string(), events, reply };
-        self.queue.send(job).map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        let (reply, mut answer) = oneshot::channel();
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        self.queue.lock().expect("append queue").push(Job { id, run_id: run_id.to_string(), events, reply });
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut answer => return result.map_err(|_| Error::Closed)?,
+                mut writer = self.writer.clone().lock_owned() => {
+                    let mut batch = {
+                        let mut queue = self.queue.lock().expect("append queue");
+                        let take = queue.len().min(MAX_BATCH);
+                        queue.drain(..take).collect::<Vec<_>>()
+                    };
+                    if batch.is_empty() {
+                        // An earlier batch held this append; its answer is in.
+                        continue;
+                    }
+                    if batch.len() == 1 && batch[0].id == id {
+                        writer.write(&mut batch).await;
+                    } else {
+                        let task = tokio::spawn(async move { writer.write(&mut batch).await });
+                        if let Err(e) = task.await {
+                            return Err(Error::GroupCommit(e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the writer's connection back to the pool (before closing it).
+    pub(crate) async fn release(&self) {
+        self.writer.lock().await.conn = None;
     }
 }
 
-async fn write_loop(db: Db, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut batch = Vec::new();
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+impl Writer {
+    /// Commits a batch and answers each of its appends.
+    async fn write(&mut self, batch: &mut Vec<Job>) {
         // One order for row locks across processes: by run, keeping each run's appends in order.
         batch.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        let results = commit_batch(&db, &batch).await;
+        let results = self.commit(batch).await;
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
     }
+
+    async fn commit(&mut self, batch: &[Job]) -> Vec<Result<i64>> {
+        if std::mem::replace(&mut self.unfinished, true)
+            && let Some(mut conn) = self.conn.take()
+        {
+            conn.close_on_drop();
+        }
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => match self.db.pool.acquire().await {
+                Ok(conn) => self.conn.insert(conn),
+                Err(e) => {
+                    self.unfinished = false;
+                    let e = Error::Database(e);
+                    return batch.iter().map(|_| Err(e.duplicate())).collect();
+                }
+            },
+        };
+        let results = match self.db.backend {
+            Backend::Postgres => commit_batch_postgres(conn, batch).await,
+            Backend::Sqlite => commit_batch(&self.db, conn, batch).await,
+        };
+        // After a database error the connection may be broken: take a fresh one next time.
+        if results.iter().any(|r| matches!(r, Err(Error::GroupCommit(_))))
+            && let Some(mut conn) = self.conn.take()
+        {
+            conn.close_on_drop();
+        }
+        self.unfinished = false;
+        results
+    }
 }
 
-/// Commits a batch in one transaction. An append to an unknown run fails
-/// alone; a database error fails the whole batch, and nothing of it is kept.
-async fn commit_batch(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
-    if db.backend == Backend::Postgres {
-        return commit_batch_postgres(db, batch).await;
-    }
-    let mut tx = match db.begin_write().await {
+/// Commits a batch in one transaction, on SQLite. An append to an unknown
+/// run fails alone; a database error fails the whole batch, and nothing of
+/// it is kept.
+async fn commit_batch(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
+    let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
-        Err(e) => return batch.iter().map(|_| Err(e.duplicate())).collect(),
+        Err(e) => {
+            let e = Error::Database(e);
+            return batch.iter().map(|_| Err(e.duplicate())).collect();
+        }
     };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
@@ -88,9 +175,9 @@ async fn commit_batch(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
 }
 
 /// A Postgres batch: one statement per up to `EVENTS_PER_BATCH_STATEMENT`
-/// events writes every run's events, in one transaction with the run ends the
-/// batch holds (or in autocommit when it is one statement and ends no run).
-async fn commit_batch_postgres(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
+/// events writes every run's events and ends, in autocommit when it is one
+/// statement and in one transaction otherwise.
+async fn commit_batch_postgres(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
     // Each run once, its jobs' events in order; `batch` is sorted by run.
     let mut runs: Vec<(&str, Vec<&Event>)> = Vec::new();
     for job in batch {
@@ -112,25 +199,17 @@ async fn commit_batch_postgres(db: &Db, batch: &[Job]) -> Vec<Result<i64>> {
     if start < runs.len() {
         chunks.push(&runs[start..]);
     }
-    let ends_run =
-        |e: &&Event| matches!(e, Event::RunCompleted { .. } | Event::RunFailed { .. } | Event::RunCancelled { .. });
-    let terminal: Vec<&(&str, Vec<&Event>)> = runs.iter().filter(|(_, events)| events.iter().any(ends_run)).collect();
 
     let written: Result<HashMap<String, i64>> = async {
         match chunks[..] {
             [] => return Ok(HashMap::new()),
-            [chunk] if terminal.is_empty() => return append_runs(&db.pool, chunk).await,
+            [chunk] => return append_runs(&mut *conn, chunk).await,
             _ => {}
         }
-        let mut tx = db.begin_write().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut firsts = HashMap::new();
         for chunk in &chunks {
             firsts.extend(append_runs(&mut *tx, chunk).await?);
-        }
-        for (run, events) in terminal {
-            if firsts.contains_key(*run) {
-                finish_if_terminal(&mut tx, run, events.iter().copied()).await?;
-            }
         }
         tx.commit().await?;
         Ok(firsts)

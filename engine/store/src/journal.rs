@@ -79,7 +79,7 @@ impl Db {
     /// go through [`append_runs`]. See [`Store::append`].
     pub(crate) async fn append_in(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
         events: &[Event],
     ) -> Result<i64> {
@@ -103,11 +103,11 @@ impl Db {
     }
 }
 
-/// Postgres: one statement reserves every run's seqs and inserts all their
-/// events, however many runs the batch holds (one round trip, and in
-/// autocommit one fsync). `runs` holds each run once, with its events in
-/// order. Returns each run's first seq; a run missing from the answer does
-/// not exist.
+/// Postgres: one statement reserves every run's seqs, inserts all their
+/// events and records the end of the runs that end, however many runs the
+/// batch holds (one round trip, and in autocommit one fsync). `runs` holds
+/// each run once, with its events in order. Returns each run's first seq; a
+/// run missing from the answer does not exist.
 pub(crate) async fn append_runs<'e, E>(
     executor: E,
     runs: &[(&str, Vec<&Event>)],
@@ -115,17 +115,30 @@ pub(crate) async fn append_runs<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let mut sql = String::from("WITH v(run_id, n) AS (VALUES ");
+    let mut sql = String::from("WITH v(run_id, n, status, output, error) AS (VALUES ");
     let mut p = 1;
     for (i, _) in runs.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("(${}::text, ${}::bigint)", p + 1, p + 2));
-        p += 2;
+        sql.push_str(&format!(
+            "(${}::text, ${}::bigint, ${}::text, ${}::text, ${}::text)",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
+        p += 5;
     }
+    // A run that ends takes its status, output or error, and gives up its lease.
     sql.push_str(
-        "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1 FROM v WHERE runs.id = v.run_id \
+        "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1, \
+         status = COALESCE(v.status, runs.status), output = COALESCE(v.output, runs.output), \
+         error = COALESCE(v.error, runs.error), \
+         lease_owner = CASE WHEN v.status IS NULL THEN runs.lease_owner END, \
+         lease_until = CASE WHEN v.status IS NULL THEN runs.lease_until END \
+         FROM v WHERE runs.id = v.run_id \
          RETURNING runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
          e(run_id, k, kind, step, body) AS (VALUES ",
     );
@@ -156,7 +169,13 @@ where
     // connection; a batch's shape rarely repeats.
     let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now_ms());
     for (run, events) in runs {
-        query = query.bind(*run).bind(events.len() as i64);
+        let end = RunEnd::of(events.iter().copied());
+        query = query
+            .bind(*run)
+            .bind(events.len() as i64)
+            .bind(end.as_ref().map(|e| e.status))
+            .bind(end.as_ref().and_then(|e| e.output.clone()))
+            .bind(end.and_then(|e| e.error));
     }
     for (run, events) in runs {
         for (k, event) in events.iter().enumerate() {
@@ -181,10 +200,10 @@ where
 pub(crate) const EVENTS_PER_BATCH_STATEMENT: usize = 2000;
 
 /// Rows per INSERT statement (7 parameters each, well under every backend's limit).
-const ROWS_PER_INSERT: usize = 100;
+pub(crate) const ROWS_PER_INSERT: usize = 100;
 
 pub(crate) async fn insert_events(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &str,
     run_id: &str,
     last: i64,
@@ -193,57 +212,84 @@ pub(crate) async fn insert_events(
 ) -> Result<()> {
     for (chunk_no, chunk) in events.chunks(ROWS_PER_INSERT).enumerate() {
         let mut sql = String::from("INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES ");
-        for row in 0..chunk.len() {
-            let p = row * 7;
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            ));
-        }
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (n, event) in chunk.iter().enumerate() {
-            let seq = last + 1 + (chunk_no * ROWS_PER_INSERT + n) as i64;
-            query = query
-                .bind(run_id)
-                .bind(seq)
-                .bind(tenant)
-                .bind(event.kind())
-                .bind(event.step())
-                .bind(serde_json::to_string(event).expect("events serialize"))
-                .bind(now);
-        }
-        query.execute(&mut **tx).await?;
+        push_event_rows(&mut sql, 0, chunk.len());
+        let first = last + 1 + (chunk_no * ROWS_PER_INSERT) as i64;
+        bind_events(sqlx::query(AssertSqlSafe(sql)), tenant, run_id, first, chunk, now).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Appends `rows` placeholder rows of the events table's seven columns to an
+/// INSERT, numbering parameters after `offset`.
+pub(crate) fn push_event_rows(sql: &mut String, offset: usize, rows: usize) {
+    for row in 0..rows {
+        let p = offset + row * 7;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7));
+    }
+}
+
+/// Binds the rows that [`push_event_rows`] placed, numbering seqs from `first`.
+pub(crate) fn bind_events<'q>(
+    mut query: AnyQuery<'q>,
+    tenant: &str,
+    run_id: &str,
+    first: i64,
+    events: &[Event],
+    now: i64,
+) -> AnyQuery<'q> {
+    for (n, event) in events.iter().enumerate() {
+        query = query
+            .bind(run_id.to_string())
+            .bind(first + n as i64)
+            .bind(tenant.to_string())
+            .bind(event.kind())
+            .bind(event.step().map(str::to_string))
+            .bind(serde_json::to_string(event).expect("events serialize"))
+            .bind(now);
+    }
+    query
+}
+
+/// A query on the `Any` driver.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// How a run ended, as its summary row records it.
+pub(crate) struct RunEnd {
+    pub(crate) status: &'static str,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+impl RunEnd {
+    /// The end that the last terminal event among `events` records, if any.
+    pub(crate) fn of<'e>(events: impl IntoIterator<Item = &'e Event, IntoIter: DoubleEndedIterator>) -> Option<RunEnd> {
+        events.into_iter().rev().find_map(|event| {
+            let (status, output, error) = match event {
+                Event::RunCompleted { output } => ("completed", Some(output.to_string()), None),
+                Event::RunFailed { error } => {
+                    ("failed", None, Some(serde_json::to_string(error).expect("errors serialize")))
+                }
+                Event::RunCancelled { reason } => {
+                    ("cancelled", None, Some(serde_json::json!({ "kind": "cancelled", "message": reason }).to_string()))
+                }
+                _ => return None,
+            };
+            Some(RunEnd { status, output, error })
+        })
+    }
 }
 
 /// Records a run's end (status, output or error, lease released) when the
 /// events hold it.
 pub(crate) async fn finish_if_terminal<'e>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     events: impl IntoIterator<Item = &'e Event, IntoIter: DoubleEndedIterator>,
 ) -> Result<()> {
-    let terminal = events.into_iter().rev().find_map(|event| match event {
-        Event::RunCompleted { output } => Some(("completed", Some(output.to_string()), None)),
-        Event::RunFailed { error } => {
-            Some(("failed", None, Some(serde_json::to_string(error).expect("errors serialize"))))
-        }
-        Event::RunCancelled { reason } => {
-            Some(("cancelled", None, Some(serde_json::json!({ "kind": "cancelled", "message": reason }).to_string())))
-        }
-        _ => None,
-    });
-    if let Some((status, output, error)) = terminal {
+    if let Some(RunEnd { status, output, error }) = RunEnd::of(events) {
         sqlx::query(
             "UPDATE runs SET status = $1, output = $2, error = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4",
         )

@@ -68,7 +68,8 @@ pub enum Error {
     /// The transaction that held this append (with others) failed; none of it was written.
     #[error("the group commit that held this append failed: {0}")]
     GroupCommit(String),
-    /// The store's writer task has stopped (the runtime is shutting down).
+    /// The batch that held this append was dropped before it was answered
+    /// (the runtime is shutting down); the journal tells whether it was written.
     #[error("the store is closed")]
     Closed,
     /// A different component is already installed under this name@version.
@@ -106,7 +107,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// A connection pool to the store, with its schema migrated, and the task
+/// A connection pool to the store, with its schema migrated, and the writer
 /// that group-commits journal appends.
 #[derive(Clone)]
 pub struct Store {
@@ -205,7 +206,7 @@ impl Store {
         };
         migrate(&pool, backend).await?;
         let db = Db { pool, backend };
-        Ok(Store { committer: commit::Committer::start(db.clone()), db })
+        Ok(Store { committer: commit::Committer::new(db.clone()), db })
     }
 
     /// Which database this is.
@@ -215,6 +216,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.committer.release().await;
         self.db.pool.close().await;
     }
 }

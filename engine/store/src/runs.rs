@@ -3,8 +3,8 @@
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 use weft_core::Event;
 
-use crate::journal::{finish_if_terminal, insert_events};
-use crate::{Error, Result, Store, now_ms};
+use crate::journal::{ROWS_PER_INSERT, RunEnd, bind_events, insert_events, push_event_rows};
+use crate::{Backend, Error, Result, Store, now_ms};
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -95,29 +95,50 @@ fn run_record(row: &AnyRow) -> RunRecord {
 }
 
 impl Store {
-    /// Creates a run and writes its first events, atomically.
+    /// Creates a run and writes its first events, atomically. On Postgres
+    /// this is one statement (one round trip, one fsync).
     pub async fn create_run(&self, run: NewRun<'_>, first: &[Event]) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query(
+        // A run whose first events already end it is written ended.
+        let end = RunEnd::of(first);
+        let lease = if end.is_some() { None } else { run.lease };
+        let mut sql = String::from(
             "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, lease_owner, \
-             lease_until, created_at, updated_at, parent_id) VALUES ($1, $2, $3, $4, 'running', $5, $9, $6, $7, $8, \
-             $8, $10)",
-        )
-        .bind(run.id)
-        .bind(run.tenant)
-        .bind(run.workflow_name)
-        .bind(run.workflow_hash)
-        .bind(run.input.to_string())
-        .bind(run.lease.map(|(owner, _)| owner))
-        .bind(run.lease.map(|(_, until)| until))
-        .bind(now)
-        .bind(first.len() as i64)
-        .bind(run.parent)
-        .execute(&mut *tx)
-        .await?;
+             lease_until, created_at, updated_at, parent_id, output, error) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, \
+             $7, $8, $8, $10, $12, $13)",
+        );
+        let one_statement = self.db.backend == Backend::Postgres && (1..=ROWS_PER_INSERT).contains(&first.len());
+        if one_statement {
+            sql = format!(
+                "WITH r AS ({sql} RETURNING id) INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES "
+            );
+            push_event_rows(&mut sql, 13, first.len());
+        }
+        let (status, output, error) = match end {
+            Some(RunEnd { status, output, error }) => (status, output, error),
+            None => ("running", None, None),
+        };
+        let query = sqlx::query(AssertSqlSafe(sql))
+            .bind(run.id)
+            .bind(run.tenant)
+            .bind(run.workflow_name)
+            .bind(run.workflow_hash)
+            .bind(run.input.to_string())
+            .bind(lease.map(|(owner, _)| owner))
+            .bind(lease.map(|(_, until)| until))
+            .bind(now)
+            .bind(first.len() as i64)
+            .bind(run.parent)
+            .bind(status)
+            .bind(output)
+            .bind(error);
+        if one_statement {
+            bind_events(query, run.tenant, run.id, 1, first, now).execute(&self.db.pool).await?;
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        query.execute(&mut *tx).await?;
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
-        finish_if_terminal(&mut tx, run.id, first).await?;
         tx.commit().await?;
         Ok(())
     }

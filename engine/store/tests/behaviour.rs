@@ -34,6 +34,8 @@ both_stores!(
     connect_errors_are_clear,
     child_runs_are_left_to_their_parents,
     appends_queued_together_each_get_their_own_answer,
+    appends_whose_callers_give_up_leave_the_journal_whole,
+    runs_are_created_with_their_first_events,
     a_name_and_version_always_mean_one_component
 );
 
@@ -42,25 +44,38 @@ async fn new_run(store: &Store, id: &str) {
 }
 
 async fn new_child_run(store: &Store, id: &str, parent: Option<&str>) {
-    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.unwrap();
-    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.expect("storing a version twice is a no-op");
-    let started = Event::RunStarted {
+    create(store, id, parent, None, &[run_started()]).await.unwrap();
+}
+
+fn run_started() -> Event {
+    Event::RunStarted {
         workflow: "demo".into(),
         workflow_hash: "sha256:abc".into(),
         input: json!({ "n": 1 }),
         connectors: Default::default(),
         timeout_at: None,
-    };
+    }
+}
+
+async fn create(
+    store: &Store,
+    id: &str,
+    parent: Option<&str>,
+    lease: Option<(&str, i64)>,
+    first: &[Event],
+) -> weft_store::Result<()> {
+    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.unwrap();
+    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.expect("storing a version twice is a no-op");
     let run = NewRun {
         id,
         tenant: DEFAULT_TENANT,
         workflow_name: "demo",
         workflow_hash: "sha256:abc",
         input: &json!({ "n": 1 }),
-        lease: None,
+        lease,
         parent,
     };
-    store.create_run(run, &[started]).await.unwrap();
+    store.create_run(run, first).await
 }
 
 async fn journal_round_trips_in_order(store: Store) {
@@ -207,7 +222,8 @@ async fn appends_queued_together_each_get_their_own_answer(store: Store) {
     }
     let timer = |n: i64| vec![Event::TimerSet { step: "a".into(), fire_at: n }];
     let done = vec![Event::RunCompleted { output: json!("done") }];
-    // Queued at once, these are committed together (one batch on both stores).
+    // Queued at once: the first is committed as it comes, the rest queue
+    // behind it and are committed together.
     let (t1, t23, t4, t5) = (timer(1), [timer(2), timer(3)].concat(), timer(4), timer(5));
     let (a, b, c, d, e) = tokio::join!(
         store.append("q1", &t1),
@@ -226,6 +242,73 @@ async fn appends_queued_together_each_get_their_own_answer(store: Store) {
     assert_eq!(store.find_run("q2").await.unwrap().last_seq, 4);
     let q3 = store.find_run("q3").await.unwrap();
     assert_eq!((q3.status.as_str(), q3.output.as_deref()), ("completed", Some("\"done\"")));
+}
+
+/// Callers that stop waiting (a driver cancelled mid-append) lose at most
+/// their own append, whole: the journal has no gaps or partial appends, its
+/// summary agrees with it, and the store keeps working.
+async fn appends_whose_callers_give_up_leave_the_journal_whole(store: Store) {
+    new_run(&store, "impatient").await;
+    let (mut given_up, mut answered) = (0, 0);
+    for polls in 1..=60 {
+        let events = [Event::TimerSet { step: "a".into(), fire_at: polls }, Event::TimerFired { step: "a".into() }];
+        // Poll the append `polls` times, giving the database and the runtime
+        // time in between, then drop it: from giving up at once to waiting
+        // until it is done.
+        let mut append = std::pin::pin!(store.append("impatient", &events));
+        let mut done = false;
+        for _ in 0..polls {
+            done = std::future::poll_fn(|cx| std::task::Poll::Ready(append.as_mut().poll(cx).is_ready())).await;
+            if done {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+            tokio::task::yield_now().await;
+        }
+        if done { answered += 1 } else { given_up += 1 }
+    }
+    assert!(given_up > 0 && answered > 0, "{given_up} callers gave up, {answered} were answered");
+    let last = store.append("impatient", &[Event::RunCompleted { output: json!("ok") }]).await.unwrap();
+    let journal = store.load_events("impatient", 0).await.unwrap();
+    let seqs: Vec<i64> = journal.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "no gaps in the journal");
+    assert_eq!(journal.len() % 2, 0, "every append is whole: the start event plus pairs plus the end");
+    for pair in journal[1..journal.len() - 1].chunks(2) {
+        assert!(
+            matches!((&pair[0].event, &pair[1].event), (Event::TimerSet { .. }, Event::TimerFired { .. })),
+            "an append's events stay together and in order: {pair:?}"
+        );
+    }
+    let run = store.find_run("impatient").await.unwrap();
+    assert_eq!((run.last_seq, run.status.as_str()), (last, "completed"));
+}
+
+/// A run is created with its first events in one commit, and a run whose
+/// first events end it is written ended; a long first journal is kept whole.
+async fn runs_are_created_with_their_first_events(store: Store) {
+    let lease = Some(("host:1", now_ms() + 60_000));
+    let scheduled = |n: usize| Event::StepScheduled { step: format!("s{n}"), items: None };
+    create(&store, "begun", None, lease, &[run_started(), scheduled(0)]).await.unwrap();
+    let begun = store.find_run("begun").await.unwrap();
+    assert_eq!((begun.status.as_str(), begun.last_seq, begun.lease_owner.as_deref()), ("running", 2, Some("host:1")));
+    assert_eq!(store.load_events("begun", 0).await.unwrap()[1].event, scheduled(0));
+
+    let ended = [run_started(), Event::RunCompleted { output: json!({ "empty": true }) }];
+    create(&store, "ended", None, lease, &ended).await.unwrap();
+    let run = store.find_run("ended").await.unwrap();
+    assert_eq!(run.status, "completed");
+    assert_eq!(run.output.as_deref(), Some(r#"{"empty":true}"#));
+    assert_eq!((run.lease_owner, run.lease_until), (None, None), "an ended run holds no lease");
+
+    let long: Vec<Event> = std::iter::once(run_started()).chain((0..250).map(scheduled)).collect();
+    create(&store, "long", None, lease, &long).await.unwrap();
+    let journal = store.load_events("long", 0).await.unwrap();
+    assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=251).collect::<Vec<i64>>());
+    assert_eq!(journal[250].event, scheduled(249));
+
+    let again = create(&store, "begun", None, lease, &[run_started()]).await;
+    assert!(again.is_err(), "a run id is created once");
+    assert_eq!(store.load_events("begun", 0).await.unwrap().len(), 2, "a refused create writes nothing");
 }
 
 async fn a_name_and_version_always_mean_one_component(store: Store) {
