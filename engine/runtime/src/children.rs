@@ -26,7 +26,7 @@ impl Engine {
         loop {
             let outcome = match self.store.get_run(id).await {
                 Ok(Some(_)) => self.drive(id, &mut ()).await,
-                Ok(None) => match self.create(definition, input.clone(), Some(id), Some(parent)).await {
+                Ok(None) => match self.create(definition, input.clone(), Some(id), Some(parent), true).await {
                     Ok((run, events)) => self.drive_created(run, definition, events, &mut ()).await,
                     Err(Error::InvalidInput(problems)) => {
                         let message = format!("the child workflow's input: {}", problems.join("; "));

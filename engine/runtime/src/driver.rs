@@ -1,7 +1,11 @@
 //! Driving one run to the end (or until it has to wait on something that
 //! only another process can provide, such as a signal, which it polls for).
 
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -33,6 +37,19 @@ struct Finished {
     result: Result<Value, StepError>,
 }
 
+/// The result of an attempt whose call panicked: a trap, so that the step's
+/// policy decides what follows instead of the attempt hanging.
+fn panicked(attempt: Attempt, panic: &(dyn std::any::Any + Send)) -> Finished {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let (step, iteration, attempt) = attempt;
+    let result = Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}")));
+    Finished { step, iteration, attempt, result }
+}
+
 /// A connector call or child run, as spawned.
 type BoxedCall = std::pin::Pin<Box<dyn Future<Output = Finished> + Send + 'static>>;
 
@@ -49,9 +66,18 @@ struct Drive<'a> {
     /// Events applied to `state` but not yet committed.
     staged: Vec<Event>,
     observer: &'a mut dyn Observer,
-    /// Connector calls and child runs under way in this process.
+    /// Connector calls and child runs under way in this process, each in a
+    /// task of its own.
     in_flight: JoinSet<Finished>,
+    /// The attempt of each task in `in_flight`, for a task that panics.
+    tasks: HashMap<tokio::task::Id, Attempt>,
+    /// A call polled by the driver's own task: when a run has one call at a
+    /// time (a chain of steps), nothing is handed between tasks.
+    lone: Option<(Attempt, BoxedCall)>,
 }
+
+/// A step attempt: step index, `foreach` iteration, attempt number.
+type Attempt = (usize, Option<u32>, u32);
 
 impl Engine {
     /// Drives a run until it completes, fails or is cancelled. Attempts that
@@ -75,15 +101,19 @@ impl Engine {
     async fn drive_leased(&self, run: RunRecord, observer: &mut dyn Observer) -> Result<Outcome> {
         let definition = self.definition(&run).await?;
         let events = self.store.load_events(&run.id, 0).await?;
-        self.drive_loaded(run, definition, events, observer).await
+        self.drive_loaded(run, definition, events, true, observer).await
     }
 
-    /// Drives a run whose definition and journal are already in hand.
+    /// Drives a run whose definition and journal are already in hand. With
+    /// `recovering`, attempts the journal shows running were cut short by a
+    /// previous driver; without it (a run this process just created), they
+    /// are yet to be called.
     pub(crate) async fn drive_loaded(
         &self,
         run: RunRecord,
         definition: Definition,
         events: Vec<weft_store::StoredEvent>,
+        recovering: bool,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
         let state = RunState::replay(&run.id, &definition, events.iter().map(|e| &e.event));
@@ -129,16 +159,20 @@ impl Engine {
             staged: Vec::new(),
             observer,
             in_flight: JoinSet::new(),
+            tasks: HashMap::new(),
+            lone: None,
         };
-        drive.run_to_end().await
+        drive.run_to_end(recovering).await
     }
 }
 
 impl Drive<'_> {
-    async fn run_to_end(&mut self) -> Result<Outcome> {
-        let recovered = recover(&self.definition, &self.state, now_ms());
-        self.stage(recovered);
-        let mut started: Vec<(usize, Option<u32>, u32)> = Vec::new();
+    async fn run_to_end(&mut self, recovering: bool) -> Result<Outcome> {
+        if recovering {
+            let recovered = recover(&self.definition, &self.state, now_ms());
+            self.stage(recovered);
+        }
+        let mut started: Vec<Attempt> = Vec::new();
         let poll = self.engine.config.poll_interval;
         let renew_every = self.engine.config.lease_ttl / 3;
         let mut last_renew = Instant::now();
@@ -154,27 +188,46 @@ impl Drive<'_> {
                     continue;
                 }
                 started.push((step, iteration, attempt));
-                calls.push(match spec.workflow {
+                let call = match spec.workflow {
                     Some(_) => self.child(step, iteration, attempt, input.clone()),
                     None => Box::pin(self.call(step, iteration, attempt, input.clone())),
-                });
+                };
+                calls.push(((step, iteration, attempt), call));
             }
-            for call in calls {
-                self.in_flight.spawn(call);
+            let alone = calls.len() == 1 && self.lone.is_none() && self.in_flight.is_empty();
+            for (attempt, call) in calls {
+                if alone {
+                    self.lone = Some((attempt, call));
+                } else {
+                    let task = self.in_flight.spawn(call);
+                    self.tasks.insert(task.id(), attempt);
+                }
             }
             started.retain(|(s, i, a)| self.state.running().any(|r| (r.0, r.1, r.2) == (*s, *i, *a)));
 
             let wake = next_wake(&self.state).map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
             let wait = wake.map_or(poll, |w| w.min(poll));
+            let (lone, in_flight) = (&mut self.lone, &mut self.in_flight);
             tokio::select! {
-                Some(finished) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    let finished = finished.unwrap_or_else(|e| Finished {
-                        step: usize::MAX, iteration: None, attempt: 0,
-                        result: Err(StepError::new(ErrorKind::Trap, format!("the call task failed: {e}"))),
-                    });
-                    if finished.step != usize::MAX {
-                        let events = on_outcome(&self.definition, &self.state, finished.step, finished.iteration, finished.attempt, finished.result, now_ms());
-                        self.stage(events);
+                finished = async {
+                    let (attempt, call) = lone.as_mut().expect("a lone call");
+                    AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|panic| panicked(*attempt, &*panic))
+                }, if lone.is_some() => {
+                    self.lone = None;
+                    self.finish(finished);
+                }
+                Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    match joined {
+                        Ok((id, finished)) => {
+                            self.tasks.remove(&id);
+                            self.finish(finished);
+                        }
+                        Err(e) => {
+                            let attempt = self.tasks.remove(&e.id());
+                            if let (Some(attempt), Ok(panic)) = (attempt, e.try_into_panic()) {
+                                self.finish(panicked(attempt, &*panic));
+                            }
+                        }
                     }
                 }
                 _ = tokio::time::sleep(wait) => {
@@ -188,6 +241,7 @@ impl Drive<'_> {
                 last_renew = Instant::now();
             }
         }
+        self.lone = None;
         self.in_flight.abort_all();
         Ok(Outcome {
             run_id: self.run.id.clone(),
@@ -213,13 +267,22 @@ impl Drive<'_> {
             // Child runs end before their parent's end is durable: if this
             // process dies in between, the parent is still running and its
             // next driver ends them again.
+            self.lone = None;
             self.in_flight.abort_all();
             while self.in_flight.join_next().await.is_some() {}
+            self.tasks.clear();
             let reason = format!("its parent run {} {}", self.run.id, self.state.status.as_str());
             self.engine.end_children(&self.definition, &self.state, &reason).await?;
         }
         let batch = std::mem::take(&mut self.staged);
         self.append(batch).await
+    }
+
+    /// Stages what a finished attempt leads to.
+    fn finish(&mut self, finished: Finished) {
+        let Finished { step, iteration, attempt, result } = finished;
+        let events = on_outcome(&self.definition, &self.state, step, iteration, attempt, result, now_ms());
+        self.stage(events);
     }
 
     /// Applies events to the state; `settle` commits them.

@@ -157,18 +157,19 @@ impl Engine {
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
     pub async fn start(&self, definition: &Definition, input: Value) -> Result<String> {
-        Ok(self.create(definition, input, None, None).await?.0.id)
+        Ok(self.create(definition, input, None, None, false).await?.0.id)
     }
 
     /// Starts a run and drives it to the end in this process, without reading
     /// back what `start` just wrote.
     pub async fn run(&self, definition: &Definition, input: Value, observer: &mut dyn Observer) -> Result<Outcome> {
-        let (run, events) = self.create(definition, input, None, None).await?;
+        let (run, events) = self.create(definition, input, None, None, true).await?;
         self.drive_created(run, definition, events, observer).await
     }
 
-    /// Drives a run that `create` just returned, then gives its lease back
-    /// unless it finished (a finished run's last commit cleared it).
+    /// Drives a run that `create` just returned (with its first steps
+    /// started and not yet called), then gives its lease back unless it
+    /// finished (a finished run's last commit cleared it).
     async fn drive_created(
         &self,
         run: RunRecord,
@@ -177,7 +178,7 @@ impl Engine {
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
         let id = run.id.clone();
-        let result = self.drive_loaded(run, definition.clone(), events, observer).await;
+        let result = self.drive_loaded(run, definition.clone(), events, false, observer).await;
         if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
             self.release_lease(&id).await;
         }
@@ -185,13 +186,16 @@ impl Engine {
     }
 
     /// Creates a run (with a new id, or `id` for a child run of `parent`);
-    /// returns its row and journal as written.
+    /// returns its row and journal as written. With `first_steps`, the
+    /// steps that can start at once are started in the same commit, for a
+    /// caller that drives the run next ([`Engine::drive_created`]).
     async fn create(
         &self,
         definition: &Definition,
         input: Value,
         id: Option<&str>,
         parent: Option<&str>,
+        first_steps: bool,
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>)> {
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
         let mut connectors = BTreeMap::new();
@@ -214,6 +218,20 @@ impl Engine {
             connectors,
             timeout_at: definition.workflow.timeout.map(|t| now + t.as_millis() as i64),
         };
+        let mut events = vec![started];
+        if first_steps {
+            let mut state = RunState::replay(&run_id, definition, events.iter());
+            loop {
+                let more = weft_core::next(definition, &state, now);
+                if more.is_empty() {
+                    break;
+                }
+                for event in &more {
+                    state.apply(definition, event);
+                }
+                events.extend(more);
+            }
+        }
         let new = NewRun {
             id: &run_id,
             tenant,
@@ -223,7 +241,7 @@ impl Engine {
             lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
             parent,
         };
-        self.store.create_run(new, std::slice::from_ref(&started)).await?;
+        self.store.create_run(new, &events).await?;
         let record = RunRecord {
             id: run_id.clone(),
             tenant: tenant.clone(),
@@ -233,14 +251,16 @@ impl Engine {
             input: input.to_string(),
             output: None,
             error: None,
-            last_seq: 1,
+            last_seq: events.len() as i64,
             lease_owner: Some(self.owner.clone()),
             lease_until: Some(now + self.config.lease_ttl.as_millis() as i64),
             created_at: now,
             updated_at: now,
             parent_id: parent.map(str::to_string),
         };
-        Ok((record, vec![weft_store::StoredEvent { seq: 1, at: now, event: started }]))
+        let stored =
+            events.into_iter().zip(1..).map(|(event, seq)| weft_store::StoredEvent { seq, at: now, event }).collect();
+        Ok((record, stored))
     }
 
     /// Stores a definition and its children's under their hashes, unless this
