@@ -25,6 +25,7 @@ mod locate;
 mod model;
 mod schema;
 mod validate;
+mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use model::{
 };
 pub use schema::{SCHEMA_PATH, workflow_schema, workflow_schema_text};
 pub use validate::{dependencies, is_valid_id, schema_errors};
+pub use yaml::is_yaml;
 
 /// A validated workflow, ready to run: the document, its content hash, its
 /// dependency graph and the definitions of its child workflows.
@@ -149,7 +151,24 @@ pub fn load_file(file: &Path, catalog: &Catalog) -> Result<Definition, Diagnosti
 
 /// `load`, with the chain of files that led here, to catch cycles.
 fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBuf>) -> Result<Definition, Diagnostics> {
-    let locator = locate::Locator::new(text);
+    let parsed = if yaml::is_yaml(file) {
+        yaml::parse(text).map(|(doc, positions)| (doc, locate::Locator::Yaml(positions)))
+    } else {
+        serde_json::from_str::<Value>(text)
+            .map(|doc| (doc, locate::Locator::Json(locate::JsonLocator::new(text))))
+            .map_err(|e| {
+                let message = e.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                (message, (e.line().max(1), e.column().max(1)))
+            })
+    };
+    let (doc, locator) = match parsed {
+        Ok(parsed) => parsed,
+        Err((message, (line, column))) => {
+            let items = vec![Diagnostic { path: JsonPath::root(), line, column, message }];
+            return Err(Diagnostics { file: file.to_string(), items });
+        }
+    };
     let fail = |problems: Vec<(JsonPath, String)>| {
         let mut items: Vec<Diagnostic> = problems
             .into_iter()
@@ -163,16 +182,6 @@ fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBu
         Diagnostics { file: file.to_string(), items }
     };
 
-    let doc: Value = match serde_json::from_str(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let message = e.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-            let items =
-                vec![Diagnostic { path: JsonPath::root(), line: e.line().max(1), column: e.column().max(1), message }];
-            return Err(Diagnostics { file: file.to_string(), items });
-        }
-    };
     let problems = validate::structure(&doc);
     if !problems.is_empty() {
         return Err(fail(problems));

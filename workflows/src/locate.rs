@@ -5,28 +5,44 @@ use jsonc_parser::common::Ranged;
 use jsonc_parser::{CollectOptions, ParseOptions};
 
 use crate::diagnostic::{JsonPath, Segment};
+use crate::yaml::Positions;
 
-/// Source positions of a parsed document.
-pub(crate) struct Locator<'a> {
+/// Source positions of a parsed document, JSON or YAML.
+pub(crate) enum Locator<'a> {
+    Json(JsonLocator<'a>),
+    Yaml(Positions),
+}
+
+impl Locator<'_> {
+    /// Line and column (1-based) of the deepest node on `path` that exists.
+    /// An object member is located at its key, so that both "unknown field"
+    /// and "bad value" land on the line a reader looks for.
+    pub(crate) fn position(&self, path: &JsonPath) -> (usize, usize) {
+        match self {
+            Locator::Json(json) => json.position(path),
+            Locator::Yaml(positions) => positions.position(path),
+        }
+    }
+}
+
+/// Positions in JSON text.
+pub(crate) struct JsonLocator<'a> {
     text: &'a str,
     root: Option<Value<'a>>,
     line_starts: Vec<usize>,
 }
 
-impl<'a> Locator<'a> {
+impl<'a> JsonLocator<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         let root = jsonc_parser::parse_to_ast(text, &CollectOptions::default(), &ParseOptions::default())
             .ok()
             .and_then(|parsed| parsed.value);
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Locator { text, root, line_starts }
+        JsonLocator { text, root, line_starts }
     }
 
-    /// Line and column (1-based) of the deepest node on `path` that exists.
-    /// An object member is located at its key, so that both "unknown field"
-    /// and "bad value" land on the line a reader looks for.
-    pub(crate) fn position(&self, path: &JsonPath) -> (usize, usize) {
+    fn position(&self, path: &JsonPath) -> (usize, usize) {
         let Some(mut node) = self.root.as_ref() else { return (1, 1) };
         let mut offset = node.range().start;
         for segment in &path.0 {

@@ -199,3 +199,81 @@ fn child_workflow_problems_are_reported_through_the_parent() {
     assert!(lines[2].contains("child workflows form a cycle"), "{lines:#?}");
     assert!(lines[2].contains("a.json -> ") && lines[2].contains("b.json -> "), "{lines:#?}");
 }
+
+#[test]
+fn a_yaml_workflow_is_the_same_workflow_as_its_json() {
+    let json = r#"{
+      "name": "ok",
+      "steps": [
+        { "id": "a", "uses": "transform/double", "with": { "value": "{{ input.n }}" }, "retry": { "max_attempts": 3 } },
+        { "id": "b", "uses": "transform/echo", "needs": ["a"], "if": "steps.a.output.value > 2", "with": { "on": true, "n": 1.5, "none": null } }
+      ]
+    }"#;
+    let yaml = r#"# yaml-language-server: $schema=../workflows/schema/workflow.schema.json
+name: ok
+steps:
+  - id: a
+    uses: transform/double
+    with:
+      value: "{{ input.n }}"
+    retry:
+      max_attempts: 3
+  - id: b
+    uses: transform/echo
+    needs: [a]
+    if: steps.a.output.value > 2
+    with: { on: true, n: 1.5, none: ~ }
+"#;
+    let from_json = load("ok.json", json, &catalog()).unwrap_or_else(|e| panic!("{e}"));
+    let from_yaml = load("ok.yaml", yaml, &catalog()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_yaml.hash, from_json.hash, "a workflow's hash does not depend on its file format");
+    assert_eq!(from_yaml.workflow.steps[1].id, "b");
+
+    let anchored = "name: a\nsteps:\n  - id: a\n    uses: transform/echo\n    with: &shared { n: 1 }\n  - id: b\n    uses: transform/echo\n    with: *shared\n";
+    let def = load("a.yaml", anchored, &catalog()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(def.workflow.steps[1].with, def.workflow.steps[0].with, "aliases are resolved");
+}
+
+#[test]
+fn yaml_problems_point_into_the_yaml_text() {
+    let yaml = "name: broken\nsteps:\n  - id: fetch\n    uses: nope/get\n  - id: fetch\n    uses: transform/double\n    with:\n      value: seven\n";
+    let errors = load("broken.yml", yaml, &catalog()).unwrap_err();
+    let lines: Vec<String> = errors.items.iter().map(|d| d.to_string()).collect();
+    for expected in [
+        "4:5: $.steps[0].uses: unknown connector `nope`",
+        "5:5: $.steps[1].id: duplicate step id `fetch`",
+        "8:7: $.steps[1].with.value: input for `transform/double`: \"seven\" is not of type \"number\"",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(expected)), "expected `{expected}` among:\n{}", lines.join("\n"));
+    }
+
+    // Structure is checked before meaning, as for JSON.
+    let errors = load("broken.yml", &format!("{yaml}    colour: red\n"), &catalog()).unwrap_err();
+    let lines: Vec<String> = errors.items.iter().map(|d| d.to_string()).collect();
+    assert!(lines.iter().any(|l| l.starts_with("9:5: $.steps[1].colour: unknown field `colour`")), "{lines:#?}");
+}
+
+#[test]
+fn yaml_that_cannot_be_a_workflow_is_refused_with_its_position() {
+    let cases = [
+        ("name: x\nsteps:\n  - id: a\n     uses: b\n", "4:10", "invalid YAML"),
+        ("name: x\nname: y\nsteps: []\n", "2:1", "duplicated key"),
+        (
+            "name: x\nsteps:\n  - id: a\n    uses: transform/echo\n    with: { x: {{ input.x }} }\n",
+            "5:17",
+            "must be quoted",
+        ),
+        ("name: x\nsteps: !custom []\n", "2:8", "YAML tags such as"),
+        ("name: a\n---\nname: b\n", "3:1", "one YAML document"),
+        ("# nothing here\n", "1:1", "no YAML document"),
+        ("name: x\nsteps:\n  - id: a\n    sleep: 1s\n    with: { .nan: 1 }\n", "5:13", "must be text"),
+    ];
+    for (text, at, what) in cases {
+        let errors = load("w.yaml", text, &catalog()).unwrap_err();
+        let first = errors.items[0].to_string();
+        assert!(
+            first.starts_with(at) && first.contains(what),
+            "for {text:?}: expected `{at}` … `{what}`, got `{first}`"
+        );
+    }
+}

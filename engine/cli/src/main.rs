@@ -48,7 +48,7 @@ pub(crate) struct Cli {
 enum Command {
     /// Run a workflow to the end, showing each step's progress, and print its output.
     Run {
-        /// The workflow file (JSON).
+        /// The workflow file: JSON, or YAML when its name ends in .yaml or .yml.
         file: PathBuf,
         /// The run input: JSON text, or @FILE to read it from a file.
         #[arg(long, short, default_value = "{}")]

@@ -64,6 +64,33 @@ async fn invalid_workflows_list_every_error_and_exit_2() {
 }
 
 #[tokio::test]
+async fn yaml_workflows_run_and_validate_like_json_ones() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    ws.write(
+        "greet.yml",
+        "name: greet\nsteps:\n  - id: say\n    uses: transform/echo\n    with:\n      message: \"Hello, {{ input.who }}!\"\noutput: \"{{ steps.say.output.message }}\"\n",
+    );
+    let file = ws.write(
+        "team.yaml",
+        "# A parent in YAML with a child in YAML.\nname: team\nsteps:\n  - id: each\n    foreach: input.team\n    workflow:\n      path: greet.yml\n      input: { who: \"{{ item }}\" }\noutput: \"{{ steps.each.output }}\"\n",
+    );
+    let out = ws.run(&["run", file.to_str().unwrap(), "--input", r#"{"team":["Ada","Alan"]}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!(["Hello, Ada!", "Hello, Alan!"]));
+
+    let broken = ws.write("broken.yaml", "name: broken\nsteps:\n  - id: a\n    uses: nosuch/thing\n    retries: 3\n");
+    let out = ws.run(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("5:5: $.steps[0].retries: unknown field `retries`"), "{err}");
+    let runs = ws.run_ids().len();
+    let out = ws.run(&["run", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(ws.run_ids().len(), runs, "nothing was written");
+}
+
+#[tokio::test]
 async fn missing_input_is_refused_before_anything_is_written() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let file = ws.write(

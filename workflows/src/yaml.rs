@@ -1,0 +1,140 @@
+//! YAML workflow files: read with saphyr (YAML 1.2, core schema) into the
+//! same JSON value a JSON file gives, with the position of every node kept
+//! so that diagnostics point into the YAML text.
+
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use serde_json::{Map, Number, Value};
+
+use crate::diagnostic::JsonPath;
+
+/// Where each node of a YAML document starts, shaped like the document.
+#[derive(Debug)]
+pub(crate) struct Positions {
+    /// Line and column (1-based) of the node.
+    at: (usize, usize),
+    children: Children,
+}
+
+#[derive(Debug)]
+enum Children {
+    None,
+    /// Object members: key, the key's position, and the value.
+    Object(Vec<(String, (usize, usize), Positions)>),
+    Array(Vec<Positions>),
+}
+
+impl Positions {
+    /// Line and column of the deepest node on `path` that exists; an object
+    /// member is located at its key.
+    pub(crate) fn position(&self, path: &JsonPath) -> (usize, usize) {
+        let mut node = self;
+        let mut at = self.at;
+        for segment in &path.0 {
+            match (&node.children, segment) {
+                (Children::Object(members), crate::diagnostic::Segment::Key(key)) => {
+                    let Some((_, key_at, value)) = members.iter().find(|(k, ..)| k == key) else { break };
+                    at = *key_at;
+                    node = value;
+                }
+                (Children::Array(items), crate::diagnostic::Segment::Index(i)) => {
+                    let Some(item) = items.get(*i) else { break };
+                    at = item.at;
+                    node = item;
+                }
+                _ => break,
+            }
+        }
+        at
+    }
+}
+
+/// A YAML problem that stops reading: a message and its line and column.
+pub(crate) type YamlError = (String, (usize, usize));
+
+/// Reads a YAML document into JSON, with its positions.
+pub(crate) fn parse(text: &str) -> Result<(Value, Positions), YamlError> {
+    let documents = MarkedYaml::load_from_str(text).map_err(|e| {
+        let marker = e.marker();
+        (format!("invalid YAML: {}", e.info()), (marker.line().max(1), marker.col() + 1))
+    })?;
+    let mut documents = documents.into_iter().filter(|d| !matches!(d.data, YamlData::BadValue));
+    let Some(document) = documents.next() else {
+        return Err(("the file holds no YAML document".into(), (1, 1)));
+    };
+    if let Some(second) = documents.next() {
+        return Err(("a workflow file holds one YAML document; this one has more".into(), at(&second)));
+    }
+    convert(&document)
+}
+
+fn at(node: &MarkedYaml<'_>) -> (usize, usize) {
+    (node.span.start.line().max(1), node.span.start.col() + 1)
+}
+
+fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
+    let here = at(node);
+    let leaf = |value: Value| Ok((value, Positions { at: here, children: Children::None }));
+    match &node.data {
+        YamlData::Value(scalar) => leaf(scalar_value(scalar, here)?),
+        // Left unresolved only when the loader is lazy; read as written.
+        YamlData::Representation(text, ..) => leaf(Value::String(text.to_string())),
+        YamlData::Sequence(items) => {
+            let (mut values, mut positions) = (Vec::new(), Vec::new());
+            for item in items {
+                let (value, position) = convert(item)?;
+                values.push(value);
+                positions.push(position);
+            }
+            Ok((Value::Array(values), Positions { at: here, children: Children::Array(positions) }))
+        }
+        YamlData::Mapping(entries) => {
+            let (mut map, mut members) = (Map::new(), Vec::new());
+            for (key, value) in entries {
+                let name = key_name(key)?;
+                let (value, position) = convert(value)?;
+                map.insert(name.clone(), value);
+                members.push((name, at(key), position));
+            }
+            Ok((Value::Object(map), Positions { at: here, children: Children::Object(members) }))
+        }
+        YamlData::Tagged(tag, _) => Err((format!("YAML tags such as `{tag}` are not supported in workflows"), here)),
+        YamlData::Alias(_) => Err(("this YAML alias does not name an anchor defined before it".into(), here)),
+        YamlData::BadValue => Err(("this YAML value cannot be read".into(), here)),
+    }
+}
+
+fn scalar_value(scalar: &Scalar<'_>, here: (usize, usize)) -> Result<Value, YamlError> {
+    Ok(match scalar {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => Value::Number((*i).into()),
+        Scalar::FloatingPoint(f) => Value::Number(
+            Number::from_f64(f.into_inner())
+                .ok_or_else(|| (format!("{} has no JSON form; quote it to make it text", f.into_inner()), here))?,
+        ),
+        Scalar::String(s) => Value::String(s.to_string()),
+    })
+}
+
+/// A mapping key as a JSON object key: text as is, and numbers and booleans
+/// as written; other keys have no JSON form.
+fn key_name(key: &MarkedYaml<'_>) -> Result<String, YamlError> {
+    match &key.data {
+        YamlData::Value(Scalar::String(s)) => Ok(s.to_string()),
+        YamlData::Value(Scalar::Integer(i)) => Ok(i.to_string()),
+        YamlData::Value(Scalar::Boolean(b)) => Ok(b.to_string()),
+        YamlData::Representation(text, ..) => Ok(text.to_string()),
+        // `with: {x: {{ input.x }}}` reads as a mapping used as a key.
+        YamlData::Mapping(_) => Err((
+            "a mapping key in a workflow must be text; a `{{ … }}` template must be quoted in YAML: \"{{ … }}\"".into(),
+            at(key),
+        )),
+        _ => Err(("a mapping key in a workflow must be text".into(), at(key))),
+    }
+}
+
+/// Whether a file name says YAML (`.yaml` or `.yml`).
+pub fn is_yaml(file: &str) -> bool {
+    let lower = file.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml")
+}
