@@ -117,20 +117,7 @@ where
 {
     let mut sql = String::from("WITH v(run_id, n, status, output, error) AS (VALUES ");
     let mut p = 1;
-    for (i, _) in runs.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}::text, ${}::bigint, ${}::text, ${}::text, ${}::text)",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
-        p += 5;
-    }
+    push_rows(&mut sql, &mut p, runs.len());
     // A run that ends takes its status, output or error, and gives up its lease.
     sql.push_str(
         "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1, \
@@ -142,24 +129,7 @@ where
          RETURNING runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
          e(run_id, k, kind, step, body) AS (VALUES ",
     );
-    let mut first = true;
-    for (_, events) in runs {
-        for _ in events.iter() {
-            if !first {
-                sql.push_str(", ");
-            }
-            first = false;
-            sql.push_str(&format!(
-                "(${}::text, ${}::bigint, ${}::text, ${}::text, ${}::text)",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            ));
-            p += 5;
-        }
-    }
+    push_rows(&mut sql, &mut p, runs.iter().map(|(_, events)| events.len()).sum());
     sql.push_str(
         ") INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) \
          SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.id = e.run_id \
@@ -194,6 +164,27 @@ where
         *entry = (*entry).min(seq);
     }
     Ok(firsts)
+}
+
+/// Appends `rows` comma-separated `(text, bigint, text, text, text)` rows of
+/// placeholders, numbered after `last`: the shape of both the per-run and the
+/// per-event lists of [`append_runs`].
+fn push_rows(sql: &mut String, last: &mut usize, rows: usize) {
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let p = *last;
+        sql.push_str(&format!(
+            "(${}::text, ${}::bigint, ${}::text, ${}::text, ${}::text)",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
+        *last += 5;
+    }
 }
 
 /// Events one batched statement takes at most (5 parameters each).
