@@ -40,7 +40,6 @@ pub use model::{
 };
 pub use schema::{SCHEMA_PATH, workflow_schema, workflow_schema_text};
 pub use validate::{dependencies, is_valid_id, schema_errors};
-pub use yaml::is_yaml;
 
 /// A validated workflow, ready to run: the document, its content hash, its
 /// dependency graph and the definitions of its child workflows.

@@ -5,7 +5,7 @@
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::{Map, Number, Value};
 
-use crate::diagnostic::JsonPath;
+use crate::diagnostic::{JsonPath, Segment};
 
 /// Where each node of a YAML document starts, shaped like the document.
 #[derive(Debug)]
@@ -31,12 +31,12 @@ impl Positions {
         let mut at = self.at;
         for segment in &path.0 {
             match (&node.children, segment) {
-                (Children::Object(members), crate::diagnostic::Segment::Key(key)) => {
+                (Children::Object(members), Segment::Key(key)) => {
                     let Some((_, key_at, value)) = members.iter().find(|(k, ..)| k == key) else { break };
                     at = *key_at;
                     node = value;
                 }
-                (Children::Array(items), crate::diagnostic::Segment::Index(i)) => {
+                (Children::Array(items), Segment::Index(i)) => {
                     let Some(item) = items.get(*i) else { break };
                     at = item.at;
                     node = item;
@@ -134,7 +134,7 @@ fn key_name(key: &MarkedYaml<'_>) -> Result<String, YamlError> {
 }
 
 /// Whether a file name says YAML (`.yaml` or `.yml`).
-pub fn is_yaml(file: &str) -> bool {
+pub(crate) fn is_yaml(file: &str) -> bool {
     let lower = file.to_ascii_lowercase();
     lower.ends_with(".yaml") || lower.ends_with(".yml")
 }

@@ -50,6 +50,22 @@ fn panicked(attempt: Attempt, panic: &(dyn std::any::Any + Send)) -> Finished {
     Finished { step, iteration, attempt, result }
 }
 
+/// Applies what `next` says to `state` until it says nothing, and returns
+/// those events (for the caller to commit).
+pub(crate) fn advance(definition: &Definition, state: &mut RunState, now: weft_core::Millis) -> Vec<Event> {
+    let mut applied = Vec::new();
+    loop {
+        let events = next(definition, state, now);
+        if events.is_empty() {
+            return applied;
+        }
+        for event in &events {
+            state.apply(definition, event);
+        }
+        applied.extend(events);
+    }
+}
+
 /// A connector call or child run, as spawned.
 type BoxedCall = std::pin::Pin<Box<dyn Future<Output = Finished> + Send + 'static>>;
 
@@ -256,13 +272,8 @@ impl Drive<'_> {
     /// completion and the start of the steps that need it are durable together,
     /// before those steps are called.
     async fn settle(&mut self) -> Result<()> {
-        loop {
-            let events = next(&self.definition, &self.state, now_ms());
-            if events.is_empty() {
-                break;
-            }
-            self.stage(events);
-        }
+        let events = advance(&self.definition, &mut self.state, now_ms());
+        self.staged.extend(events);
         if self.state.status.is_terminal() && self.state.status != RunStatus::Completed {
             // Child runs end before their parent's end is durable: if this
             // process dies in between, the parent is still running and its

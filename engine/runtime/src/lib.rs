@@ -221,16 +221,7 @@ impl Engine {
         let mut events = vec![started];
         if first_steps {
             let mut state = RunState::replay(&run_id, definition, events.iter());
-            loop {
-                let more = weft_core::next(definition, &state, now);
-                if more.is_empty() {
-                    break;
-                }
-                for event in &more {
-                    state.apply(definition, event);
-                }
-                events.extend(more);
-            }
+            events.extend(driver::advance(definition, &mut state, now));
         }
         let new = NewRun {
             id: &run_id,

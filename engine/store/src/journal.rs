@@ -83,22 +83,30 @@ impl Db {
         run_id: &str,
         events: &[Event],
     ) -> Result<i64> {
-        // Reserving the seqs is one `UPDATE … RETURNING`, which also
-        // takes the run's row lock; the events go in with one INSERT.
+        // Reserving the seqs (and recording the run's end, as in
+        // `append_runs`) is one `UPDATE … RETURNING`, which also takes the
+        // run's row lock; the events go in with one INSERT.
         let now = now_ms();
+        let end = RunEnd::of(events);
         let row = sqlx::query(
-            "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2 WHERE id = $3 RETURNING tenant_id, last_seq",
+            "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2, status = COALESCE($4, status), \
+             output = COALESCE($5, output), error = COALESCE($6, error), \
+             lease_owner = CASE WHEN $4 IS NULL THEN lease_owner END, \
+             lease_until = CASE WHEN $4 IS NULL THEN lease_until END \
+             WHERE id = $3 RETURNING tenant_id, last_seq",
         )
         .bind(events.len() as i64)
         .bind(now)
         .bind(run_id)
+        .bind(end.as_ref().map(|e| e.status))
+        .bind(end.as_ref().and_then(|e| e.output.clone()))
+        .bind(end.and_then(|e| e.error))
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
         let tenant: String = row.get(0);
         let last = row.get::<i64, _>(1) - events.len() as i64;
         insert_events(tx, &tenant, run_id, last, events, now).await?;
-        finish_if_terminal(tx, run_id, events).await?;
         Ok(last + 1)
     }
 }
@@ -271,25 +279,4 @@ impl RunEnd {
             Some(RunEnd { status, output, error })
         })
     }
-}
-
-/// Records a run's end (status, output or error, lease released) when the
-/// events hold it.
-pub(crate) async fn finish_if_terminal<'e>(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    events: impl IntoIterator<Item = &'e Event, IntoIter: DoubleEndedIterator>,
-) -> Result<()> {
-    if let Some(RunEnd { status, output, error }) = RunEnd::of(events) {
-        sqlx::query(
-            "UPDATE runs SET status = $1, output = $2, error = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4",
-        )
-        .bind(status)
-        .bind(output)
-        .bind(error)
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
