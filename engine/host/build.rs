@@ -27,6 +27,9 @@ fn main() {
     let root = manifest_dir.join("../..").canonicalize().expect("workspace root");
     let guests = root.join("connectors");
     println!("cargo:rerun-if-changed={}", root.join("connectors-wit/wit").display());
+    // Every guest is built on the SDK.
+    println!("cargo:rerun-if-changed={}", root.join("sdk/src").display());
+    println!("cargo:rerun-if-changed={}", root.join("sdk/Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
     println!("cargo:rerun-if-changed={}", guests.join(".cargo/config.toml").display());
