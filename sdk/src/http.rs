@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasip2::io::streams::StreamError;
 
 use crate::{Context, Error};
 
@@ -214,6 +215,10 @@ impl Request {
             options
         });
         let pending = outgoing_handler::handle(request, options).map_err(|e| send_error(authority, &e))?;
+        // A server may answer before it has read the whole body (a 401 or a
+        // 413, say) and close its side. The stream then reports Closed, and
+        // the answer it gave is what the caller gets.
+        let mut cut_short = None;
         {
             let stream = outgoing.write().map_err(|()| Error::fatal("the body stream was taken twice"))?;
             // Plain writes, no flush: once the host has every byte the
@@ -221,17 +226,29 @@ impl Request {
             // would then report the finished stream as an error.
             let mut rest: &[u8] = self.body.as_deref().unwrap_or_default();
             while !rest.is_empty() {
-                let room = stream.check_write().map_err(|e| Error::transient(format!("sending the body: {e:?}")))?;
-                if room == 0 {
-                    stream.subscribe().block();
-                    continue;
+                let n = match stream.check_write() {
+                    Ok(0) => {
+                        stream.subscribe().block();
+                        continue;
+                    }
+                    Ok(room) => rest.len().min(room as usize).min(4096),
+                    Err(e) => {
+                        cut_short = Some(e);
+                        break;
+                    }
+                };
+                if let Err(e) = stream.write(&rest[..n]) {
+                    cut_short = Some(e);
+                    break;
                 }
-                let n = rest.len().min(room as usize).min(4096);
-                stream.write(&rest[..n]).map_err(|e| Error::transient(format!("sending the body: {e:?}")))?;
                 rest = &rest[n..];
             }
         }
-        OutgoingBody::finish(outgoing, None).map_err(|e| send_error(authority, &e))?;
+        match cut_short {
+            None => OutgoingBody::finish(outgoing, None).map_err(|e| send_error(authority, &e))?,
+            Some(StreamError::Closed) => drop(outgoing),
+            Some(e) => return Err(Error::transient(format!("sending the body to {authority}: {e:?}"))),
+        }
 
         pending.subscribe().block();
         let response = match pending.get() {
@@ -270,6 +287,9 @@ fn send_error(authority: &str, code: &ErrorCode) -> Error {
         }
         ErrorCode::HttpRequestBodySize(_) => {
             Error::fatal(format!("the host refused the request body to {authority}: it is over the size limit"))
+        }
+        ErrorCode::ConnectionTerminated => {
+            Error::transient(format!("{authority} closed the connection before it answered the request"))
         }
         ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
             Error::invalid_input(format!("the request to {authority} is invalid: {code:?}"))

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
 use wasmtime_wasi_http::WasiHttpHooks;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as HttpErrorCode;
 
 use crate::CallState;
 use crate::bindings::weft::connector::{oauth, secrets, types::Error as WitError};
@@ -312,6 +313,29 @@ type SendFuture = Box<
 >;
 
 impl WasiHttpHooks for Egress {
+    /// Names the way a connection failed, where wasmtime's default calls
+    /// every failure a protocol error.
+    fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> HttpErrorCode {
+        tracing::warn!(target: "weft::egress", error = ?err, "an outgoing request failed");
+        let io = std::error::Error::source(err).and_then(|e| e.downcast_ref::<std::io::Error>());
+        let reset = io.is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        });
+        if err.is_timeout() {
+            HttpErrorCode::ConnectionReadTimeout
+        } else if reset || err.is_incomplete_message() || err.is_closed() {
+            HttpErrorCode::ConnectionTerminated
+        } else {
+            HttpErrorCode::HttpProtocolError
+        }
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,

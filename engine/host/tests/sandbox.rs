@@ -164,8 +164,17 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// A server on 127.0.0.1 that counts the connections it accepts and answers
-/// each request head with 204.
+/// each request head with 204, then reads the rest of the request.
 async fn counting_server() -> (u16, Arc<AtomicUsize>) {
+    answering_server(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n", true).await
+}
+
+/// A server that counts connections and gives `answer` as soon as it has a
+/// request's head, before reading the body. With `drain`, it then reads and
+/// drops whatever the client still sends until the client closes, as real
+/// servers do; without it, it closes at once, and a client still sending is
+/// reset.
+async fn answering_server(answer: &'static [u8], drain: bool) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -182,7 +191,8 @@ async fn counting_server() -> (u16, Arc<AtomicUsize>) {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = socket.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+                let _ = socket.write_all(answer).await;
+                while drain && let Ok(1..) = socket.read(&mut buf).await {}
             });
         }
     });
@@ -329,4 +339,32 @@ async fn an_oversized_request_body_is_refused_before_it_is_sent() {
 
     let out = host.invoke(&testkit, &ctx(), "upload", &json!({ "url": url, "bytes": 512 }), None).await.unwrap();
     assert_eq!(out["status"], 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_before_reading_the_body_gets_its_answer_through() {
+    let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let (host, testkit) = host_with_testkit(Limits::default()).await;
+
+    // A server that reads the rest of the body after answering.
+    let (port, accepted) = answering_server(answer, true).await;
+    let url = format!("http://localhost:{port}/upload");
+    for bytes in [512, 8 << 20] {
+        let out = host.invoke(&testkit, &ctx(), "upload", &json!({ "url": url, "bytes": bytes }), None).await;
+        assert_eq!(out.unwrap()["status"], 413, "{bytes} bytes");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // A server that closes at once resets a client that is still sending:
+    // the step gets a retryable error that says what happened.
+    let (port, _) = answering_server(answer, false).await;
+    let url = format!("http://localhost:{port}/upload");
+    match host.invoke(&testkit, &ctx(), "upload", &json!({ "url": url, "bytes": 8 << 20 }), None).await {
+        // The answer can win the race against the reset.
+        Ok(out) => assert_eq!(out["status"], 413),
+        Err(err) => {
+            assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+            assert!(err.message.contains("closed the connection before it answered"), "{err}");
+        }
+    }
 }
