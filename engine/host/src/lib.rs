@@ -256,6 +256,16 @@ struct Loaded {
     egress: Arc<[String]>,
     bytes: Vec<u8>,
     pre: OnceCell<bindings::ConnectorPre<CallState>>,
+    /// How many connectors were loaded before this one. Of two builds under
+    /// one `name@version`, the later serves new runs.
+    order: usize,
+}
+
+/// Orders connector versions: semantic versions by semver (0.10.0 after
+/// 0.9.0) and after any other version text, which is ordered as text.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let semantic = |v: &str| semver::Version::parse(v).ok();
+    semantic(a).cmp(&semantic(b)).then_with(|| a.cmp(b))
 }
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -422,16 +432,31 @@ impl Host {
                 manifest
             }
         };
+        let mut connectors = self.connectors.lock().expect("connectors lock");
+        if let Some(loaded) = connectors.get(&digest) {
+            // Installed meanwhile by another caller.
+            return Ok(loaded.info.clone());
+        }
+        let info = ConnectorInfo { manifest, digest: digest.clone() };
+        for other in connectors.values().filter(|l| l.info.key() == info.key()) {
+            tracing::warn!(
+                target: "weft::connectors",
+                "{} is loaded twice: {} now serves new runs instead of {}; runs pinned to the other keep it",
+                info.key(),
+                info.digest,
+                other.info.digest
+            );
+        }
         let loaded = Arc::new(Loaded {
-            secrets: manifest.secrets.clone().into(),
-            oauth: manifest.oauth.iter().map(|o| o.provider.clone()).collect(),
-            egress: manifest.egress.clone().into(),
-            info: ConnectorInfo { manifest, digest: digest.clone() },
+            secrets: info.manifest.secrets.clone().into(),
+            oauth: info.manifest.oauth.iter().map(|o| o.provider.clone()).collect(),
+            egress: info.manifest.egress.clone().into(),
+            info: info.clone(),
             bytes,
             pre,
+            order: connectors.len(),
         });
-        let info = loaded.info.clone();
-        self.connectors.lock().expect("connectors lock").insert(digest, loaded);
+        connectors.insert(digest, loaded);
         Ok(info)
     }
 
@@ -448,15 +473,19 @@ impl Host {
         self.connectors.lock().expect("connectors lock").contains_key(digest)
     }
 
-    /// The installed connector with this name (and version, if given).
+    /// The installed connector with this name (and version, if given). Without
+    /// a version it is the highest one, by semver. Of two builds under one
+    /// `name@version` (an installed one and a rebuild in `--connectors-dir`,
+    /// say), it is the one loaded last.
     pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<ConnectorInfo> {
         let connectors = self.connectors.lock().expect("connectors lock");
         connectors
             .values()
-            .map(|l| &l.info)
-            .filter(|c| c.manifest.name == name && version.is_none_or(|v| c.manifest.version == v))
-            .max_by_key(|c| c.key())
-            .cloned()
+            .filter(|l| l.info.manifest.name == name && version.is_none_or(|v| l.info.manifest.version == v))
+            .max_by(|a, b| {
+                version_order(&a.info.manifest.version, &b.info.manifest.version).then(a.order.cmp(&b.order))
+            })
+            .map(|l| l.info.clone())
     }
 
     /// The compiled, linked component for a connector (compiled on first use).
@@ -693,4 +722,20 @@ fn deadline_error(name: &str, action: &str, deadline: Duration) -> CallError {
 
 fn humanize(d: Duration) -> String {
     if d.as_millis().is_multiple_of(1000) { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    use super::version_order;
+
+    #[test]
+    fn versions_order_by_semver_then_as_text() {
+        assert_eq!(version_order("0.10.0", "0.9.0"), Greater);
+        assert_eq!(version_order("1.0.0", "1.0.0-rc.1"), Greater);
+        assert_eq!(version_order("2.0.0", "2.0.0"), Equal);
+        assert_eq!(version_order("0.1.0", "nightly"), Greater);
+        assert_eq!(version_order("a", "b"), Less);
+    }
 }

@@ -83,3 +83,16 @@ async fn a_run_keeps_the_connector_digest_it_started_with() {
     let outcome = both.drive(&run, &mut ()).await.unwrap();
     assert_eq!((outcome.status, outcome.output), (RunStatus::Completed, Some(json!(42))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_builds_of_one_version_new_runs_get_the_one_loaded_last() {
+    let (original, rebuilt) = two_builds();
+    for (first, last) in [(&original, &rebuilt), (&rebuilt, &original)] {
+        let cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
+        let host = Host::new(HostConfig { cache_dir, limits: Default::default() }).unwrap();
+        host.install(first.clone()).await.unwrap();
+        host.install(last.clone()).await.unwrap();
+        assert_eq!(host.resolve("transform", None).unwrap().digest, digest_of(last));
+        assert_eq!(host.resolve("transform", Some("0.1.0")).unwrap().digest, digest_of(last));
+    }
+}
