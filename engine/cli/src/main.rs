@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
-use weft_host::{Host, HostConfig};
+use weft_host::{EnvSecrets, Host, HostConfig};
 use weft_runtime::{Engine, EngineConfig, Outcome};
 use weft_store::Store;
 
@@ -47,6 +47,9 @@ pub(crate) struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a workflow to the end, showing each step's progress, and print its output.
+    ///
+    /// Secrets that connectors reveal come from environment variables named
+    /// WEFT_SECRET_<CONNECTOR>_<SECRET>, for example WEFT_SECRET_SLACK_BOT_TOKEN.
     Run {
         /// The workflow file: JSON, or YAML when its name ends in .yaml or .yml.
         file: PathBuf,
@@ -411,7 +414,9 @@ async fn open_host(cli: &Cli, store: Option<&Store>) -> Result<Arc<Host>, Failur
 /// A host with the built-in connectors, those installed in `store`, and those
 /// of --connectors-dir.
 pub(crate) async fn new_host(cli: &Cli, store: Option<&Store>) -> Result<Host, Failure> {
-    let mut host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() }).map_err(failed)?;
+    let mut host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() })
+        .map_err(failed)?
+        .with_secrets(Arc::new(EnvSecrets::from_env()));
     if let Some(hosts) = &cli.allow_hosts {
         host = host.with_egress_policy(weft_store::DEFAULT_TENANT, hosts);
     }

@@ -142,6 +142,48 @@ async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
     assert_eq!(ws.journal(&run)["status"], "failed");
 }
 
+#[tokio::test]
+async fn secrets_come_from_the_environment_and_stay_out_of_the_journal() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let connectors = ws.dir.path().join("connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    std::fs::copy(weft_host::guest_component("testkit"), connectors.join("testkit.wasm")).unwrap();
+    let file = ws.write(
+        "secret.json",
+        &json!({ "name": "s", "steps": [
+            { "id": "reveal", "uses": "testkit/secret", "with": { "name": "declared" } }
+        ], "output": "{{ steps.reveal.output.length }}" })
+        .to_string(),
+    );
+    let file = file.to_str().unwrap();
+
+    // Unset: the step fails and says which variable to set.
+    let out = ws.weft().args(["run", file]).env("WEFT_CONNECTORS_DIR", &connectors).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("secret `declared` is not set")
+            && err.contains("set the environment variable WEFT_SECRET_TESTKIT_DECLARED"),
+        "{err}"
+    );
+
+    let value = "s3cr3t-value-for-the-test";
+    let out = ws
+        .weft()
+        .args(["run", file, "--json"])
+        .env("WEFT_CONNECTORS_DIR", &connectors)
+        .env("WEFT_SECRET_TESTKIT_DECLARED", value)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"], json!(value.len()));
+    for run in ws.run_ids() {
+        let journal = ws.journal(&run).to_string();
+        assert!(!journal.contains(value), "the secret is in the journal: {journal}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_host_limits_where_connectors_may_connect() {
     let ws = Workspace::new(Backend::Sqlite).await;

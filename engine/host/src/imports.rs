@@ -29,6 +29,13 @@ pub trait SecretSource: Send + Sync + 'static {
         connector: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, String>>;
+
+    /// How a user sets `name` for `connector` in this source, if it can say:
+    /// added to the error when the secret is not set.
+    fn how_to_set(&self, connector: &str, name: &str) -> Option<String> {
+        let _ = (connector, name);
+        None
+    }
 }
 
 /// Secrets held in memory, the same for every tenant and connector: for
@@ -59,6 +66,71 @@ impl SecretSource for MemorySecrets {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, String>> {
         Box::pin(async move { Ok(self.values.get(name).cloned()) })
+    }
+}
+
+/// Secrets from environment variables, for local runs: the secret `name` of
+/// connector `c` is `WEFT_SECRET_<C>_<NAME>` (see [`EnvSecrets::variable`]),
+/// the same for every tenant. The variables are read once, when it is made.
+#[derive(Clone, Default)]
+pub struct EnvSecrets {
+    values: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for EnvSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.values.keys().collect();
+        names.sort();
+        f.debug_struct("EnvSecrets").field("variables", &names).finish()
+    }
+}
+
+impl EnvSecrets {
+    const PREFIX: &'static str = "WEFT_SECRET_";
+
+    /// The `WEFT_SECRET_*` variables of this process.
+    pub fn from_env() -> EnvSecrets {
+        EnvSecrets::from_vars(
+            std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// The `WEFT_SECRET_*` entries of `vars`.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> EnvSecrets {
+        EnvSecrets { values: vars.into_iter().filter(|(k, _)| k.starts_with(Self::PREFIX)).collect() }
+    }
+
+    /// The variable that holds secret `name` of `connector` (`name@version`
+    /// or a bare name): `WEFT_SECRET_`, then the connector's name and the
+    /// secret's, upper-cased, joined by `_`, with any character other than a
+    /// letter or digit as `_`.
+    ///
+    /// ```
+    /// use weft_host::EnvSecrets;
+    /// assert_eq!(EnvSecrets::variable("slack@0.1.0", "bot_token"), "WEFT_SECRET_SLACK_BOT_TOKEN");
+    /// assert_eq!(EnvSecrets::variable("google_sheets", "api-key"), "WEFT_SECRET_GOOGLE_SHEETS_API_KEY");
+    /// ```
+    pub fn variable(connector: &str, name: &str) -> String {
+        let connector = connector.split('@').next().unwrap_or(connector);
+        let upper = |s: &str| -> String {
+            s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+        };
+        format!("{}{}_{}", Self::PREFIX, upper(connector), upper(name))
+    }
+}
+
+impl SecretSource for EnvSecrets {
+    fn fetch<'a>(
+        &'a self,
+        _tenant: &'a str,
+        connector: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(async move { Ok(self.values.get(&EnvSecrets::variable(connector, name)).cloned()) })
+    }
+
+    fn how_to_set(&self, connector: &str, name: &str) -> Option<String> {
+        Some(format!("set the environment variable {}", EnvSecrets::variable(connector, name)))
     }
 }
 
@@ -221,8 +293,9 @@ impl secrets::HostSecret for CallState {
             .await
             .map_err(|e| WitError::Transient(format!("the secret store failed to read `{name}`: {e}")))?;
         let Some(value) = value else {
+            let hint = g.source.how_to_set(&g.connector, &name).map(|h| format!("; {h}")).unwrap_or_default();
             return Err(WitError::Unauthorized(format!(
-                "secret `{name}` is not set for tenant `{}` (connector {})",
+                "secret `{name}` is not set for tenant `{}` (connector {}){hint}",
                 g.tenant, g.connector
             )));
         };

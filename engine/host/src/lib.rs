@@ -47,7 +47,7 @@ use weft_workflows::ErrorKind;
 pub use bench::CallTimes;
 pub use builtin::{BUILTINS, guest_component};
 pub use cache::Cache;
-pub use imports::{AuditSink, BoxFuture, MemoryAudit, MemorySecrets, Reveal, SecretSource, TracingAudit};
+pub use imports::{AuditSink, BoxFuture, EnvSecrets, MemoryAudit, MemorySecrets, Reveal, SecretSource, TracingAudit};
 pub use log::LogLine;
 
 use imports::{Egress, Grants, Refusals};
