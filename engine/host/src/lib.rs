@@ -30,15 +30,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
+    UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -530,8 +532,15 @@ impl Host {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline((deadline.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1);
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest gives its thread back to tokio, so a
+        // call that spins holds neither a worker thread nor its run's driver
+        // (which must still see a cancel and renew its lease); past the
+        // deadline it traps.
+        let until = Instant::now() + deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= until { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
         store
     }
 
@@ -637,8 +646,7 @@ impl Host {
             instance.call_invoke(&mut store, &context, action, &input_text).await
         };
         let span = tracing::debug_span!("connector.invoke", connector = %name, action, step_id = %ctx.step_id, run_id = %ctx.run_id);
-        let _enter = span.enter();
-        let outcome = tokio::time::timeout(deadline, call).await;
+        let outcome = tokio::time::timeout(deadline, call).instrument(span).await;
         let result = match outcome {
             Err(_) => return Err(deadline_error(&name, action, deadline)),
             Ok(Err(trap)) => return Err(self.classify_trap(&name, action, deadline, &trap)),

@@ -101,3 +101,42 @@ async fn each_hostile_connector_gets_its_named_error_while_a_healthy_run_complet
     let seen = snooped.output.unwrap();
     assert_eq!((seen["env"].clone(), seen["readable"].clone()), (json!(0), json!([])), "files or env leaked: {seen}");
 }
+
+/// On one thread, a guest that spins gives the thread back at every epoch
+/// tick: other runs go on meanwhile, and its own run sees a cancel long
+/// before the step's deadline.
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_step_holds_neither_the_thread_nor_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&testing::sqlite_url(dir.path())).await;
+    // Without yielding, this thread would be the guest's for 2 minutes.
+    let spin = hostile("spin", json!({}), Some("2m"));
+    let definition = weft_workflows::load("w.json", &spin.to_string(), &engine.catalog()).unwrap();
+    let spinning = engine.start(&definition, json!({})).await.unwrap();
+    let driver = tokio::spawn({
+        let (engine, run) = (engine.clone(), spinning.clone());
+        async move { engine.drive(&run, &mut ()).await }
+    });
+    let mut started = false;
+    for _ in 0..500 {
+        let events = engine.store().load_events(&spinning, 0).await.unwrap();
+        if events.iter().any(|e| e.event.kind() == "step_started") {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started, "the spinning step started");
+
+    let healthy = run(&engine, weft_runtime::workloads::chain(3), json!({ "value": 1 })).await;
+    assert_eq!(healthy.status, RunStatus::Completed);
+    assert!(!driver.is_finished(), "the spinning run ended by itself");
+
+    engine.cancel(&spinning, "spun long enough").await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), driver)
+        .await
+        .expect("the cancel was not seen while the step spun")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.status, RunStatus::Cancelled);
+}
