@@ -92,6 +92,31 @@ struct Drive<'a> {
     lone: Option<(Attempt, BoxedCall)>,
 }
 
+/// Marks a run as driven by this engine for as long as it lives.
+struct Driving<'a> {
+    engine: &'a Engine,
+    run: String,
+}
+
+impl<'a> Driving<'a> {
+    fn enter(engine: &'a Engine, run: &str) -> Driving<'a> {
+        *engine.driving.lock().expect("driving lock").entry(run.to_string()).or_default() += 1;
+        Driving { engine, run: run.to_string() }
+    }
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        let mut driving = self.engine.driving.lock().expect("driving lock");
+        if let Some(n) = driving.get_mut(&self.run) {
+            *n -= 1;
+            if *n == 0 {
+                driving.remove(&self.run);
+            }
+        }
+    }
+}
+
 /// A step attempt: step index, `foreach` iteration, attempt number.
 type Attempt = (usize, Option<u32>, u32);
 
@@ -165,6 +190,7 @@ impl Engine {
             digests.push(digest.map(|(_, d)| d));
         }
         let known = events.last().map_or(0, |e| e.seq);
+        let _driving = Driving::enter(self, &run.id);
         let mut drive = Drive {
             engine: self,
             run,
@@ -253,7 +279,15 @@ impl Drive<'_> {
                 }
             }
             if last_renew.elapsed() >= renew_every {
-                self.engine.take_lease(&self.run.id).await?;
+                if let Err(e) = self.engine.take_lease(&self.run.id).await {
+                    // Another process may have ended the run (a cancel that
+                    // found no live driver): then its journal says how.
+                    self.poll_foreign().await?;
+                    if self.state.status.is_terminal() {
+                        break;
+                    }
+                    return Err(e);
+                }
                 last_renew = Instant::now();
             }
         }

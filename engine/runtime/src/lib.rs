@@ -28,7 +28,7 @@ mod driver;
 mod lease;
 pub mod workloads;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,12 +135,23 @@ pub struct Engine {
     owner: String,
     /// Workflow versions this engine has already stored (they are immutable).
     stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Runs this engine is driving now. It holds their leases, so a cancel
+    /// here must leave the ending to their drivers.
+    /// (How many drivers, should two drive one run.)
+    driving: Arc<std::sync::Mutex<HashMap<String, usize>>>,
 }
 
 impl Engine {
     /// An engine over a store and a host with its connectors installed.
     pub fn new(store: Store, host: Arc<Host>, config: EngineConfig) -> Engine {
-        Engine { store, host, config, owner: lease::owner_id(), stored: Default::default() }
+        Engine {
+            store,
+            host,
+            config,
+            owner: lease::owner_id(),
+            stored: Default::default(),
+            driving: Default::default(),
+        }
     }
 
     /// The store.
@@ -302,7 +313,10 @@ impl Engine {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
         self.store.append(&run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;
-        if self.take_lease(&run.id).await.is_ok() {
+        // This engine's own lease does not mean nobody drives the run: one of
+        // its drivers may, and ending the run under it would race it.
+        let driven_here = self.driving.lock().expect("driving lock").contains_key(&run.id);
+        if !driven_here && self.take_lease(&run.id).await.is_ok() {
             let (definition, state, _) = self.state(&run).await?;
             let child_reason = format!("its parent run {} was cancelled", run.id);
             self.end_children(&definition, &state, &child_reason).await?;
