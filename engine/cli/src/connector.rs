@@ -176,11 +176,8 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                 Some(store) => store.installed_connectors(weft_store::DEFAULT_TENANT).await.map_err(failed)?,
                 None => Vec::new(),
             };
-            // Built-ins and --connectors-dir, plus what `installed` already holds.
-            let host = crate::new_host(cli, None).await?;
-            for connector in &installed {
-                host.install(connector.component.clone()).await.map_err(failed)?;
-            }
+            // Loaded as `run` loads them: built-ins, installed, --connectors-dir.
+            let host = crate::new_host(cli, store.as_ref()).await?;
             let builtins: Vec<String> =
                 weft_host::BUILTINS.iter().map(|(_, bytes)| weft_host::digest_of(bytes)).collect();
             let rows: Vec<Value> = host

@@ -120,12 +120,18 @@ async fn an_unreachable_database_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[tokio::test]
-async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
-    let ws = Workspace::new(Backend::Sqlite).await;
+/// A connectors directory in the workspace holding the test-only `testkit`.
+fn testkit_dir(ws: &Workspace) -> std::path::PathBuf {
     let connectors = ws.dir.path().join("connectors");
     std::fs::create_dir_all(&connectors).unwrap();
     std::fs::copy(weft_host::guest_component("testkit"), connectors.join("testkit.wasm")).unwrap();
+    connectors
+}
+
+#[tokio::test]
+async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let connectors = testkit_dir(&ws);
     let file = ws.write(
         "trap.json",
         &json!({ "name": "t", "steps": [
@@ -145,9 +151,7 @@ async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
 #[tokio::test]
 async fn secrets_come_from_the_environment_and_stay_out_of_the_journal() {
     let ws = Workspace::new(Backend::Sqlite).await;
-    let connectors = ws.dir.path().join("connectors");
-    std::fs::create_dir_all(&connectors).unwrap();
-    std::fs::copy(weft_host::guest_component("testkit"), connectors.join("testkit.wasm")).unwrap();
+    let connectors = testkit_dir(&ws);
     let file = ws.write(
         "secret.json",
         &json!({ "name": "s", "steps": [
