@@ -42,19 +42,23 @@ pub(crate) struct Committer {
 
 /// The connection that appends are written on, kept out of the pool between
 /// batches (a pooled statement costs a task per connection returned).
+///
+/// A caller dropped mid-write leaves its statement in flight on this
+/// connection, and the connection is kept: sqlx sends what was queued and
+/// reads the answers before the next statement, so the abandoned append is
+/// committed (or not) before any later one. Closing the connection instead
+/// would let the database finish that statement after later appends, out of
+/// order.
 struct Writer {
     db: Db,
     conn: Option<PoolConnection<sqlx::Any>>,
-    /// A batch began and has not finished: its caller was dropped mid-write,
-    /// and the connection's state is unknown.
-    unfinished: bool,
 }
 
 impl Committer {
     pub(crate) fn new(db: Db) -> Committer {
         Committer {
             queue: Arc::default(),
-            writer: Arc::new(tokio::sync::Mutex::new(Writer { db, conn: None, unfinished: false })),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer { db, conn: None })),
             ids: Arc::default(),
         }
     }
@@ -108,17 +112,11 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: &[Job]) -> Vec<Result<i64>> {
-        if std::mem::replace(&mut self.unfinished, true)
-            && let Some(mut conn) = self.conn.take()
-        {
-            conn.close_on_drop();
-        }
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => match self.db.pool.acquire().await {
                 Ok(conn) => self.conn.insert(conn),
                 Err(e) => {
-                    self.unfinished = false;
                     let e = Error::Database(e);
                     return batch.iter().map(|_| Err(e.duplicate())).collect();
                 }
@@ -134,7 +132,6 @@ impl Writer {
         {
             conn.close_on_drop();
         }
-        self.unfinished = false;
         results
     }
 }
