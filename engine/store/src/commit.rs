@@ -48,17 +48,20 @@ pub(crate) struct Committer {
 /// reads the answers before the next statement, so the abandoned append is
 /// committed (or not) before any later one. Closing the connection instead
 /// would let the database finish that statement after later appends, out of
-/// order.
+/// order. What the abandoned statement answers, even an error, belongs to
+/// the caller who left, so the next batch first settles it with a no-op.
 struct Writer {
     db: Db,
     conn: Option<PoolConnection<sqlx::Any>>,
+    /// A batch began and did not finish: its caller was dropped mid-write.
+    abandoned: bool,
 }
 
 impl Committer {
     pub(crate) fn new(db: Db) -> Committer {
         Committer {
             queue: Arc::default(),
-            writer: Arc::new(tokio::sync::Mutex::new(Writer { db, conn: None })),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer { db, conn: None, abandoned: false })),
             ids: Arc::default(),
         }
     }
@@ -112,11 +115,19 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: &[Job]) -> Vec<Result<i64>> {
+        if std::mem::replace(&mut self.abandoned, true)
+            && let Some(conn) = &mut self.conn
+        {
+            // Its answer is not this batch's: read it (and drop it) here. A
+            // connection that is really broken fails the batch below.
+            let _ = sqlx::query("SELECT 1").execute(&mut **conn).await;
+        }
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => match self.db.pool.acquire().await {
                 Ok(conn) => self.conn.insert(conn),
                 Err(e) => {
+                    self.abandoned = false;
                     let e = Error::Database(e);
                     return batch.iter().map(|_| Err(e.duplicate())).collect();
                 }
@@ -132,6 +143,7 @@ impl Writer {
         {
             conn.close_on_drop();
         }
+        self.abandoned = false;
         results
     }
 }
