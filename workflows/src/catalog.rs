@@ -51,9 +51,11 @@ impl Catalog {
     }
 }
 
-/// A parsed `uses` value: `connector/action` or `connector@version/action`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uses {
+/// A connector action as a step names it: `connector/action` or
+/// `connector@version/action`. Parsed once, when a workflow loads; written
+/// back exactly as it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectorRef {
     /// The connector's name.
     pub connector: String,
     /// The pinned version, if any.
@@ -62,9 +64,19 @@ pub struct Uses {
     pub action: String,
 }
 
-impl Uses {
+impl ConnectorRef {
+    /// Whether the connector `id` is one this reference may resolve to: the
+    /// same name, and the same version when the reference pins one.
+    pub fn matches(&self, id: &ConnectorId) -> bool {
+        id.name == self.connector && self.version.as_ref().is_none_or(|v| *v == id.version)
+    }
+}
+
+impl std::str::FromStr for ConnectorRef {
+    type Err = String;
+
     /// Parses `connector[@version]/action`.
-    pub fn parse(text: &str) -> Result<Uses, String> {
+    fn from_str(text: &str) -> Result<ConnectorRef, String> {
         let (connector, action) =
             text.split_once('/').filter(|(c, a)| !c.is_empty() && !a.is_empty() && !a.contains('/')).ok_or_else(
                 || format!("`uses` must look like `connector/action` or `connector@version/action`, got {text:?}"),
@@ -74,6 +86,71 @@ impl Uses {
             Some(_) => return Err(format!("`uses` has an empty connector name or version: {text:?}")),
             None => (connector, None),
         };
-        Ok(Uses { connector: connector.to_string(), version, action: action.to_string() })
+        Ok(ConnectorRef { connector: connector.to_string(), version, action: action.to_string() })
+    }
+}
+
+impl std::fmt::Display for ConnectorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.version {
+            Some(version) => write!(f, "{}@{version}/{}", self.connector, self.action),
+            None => write!(f, "{}/{}", self.connector, self.action),
+        }
+    }
+}
+
+/// One build's identity as a manifest gives it: `name@version`. Runs pin
+/// connectors by it (with the build's digest), and a registry keys them by it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectorId {
+    /// The connector's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl ConnectorId {
+    /// The id of `name` at `version`.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> ConnectorId {
+        ConnectorId { name: name.into(), version: version.into() }
+    }
+}
+
+impl std::str::FromStr for ConnectorId {
+    type Err = String;
+
+    /// Parses `name@version`.
+    fn from_str(text: &str) -> Result<ConnectorId, String> {
+        match text.split_once('@') {
+            Some((name, version)) if !name.is_empty() && !version.is_empty() => Ok(ConnectorId::new(name, version)),
+            _ => Err(format!("a connector id looks like `name@version`, got {text:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectorId, ConnectorRef};
+
+    #[test]
+    fn a_reference_is_written_back_exactly_as_it_was_read() {
+        for text in ["http/request", "http@1.2.0/request", "a@b@c/x"] {
+            let parsed: ConnectorRef = text.parse().unwrap();
+            assert_eq!(parsed.to_string(), text);
+        }
+        let pinned: ConnectorRef = "http@1.2.0/request".parse().unwrap();
+        assert!(pinned.matches(&"http@1.2.0".parse::<ConnectorId>().unwrap()));
+        assert!(!pinned.matches(&ConnectorId::new("http", "1.3.0")));
+        assert!("http/request".parse::<ConnectorRef>().unwrap().matches(&ConnectorId::new("http", "9")));
+        for bad in ["http", "/x", "http/", "a/b/c", "@1/x", "http@/x"] {
+            assert!(bad.parse::<ConnectorRef>().is_err(), "{bad}");
+        }
+        assert!("nover".parse::<ConnectorId>().is_err());
     }
 }

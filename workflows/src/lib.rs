@@ -33,10 +33,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-pub use catalog::{ActionSpec, Catalog, ConnectorSpec, Uses};
+pub use catalog::{ActionSpec, Catalog, ConnectorId, ConnectorRef, ConnectorSpec};
 pub use diagnostic::{Diagnostic, Diagnostics, JsonPath, Segment};
 pub use model::{
-    ChildWorkflow, Duration, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, Trigger, WaitForSignal, Workflow,
+    ChildWorkflow, Duration, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, StepKind, Trigger, WaitForSignal,
+    Workflow,
 };
 pub use schema::{SCHEMA_PATH, workflow_schema, workflow_schema_text};
 pub use validate::{dependencies, is_valid_id, schema_errors};
@@ -185,15 +186,17 @@ fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBu
     if !problems.is_empty() {
         return Err(fail(problems));
     }
-    let workflow: Workflow = match serde_json::from_value(doc) {
-        Ok(workflow) => workflow,
-        Err(e) => return Err(fail(vec![(JsonPath::root(), e.to_string())])),
+    // The rules beyond the schema read the steps' file form, so that a step
+    // that does not say what it does is reported with everything else.
+    let steps: Vec<model::StepDocument> = match doc.get("steps").cloned().map(serde_json::from_value).transpose() {
+        Ok(steps) => steps.unwrap_or_default(),
+        Err(e) => return Err(fail(vec![(JsonPath::root().key("steps"), e.to_string())])),
     };
-    let mut problems = validate::semantics(&workflow, catalog);
+    let mut problems = validate::semantics(&steps, doc.get("output"), catalog);
     let mut children = BTreeMap::new();
     let here = Path::new(file).canonicalize().unwrap_or_else(|_| PathBuf::from(file));
     chain.push(here);
-    for (i, step) in workflow.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         let Some(child) = &step.workflow else { continue };
         let at = JsonPath::root().key("steps").index(i).key("workflow").key("path");
         match load_child(file, &child.path, catalog, chain) {
@@ -207,6 +210,10 @@ fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBu
     if !problems.is_empty() {
         return Err(fail(problems));
     }
+    let workflow: Workflow = match serde_json::from_value(doc) {
+        Ok(workflow) => workflow,
+        Err(e) => return Err(fail(vec![(JsonPath::root(), e.to_string())])),
+    };
     Ok(Definition::with_children(workflow, children))
 }
 

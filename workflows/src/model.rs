@@ -6,6 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::catalog::ConnectorRef;
+
 /// A workflow definition: a trigger, an optional input schema, and steps that
 /// form a DAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -68,58 +70,218 @@ impl Default for Trigger {
     }
 }
 
-/// One step of a workflow. A step does exactly one of: call a connector
-/// action (`uses`), `sleep`, `wait_for_signal`, or run a child `workflow`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// One step of a workflow: what it does ([`StepKind`]) and how it is run.
+/// It reads and writes the same JSON (and hashes the same) as the file form,
+/// where the kind is one of `uses`, `sleep`, `wait_for_signal` or `workflow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StepDocument", into = "StepDocument")]
 pub struct Step {
     /// Unique within the workflow; letters, digits and `_`, not starting with
     /// a digit, so that `steps.<id>.output` works in expressions.
     pub id: String,
     /// A display name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the step does.
+    pub kind: StepKind,
+    /// Steps that must finish first (templates add the steps they read).
+    pub needs: Vec<String>,
+    /// An expression; when it is false the step is skipped.
+    pub condition: Option<String>,
+    /// How failed attempts are retried.
+    pub retry: Option<RetryPolicy>,
+    /// Each attempt fails with error kind `timeout` after this long.
+    pub timeout: Option<Duration>,
+    /// An expression that yields a list: the step runs once per item.
+    pub foreach: Option<String>,
+    /// With `foreach`: how many items run at once.
+    pub concurrency: Option<u32>,
+    /// What happens when the step fails for good.
+    pub on_error: OnError,
+}
+
+/// What a step does. Code that handles steps matches on this, so a new kind
+/// makes the compiler point at every place that must learn it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    /// Call a connector action with an input (templated).
+    Call {
+        /// Which connector action.
+        uses: ConnectorRef,
+        /// The action's input, before rendering.
+        with: Option<Value>,
+    },
+    /// Sleep durably for this long.
+    Sleep(Duration),
+    /// Wait for a named signal.
+    WaitForSignal(WaitForSignal),
+    /// Run a child workflow.
+    Workflow(ChildWorkflow),
+}
+
+impl StepKind {
+    /// The member that states this kind in a workflow file.
+    pub fn member(&self) -> &'static str {
+        match self {
+            StepKind::Call { .. } => "uses",
+            StepKind::Sleep(_) => "sleep",
+            StepKind::WaitForSignal(_) => "wait_for_signal",
+            StepKind::Workflow(_) => "workflow",
+        }
+    }
+}
+
+impl Step {
+    /// The connector action this step calls, if it is a call.
+    pub fn call(&self) -> Option<&ConnectorRef> {
+        match &self.kind {
+            StepKind::Call { uses, .. } => Some(uses),
+            _ => None,
+        }
+    }
+
+    /// The template of the input this step renders for each attempt, with the
+    /// member that holds it: `with` for calls, `workflow.input` for child
+    /// workflows. Sleeps and waits take no input.
+    pub fn input_template(&self) -> Option<(&Value, &'static str)> {
+        match &self.kind {
+            StepKind::Call { with, .. } => with.as_ref().map(|w| (w, "with")),
+            StepKind::Workflow(child) => child.input.as_ref().map(|i| (i, "workflow.input")),
+            StepKind::Sleep(_) | StepKind::WaitForSignal(_) => None,
+        }
+    }
+}
+
+impl TryFrom<StepDocument> for Step {
+    type Error = String;
+
+    /// Validation reports these problems with their positions before any
+    /// conversion; this refuses what gets past it anyway (a stored form
+    /// edited by hand, say).
+    fn try_from(doc: StepDocument) -> Result<Step, String> {
+        let kind = match (doc.uses, doc.sleep, doc.wait_for_signal, doc.workflow) {
+            (Some(uses), None, None, None) => StepKind::Call { uses: uses.parse()?, with: doc.with },
+            (None, Some(sleep), None, None) if doc.with.is_none() => StepKind::Sleep(sleep),
+            (None, None, Some(wait), None) if doc.with.is_none() => StepKind::WaitForSignal(wait),
+            (None, None, None, Some(child)) if doc.with.is_none() => StepKind::Workflow(child),
+            _ => {
+                return Err(format!(
+                    "step `{}` must have exactly one of `uses`, `sleep`, `wait_for_signal` or `workflow` \
+                     (and `with` only with `uses`)",
+                    doc.id
+                ));
+            }
+        };
+        Ok(Step {
+            id: doc.id,
+            name: doc.name,
+            kind,
+            needs: doc.needs,
+            condition: doc.condition,
+            retry: doc.retry,
+            timeout: doc.timeout,
+            foreach: doc.foreach,
+            concurrency: doc.concurrency,
+            on_error: doc.on_error,
+        })
+    }
+}
+
+impl From<Step> for StepDocument {
+    fn from(step: Step) -> StepDocument {
+        let (mut uses, mut with, mut sleep, mut wait_for_signal, mut workflow) = (None, None, None, None, None);
+        match step.kind {
+            StepKind::Call { uses: r, with: w } => (uses, with) = (Some(r.to_string()), w),
+            StepKind::Sleep(d) => sleep = Some(d),
+            StepKind::WaitForSignal(w) => wait_for_signal = Some(w),
+            StepKind::Workflow(c) => workflow = Some(c),
+        }
+        StepDocument {
+            id: step.id,
+            name: step.name,
+            uses,
+            with,
+            sleep,
+            wait_for_signal,
+            workflow,
+            needs: step.needs,
+            condition: step.condition,
+            retry: step.retry,
+            timeout: step.timeout,
+            foreach: step.foreach,
+            concurrency: step.concurrency,
+            on_error: step.on_error,
+        }
+    }
+}
+
+/// The schema of a step is the schema of its file form.
+impl JsonSchema for Step {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        StepDocument::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        StepDocument::json_schema(generator)
+    }
+}
+
+/// A step as a workflow file writes it: the kinds are four optional
+/// members, of which validation requires exactly one. [`Step`] is the typed
+/// form the engine reads; this one fixes the file format and the schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Step")]
+#[schemars(
+    description = "One step of a workflow. A step does exactly one of: call a connector\naction (`uses`), `sleep`, `wait_for_signal`, or run a child `workflow`."
+)]
+pub(crate) struct StepDocument {
+    /// Unique within the workflow; letters, digits and `_`, not starting with
+    /// a digit, so that `steps.<id>.output` works in expressions.
+    pub(crate) id: String,
+    /// A display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
     /// The connector action to call: `connector/action` or
     /// `connector@version/action`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uses: Option<String>,
+    pub(crate) uses: Option<String>,
     /// The action's input. Strings may hold `{{ expression }}` templates over
     /// `input`, `steps.<id>.output`, `item`, `index` and `run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub with: Option<Value>,
+    pub(crate) with: Option<Value>,
     /// Sleep durably for this long (e.g. `"30s"`), surviving restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sleep: Option<Duration>,
+    pub(crate) sleep: Option<Duration>,
     /// Wait until a named signal is delivered to the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait_for_signal: Option<WaitForSignal>,
+    pub(crate) wait_for_signal: Option<WaitForSignal>,
     /// Run another workflow as a child of this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<ChildWorkflow>,
+    pub(crate) workflow: Option<ChildWorkflow>,
     /// Steps that must finish first. Steps referenced in templates are added
     /// implicitly; steps with no path between them run in parallel.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub needs: Vec<String>,
+    pub(crate) needs: Vec<String>,
     /// An expression; when it is false the step is skipped (and so are the
     /// steps that need it).
     #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
+    pub(crate) condition: Option<String>,
     /// How failed attempts are retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryPolicy>,
+    pub(crate) retry: Option<RetryPolicy>,
     /// Each attempt fails with error kind `timeout` after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// An expression that yields a list: the step runs once per item, with
     /// `item` and `index` in scope, and its output is the list of outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub foreach: Option<String>,
+    pub(crate) foreach: Option<String>,
     /// With `foreach`: how many items run at once (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<u32>,
+    pub(crate) concurrency: Option<u32>,
     /// What happens when the step fails for good.
     #[serde(default)]
-    pub on_error: OnError,
+    pub(crate) on_error: OnError,
 }
 
 /// Wait for a signal (`weft signal RUN NAME JSON`); its payload becomes the

@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::catalog::{Catalog, Uses};
+use crate::catalog::{Catalog, ConnectorRef};
 use crate::diagnostic::JsonPath;
 use crate::expr;
-use crate::model::{OnError, Step, Workflow};
+use crate::model::{OnError, StepDocument, Workflow};
 
 /// A problem before it is given a line and column.
 pub(crate) type Problem = (JsonPath, String);
@@ -89,24 +89,37 @@ struct TemplateSite<'a> {
     bare: bool,
 }
 
-/// Every template-bearing string in a step, with its path.
-fn step_templates<'a>(step: &'a Step, path: &JsonPath) -> Vec<TemplateSite<'a>> {
+/// Every template-bearing string of a step, with its path: its inputs (by
+/// member, such as `with` or `workflow.input`), its condition and `foreach`.
+fn step_templates<'a>(
+    inputs: impl IntoIterator<Item = (&'a Value, &'static str)>,
+    condition: Option<&'a str>,
+    foreach: Option<&'a str>,
+    path: &JsonPath,
+) -> Vec<TemplateSite<'a>> {
     let mut sites = Vec::new();
-    if let Some(with) = &step.with {
-        collect_strings(with, &path.key("with"), &mut sites);
+    for (value, member) in inputs {
+        let at = member.split('.').fold(path.clone(), |at, key| at.key(key));
+        collect_strings(value, &at, &mut sites);
     }
-    if let Some(child) = &step.workflow
-        && let Some(input) = &child.input
-    {
-        collect_strings(input, &path.key("workflow").key("input"), &mut sites);
-    }
-    if let Some(cond) = &step.condition {
+    if let Some(cond) = condition {
         sites.push(TemplateSite { path: path.key("if"), text: cond, bare: true });
     }
-    if let Some(foreach) = &step.foreach {
+    if let Some(foreach) = foreach {
         sites.push(TemplateSite { path: path.key("foreach"), text: foreach, bare: true });
     }
     sites
+}
+
+/// A step file form's templates, including those of members that a valid
+/// step would not combine.
+fn document_templates<'a>(step: &'a StepDocument, path: &JsonPath) -> Vec<TemplateSite<'a>> {
+    let inputs = step
+        .with
+        .iter()
+        .map(|w| (w, "with"))
+        .chain(step.workflow.as_ref().and_then(|c| c.input.as_ref()).map(|i| (i, "workflow.input")));
+    step_templates(inputs, step.condition.as_deref(), step.foreach.as_deref(), path)
 }
 
 fn collect_strings<'a>(value: &'a Value, path: &JsonPath, out: &mut Vec<TemplateSite<'a>>) {
@@ -128,14 +141,29 @@ fn referenced_steps(refs: &BTreeSet<String>) -> impl Iterator<Item = &str> {
 /// Each step's dependencies (by index): its `needs` plus every step its
 /// templates read. Unknown ids are left out; `semantics` reports them.
 pub fn dependencies(workflow: &Workflow) -> Vec<BTreeSet<usize>> {
-    let index: HashMap<&str, usize> = workflow.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-    workflow
-        .steps
+    dependency_sets(workflow.steps.iter().map(|step| {
+        let sites = step_templates(
+            step.input_template(),
+            step.condition.as_deref(),
+            step.foreach.as_deref(),
+            &JsonPath::root(),
+        );
+        (step.id.as_str(), step.needs.as_slice(), sites)
+    }))
+}
+
+/// Dependencies from each step's id, `needs` and template sites.
+fn dependency_sets<'a>(
+    steps: impl Iterator<Item = (&'a str, &'a [String], Vec<TemplateSite<'a>>)>,
+) -> Vec<BTreeSet<usize>> {
+    let steps: Vec<_> = steps.collect();
+    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, (id, ..))| (*id, i)).collect();
+    steps
         .iter()
         .enumerate()
-        .map(|(i, step)| {
-            let mut deps: BTreeSet<usize> = step.needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
-            for site in step_templates(step, &JsonPath::root()) {
+        .map(|(i, (_, needs, sites))| {
+            let mut deps: BTreeSet<usize> = needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
+            for site in sites {
                 if let Ok(refs) = expr::references(site.text, site.bare) {
                     deps.extend(referenced_steps(&refs).filter_map(|id| index.get(id).copied()));
                 }
@@ -146,12 +174,14 @@ pub fn dependencies(workflow: &Workflow) -> Vec<BTreeSet<usize>> {
         .collect()
 }
 
-/// The rules beyond the schema.
-pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> {
+/// The rules beyond the schema, checked on the file form of the steps (so
+/// that a step with no kind, or two, is reported with everything else) and
+/// the workflow's `output` template.
+pub(crate) fn semantics(steps: &[StepDocument], output: Option<&Value>, catalog: &Catalog) -> Vec<Problem> {
     let mut problems = Vec::new();
     let steps_path = JsonPath::root().key("steps");
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for (i, step) in workflow.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         let path = steps_path.index(i).key("id");
         if !is_valid_id(&step.id) {
             problems.push((
@@ -164,17 +194,16 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
             problems.push((path, format!("duplicate step id `{}` (first used by $.steps[{first}])", step.id)));
         }
     }
-    if workflow.steps.is_empty() {
+    if steps.is_empty() {
         problems.push((steps_path.clone(), "a workflow needs at least one step".into()));
     }
     let known = || {
-        let mut ids: Vec<&str> = workflow.steps.iter().map(|s| s.id.as_str()).collect();
+        let mut ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         ids.join(", ")
     };
-    let handlers: HashMap<&str, usize> = workflow
-        .steps
+    let handlers: HashMap<&str, usize> = steps
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match &s.on_error {
@@ -183,7 +212,7 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
         })
         .collect();
 
-    for (i, step) in workflow.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         let path = steps_path.index(i);
         let kinds: Vec<&str> = [
             ("uses", step.uses.is_some()),
@@ -242,7 +271,7 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
             ));
         }
 
-        for site in step_templates(step, &path) {
+        for site in document_templates(step, &path) {
             let in_foreach_scope =
                 step.foreach.is_some() && !site.path.0.ends_with(&[crate::Segment::Key("foreach".into())]);
             check_references(&site, &step.id, in_foreach_scope, &index, &known, &mut problems);
@@ -253,7 +282,7 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
         }
     }
 
-    if let Some(output) = &workflow.output {
+    if let Some(output) = output {
         let mut sites = Vec::new();
         collect_strings(output, &JsonPath::root().key("output"), &mut sites);
         for site in &sites {
@@ -261,8 +290,12 @@ pub(crate) fn semantics(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> 
         }
     }
 
-    if let Some(cycle) = find_cycle(workflow) {
-        let names: Vec<&str> = cycle.iter().map(|&i| workflow.steps[i].id.as_str()).collect();
+    let deps =
+        dependency_sets(steps.iter().enumerate().map(|(i, step)| {
+            (step.id.as_str(), step.needs.as_slice(), document_templates(step, &steps_path.index(i)))
+        }));
+    if let Some(cycle) = find_cycle(&deps) {
+        let names: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
         problems.push((steps_path.index(cycle[0]), format!("dependency cycle: {}", names.join(" -> "))));
     }
     problems
@@ -314,9 +347,9 @@ fn check_references(
     }
 }
 
-fn check_uses(uses: &str, step: &Step, path: &JsonPath, catalog: &Catalog, problems: &mut Vec<Problem>) {
+fn check_uses(uses: &str, step: &StepDocument, path: &JsonPath, catalog: &Catalog, problems: &mut Vec<Problem>) {
     let uses_path = path.key("uses");
-    let parsed = match Uses::parse(uses) {
+    let parsed: ConnectorRef = match uses.parse() {
         Ok(parsed) => parsed,
         Err(message) => {
             problems.push((uses_path, message));
@@ -378,8 +411,7 @@ fn check_uses(uses: &str, step: &Step, path: &JsonPath, catalog: &Catalog, probl
 }
 
 /// A dependency cycle as step indexes, first step repeated at the end.
-fn find_cycle(workflow: &Workflow) -> Option<Vec<usize>> {
-    let deps = dependencies(workflow);
+fn find_cycle(deps: &[BTreeSet<usize>]) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -411,6 +443,6 @@ fn find_cycle(workflow: &Workflow) -> Option<Vec<usize>> {
     }
     let mut marks = vec![Mark::New; deps.len()];
     (0..deps.len()).find_map(|start| {
-        if marks[start] == Mark::New { visit(start, &deps, &mut marks, &mut Vec::new()) } else { None }
+        if marks[start] == Mark::New { visit(start, deps, &mut marks, &mut Vec::new()) } else { None }
     })
 }

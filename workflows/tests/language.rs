@@ -231,7 +231,7 @@ steps:
 
     let anchored = "name: a\nsteps:\n  - id: a\n    uses: transform/echo\n    with: &shared { n: 1 }\n  - id: b\n    uses: transform/echo\n    with: *shared\n";
     let def = load("a.yaml", anchored, &catalog()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(def.workflow.steps[1].with, def.workflow.steps[0].with, "aliases are resolved");
+    assert_eq!(def.workflow.steps[1].input_template(), def.workflow.steps[0].input_template(), "aliases are resolved");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use weft_core::Event;
 use weft_runtime::Observer;
-use weft_workflows::Definition;
+use weft_workflows::{Definition, StepKind};
 
 /// Draws a run's progress.
 pub struct Progress {
@@ -33,7 +33,10 @@ impl Progress {
             .workflow
             .steps
             .iter()
-            .filter_map(|s| s.wait_for_signal.as_ref().map(|w| (s.id.clone(), w.name.clone())))
+            .filter_map(|s| match &s.kind {
+                StepKind::WaitForSignal(w) => Some((s.id.clone(), w.name.clone())),
+                _ => None,
+            })
             .collect();
         Progress {
             multi: (enabled && tty).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Value, json};
 use weft_core::Event;
 use weft_store::{RunRecord, StoredEvent};
-use weft_workflows::Definition;
+use weft_workflows::{Definition, StepKind};
 
 fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
@@ -131,8 +131,10 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                     Some(child) => format!("child run {child}"),
                     None => definition
                         .step_index(step)
-                        .and_then(|i| definition.workflow.steps[i].wait_for_signal.as_ref())
-                        .map(|w| format!("waiting for signal `{}`", w.name))
+                        .and_then(|i| match &definition.workflow.steps[i].kind {
+                            StepKind::WaitForSignal(w) => Some(format!("waiting for signal `{}`", w.name)),
+                            _ => None,
+                        })
                         .unwrap_or_default(),
                 },
                 child: child.clone(),

@@ -1,13 +1,14 @@
 //! The decisions: given a definition, a run's state and the time, which
-//! events come next. Pure functions; the driver commits what they return and
-//! performs the attempts that the committed events start.
+//! events come next and which effects they call for. Pure functions; the
+//! driver commits the events, then performs the effects.
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, expr};
+use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, StepKind, expr};
 
+use crate::effect::{AttemptId, Call, ChildStart, Decision, Effect};
 use crate::event::{Event, Millis, StepError};
-use crate::state::{Iteration, RunState, StepPhase};
+use crate::state::{Iteration, RunState, RunStatus, StepPhase};
 
 /// How many `foreach` items run at once when the step does not say.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
@@ -85,41 +86,55 @@ fn settled(definition: &Definition, state: &RunState, i: usize) -> bool {
     }
 }
 
-/// The events that follow from the current state at `now`. Call it again
-/// after applying what it returned, until it returns nothing.
-pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event> {
+/// Applies what [`decide`] says to `state` until it says nothing more, and
+/// returns all of it: the events to commit, in order, and the effects to
+/// perform once they are durable, ending with when to wake up next.
+pub fn advance(definition: &Definition, state: &mut RunState, now: Millis) -> Decision {
+    let mut all = Decision::default();
+    loop {
+        let decision = decide(definition, state, now);
+        if decision.is_empty() {
+            break;
+        }
+        for event in &decision.events {
+            state.apply(definition, event);
+        }
+        all.extend(decision);
+    }
+    if let Some(at) = next_wake(state).filter(|_| !state.status.is_terminal()) {
+        all.effects.push(Effect::WakeAt(at));
+    }
+    all
+}
+
+/// The events that follow from the current state at `now`, and the effects
+/// they call for. Call it again after applying the events, until it returns
+/// nothing ([`advance`] does).
+pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decision {
     if state.status.is_terminal() {
-        return Vec::new();
+        return Decision::default();
     }
     if let Some(reason) = &state.cancel_requested {
-        return vec![Event::RunCancelled { reason: reason.clone() }];
+        return end(state, Event::RunCancelled { reason: reason.clone() });
     }
     if let Some(at) = state.timeout_at
         && now >= at
     {
         let timeout = definition.workflow.timeout.map(|t| t.to_string()).unwrap_or_default();
-        return vec![Event::RunFailed {
-            error: StepError::new(
-                ErrorKind::Timeout,
-                format!("the run did not finish within its timeout of {timeout}"),
-            ),
-        }];
+        let message = format!("the run did not finish within its timeout of {timeout}");
+        return end(state, Event::RunFailed { error: StepError::new(ErrorKind::Timeout, message) });
     }
     let steps = &definition.workflow.steps;
     for (i, st) in state.steps.iter().enumerate() {
         if let StepPhase::Failed(error) = &st.phase
             && matches!(steps[i].on_error, OnError::Mode(ErrorMode::Fail))
         {
-            return vec![Event::RunFailed {
-                error: StepError {
-                    message: format!("step `{}` failed: {}", steps[i].id, error.message),
-                    ..error.clone()
-                },
-            }];
+            let message = format!("step `{}` failed: {}", steps[i].id, error.message);
+            return end(state, Event::RunFailed { error: StepError { message, ..error.clone() } });
         }
     }
 
-    let mut events = Vec::new();
+    let mut decision = Decision::default();
     let mut taken_signals = 0usize;
     for (i, st) in state.steps.iter().enumerate() {
         if st.phase != StepPhase::Active {
@@ -133,45 +148,51 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
             let iteration = foreach.then_some(n as u32);
             match it {
                 Iteration::Running { attempt, wake_at, .. } => {
-                    if let Some(wait) = &step.wait_for_signal {
-                        let mut free = state.signals.iter().filter(|s| !s.consumed && s.name == wait.name);
-                        if let Some(signal) = free.nth(taken_signals) {
-                            taken_signals += 1;
-                            events.push(Event::StepCompleted {
-                                step: step.id.clone(),
-                                iteration,
-                                attempt: *attempt,
-                                output: signal.payload.clone(),
-                            });
-                        } else if wake_at.is_some_and(|t| now >= t) {
-                            let timeout = wait.timeout.map(|t| t.to_string()).unwrap_or_default();
-                            events.push(Event::StepFailed {
-                                step: step.id.clone(),
-                                iteration,
-                                attempt: *attempt,
-                                error: StepError::new(
-                                    ErrorKind::Timeout,
-                                    format!("no `{}` signal arrived within {timeout}", wait.name),
-                                ),
-                                retry_at: None,
-                            });
+                    let due = wake_at.is_some_and(|t| now >= t);
+                    match &step.kind {
+                        StepKind::WaitForSignal(wait) => {
+                            let mut free = state.signals.iter().filter(|s| !s.consumed && s.name == wait.name);
+                            if let Some(signal) = free.nth(taken_signals) {
+                                taken_signals += 1;
+                                decision.events.push(Event::StepCompleted {
+                                    step: step.id.clone(),
+                                    iteration,
+                                    attempt: *attempt,
+                                    output: signal.payload.clone(),
+                                });
+                            } else if due {
+                                let timeout = wait.timeout.map(|t| t.to_string()).unwrap_or_default();
+                                decision.events.push(Event::StepFailed {
+                                    step: step.id.clone(),
+                                    iteration,
+                                    attempt: *attempt,
+                                    error: StepError::new(
+                                        ErrorKind::Timeout,
+                                        format!("no `{}` signal arrived within {timeout}", wait.name),
+                                    ),
+                                    retry_at: None,
+                                });
+                            }
                         }
-                    } else if step.sleep.is_some() && wake_at.is_some_and(|t| now >= t) {
-                        events.push(Event::TimerFired { step: step.id.clone() });
+                        StepKind::Sleep(_) if due => decision.events.push(Event::TimerFired { step: step.id.clone() }),
+                        // Calls and child runs end with their outcome.
+                        StepKind::Sleep(_) | StepKind::Call { .. } | StepKind::Workflow(_) => {}
                     }
                 }
                 Iteration::Backoff { attempt, retry_at } if now >= *retry_at => {
-                    events.extend(start(definition, state, i, iteration, attempt + 1, now));
+                    let attempt = AttemptId { step: i, iteration, attempt: attempt + 1 };
+                    decision.extend(start(definition, state, attempt, now));
                 }
                 Iteration::Idle if busy < limit => {
                     busy += 1;
-                    events.extend(start(definition, state, i, iteration, 1, now));
+                    decision.extend(start(definition, state, AttemptId { step: i, iteration, attempt: 1 }, now));
                 }
                 _ => {}
             }
         }
     }
 
+    let events = &mut decision.events;
     let all_others_settled =
         |except: usize| (0..steps.len()).filter(|&j| j != except).all(|j| settled(definition, state, j));
     for (i, st) in state.steps.iter().enumerate() {
@@ -181,7 +202,7 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
         let step = &steps[i];
         if let Some(handled) = handled_by(definition, i) {
             if matches!(state.steps[handled].phase, StepPhase::Failed(_)) {
-                events.extend(schedule(definition, state, i));
+                events.push(schedule(definition, state, i));
             } else if all_others_settled(i) {
                 events.push(Event::StepSkipped { step: step.id.clone(), reason: "no error to handle".into() });
             }
@@ -199,10 +220,10 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
             });
             continue;
         }
-        events.extend(schedule(definition, state, i));
+        events.push(schedule(definition, state, i));
     }
 
-    if events.is_empty() && (0..steps.len()).all(|i| settled(definition, state, i)) {
+    if decision.is_empty() && (0..steps.len()).all(|i| settled(definition, state, i)) {
         let scope = scope(definition, state, None);
         let output = match &definition.workflow.output {
             Some(template) => expr::render(template, &scope),
@@ -215,21 +236,46 @@ pub fn next(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event
                 })
                 .unwrap_or(Value::Null)),
         };
-        events.push(match output {
-            Ok(output) => Event::RunCompleted { output },
-            Err(e) => {
-                Event::RunFailed { error: StepError::new(ErrorKind::InvalidInput, format!("the run output: {e}")) }
-            }
-        });
+        return end(
+            state,
+            match output {
+                Ok(output) => Event::RunCompleted { output },
+                Err(e) => {
+                    Event::RunFailed { error: StepError::new(ErrorKind::InvalidInput, format!("the run output: {e}")) }
+                }
+            },
+        );
     }
-    events
+    decision
+}
+
+/// The decision that ends the run with `event`: child runs still under way
+/// are cancelled first, then the run finishes.
+fn end(state: &RunState, event: Event) -> Decision {
+    let status = match &event {
+        Event::RunCompleted { .. } => RunStatus::Completed,
+        Event::RunFailed { .. } => RunStatus::Failed,
+        _ => RunStatus::Cancelled,
+    };
+    let reason = format!("its parent run {} {}", state.run_id, status.as_str());
+    let mut effects: Vec<Effect> = state
+        .running()
+        .filter_map(|(_, it)| match it {
+            Iteration::Running { child: Some(child), .. } => {
+                Some(Effect::CancelChild { run_id: child.clone(), reason: reason.clone() })
+            }
+            _ => None,
+        })
+        .collect();
+    effects.push(Effect::Finish(status));
+    Decision { events: vec![event], effects }
 }
 
 /// Decides whether a pending step runs: its condition and `foreach` items.
-fn schedule(definition: &Definition, state: &RunState, i: usize) -> Vec<Event> {
+fn schedule(definition: &Definition, state: &RunState, i: usize) -> Event {
     let step = &definition.workflow.steps[i];
     if step.condition.is_none() && step.foreach.is_none() {
-        return vec![Event::StepScheduled { step: step.id.clone(), items: None }];
+        return Event::StepScheduled { step: step.id.clone(), items: None };
     }
     let scope = step_scope(definition, state, i, None);
     let fail = |message: String| Event::StepFailed {
@@ -243,68 +289,91 @@ fn schedule(definition: &Definition, state: &RunState, i: usize) -> Vec<Event> {
         match expr::eval_condition(condition, &scope) {
             Ok(true) => {}
             Ok(false) => {
-                return vec![Event::StepSkipped { step: step.id.clone(), reason: format!("`{condition}` is false") }];
+                return Event::StepSkipped { step: step.id.clone(), reason: format!("`{condition}` is false") };
             }
-            Err(e) => return vec![fail(format!("`if`: {e}"))],
+            Err(e) => return fail(format!("`if`: {e}")),
         }
     }
     let items = match &step.foreach {
         None => None,
         Some(foreach) => match expr::eval(foreach, &scope) {
             Ok(Value::Array(items)) => Some(items),
-            Ok(other) => return vec![fail(format!("`foreach` must yield a list, got {other}"))],
-            Err(e) => return vec![fail(format!("`foreach`: {e}"))],
+            Ok(other) => return fail(format!("`foreach` must yield a list, got {other}")),
+            Err(e) => return fail(format!("`foreach`: {e}")),
         },
     };
-    vec![Event::StepScheduled { step: step.id.clone(), items }]
+    Event::StepScheduled { step: step.id.clone(), items }
 }
 
-/// Starts an attempt: renders the input and, for sleeps, sets the timer.
-fn start(
-    definition: &Definition,
-    state: &RunState,
-    i: usize,
-    iteration: Option<u32>,
-    attempt: u32,
-    now: Millis,
-) -> Vec<Event> {
+/// Starts an attempt: renders the input, and says what performs it: a timer
+/// for sleeps, a call for connector actions, a child run for child
+/// workflows (waits need nothing but a signal).
+fn start(definition: &Definition, state: &RunState, id: AttemptId, now: Millis) -> Decision {
+    let AttemptId { step: i, iteration, attempt } = id;
     let step = &definition.workflow.steps[i];
     let key = idempotency_key(&state.run_id, &step.id, iteration);
     let item = iteration.and_then(|n| state.steps[i].items.as_ref()?.get(n as usize).map(|v| (n, v)));
-    let child = step.workflow.as_ref().map(|_| child_run_id(&state.run_id, &step.id, iteration, attempt));
-    let started = |input: Value, timeout_at: Option<Millis>| Event::StepStarted {
+    let started = |input: Value, timeout_at: Option<Millis>, child: Option<String>| Event::StepStarted {
         step: step.id.clone(),
         iteration,
         attempt,
         input,
         key: key.clone(),
         timeout_at,
-        child: child.clone(),
+        child,
     };
-    if let Some(duration) = step.sleep {
-        return vec![
-            started(Value::Null, None),
-            Event::TimerSet { step: step.id.clone(), fire_at: now + duration.as_millis() as Millis },
-        ];
-    }
-    if let Some(wait) = &step.wait_for_signal {
-        let timeout_at = wait.timeout.map(|t| now + t.as_millis() as Millis);
-        return vec![started(json!({ "signal": wait.name }), timeout_at)];
-    }
-    let (template, what) = match &step.workflow {
-        Some(child) => (child.input.clone(), "workflow.input"),
-        None => (step.with.clone(), "with"),
+    let input = match &step.kind {
+        StepKind::Sleep(duration) => {
+            let fire_at = now + duration.as_millis() as Millis;
+            let events = vec![started(Value::Null, None, None), Event::TimerSet { step: step.id.clone(), fire_at }];
+            return Decision { events, effects: Vec::new() };
+        }
+        StepKind::WaitForSignal(wait) => {
+            let timeout_at = wait.timeout.map(|t| now + t.as_millis() as Millis);
+            let events = vec![started(json!({ "signal": wait.name }), timeout_at, None)];
+            return Decision { events, effects: Vec::new() };
+        }
+        StepKind::Call { .. } | StepKind::Workflow(_) => {
+            let empty = Value::Object(Map::new());
+            let (template, member) = step.input_template().unwrap_or((&empty, "with"));
+            match expr::render(template, &step_scope(definition, state, i, item)) {
+                Ok(input) => input,
+                Err(e) => {
+                    let error = StepError::new(ErrorKind::InvalidInput, format!("rendering `{member}`: {e}"));
+                    let failed = Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at: None };
+                    return Decision { events: vec![failed], effects: Vec::new() };
+                }
+            }
+        }
     };
-    match expr::render(&template.unwrap_or_else(|| json!({})), &step_scope(definition, state, i, item)) {
-        Ok(input) => vec![started(input, None)],
-        Err(e) => vec![Event::StepFailed {
-            step: step.id.clone(),
-            iteration,
-            attempt,
-            error: StepError::new(ErrorKind::InvalidInput, format!("rendering `{what}`: {e}")),
-            retry_at: None,
-        }],
-    }
+    let timeout = step.timeout.map(|t| t.0);
+    let (event, effect) = match &step.kind {
+        StepKind::Workflow(_) => {
+            let child = child_run_id(&state.run_id, &step.id, iteration, attempt);
+            let effect = Effect::StartChild(ChildStart {
+                attempt: id,
+                step_id: step.id.clone(),
+                run_id: child.clone(),
+                input: input.clone(),
+                timeout,
+            });
+            (started(input, None, Some(child)), effect)
+        }
+        StepKind::Call { uses, .. } => {
+            let effect = Effect::Call(Call {
+                attempt: id,
+                step_id: step.id.clone(),
+                uses: uses.clone(),
+                digest: state.pins[i].as_ref().map(|pin| pin.digest.clone()),
+                input: input.clone(),
+                idempotency_key: key.clone(),
+                timeout,
+            });
+            (started(input, None, None), effect)
+        }
+        StepKind::Sleep(_) | StepKind::WaitForSignal(_) => unreachable!("returned above"),
+    };
+    Decision { events: vec![event], effects: vec![effect] }
 }
 
 /// The event that records an attempt's result, with the retry decision.
@@ -312,55 +381,68 @@ fn start(
 pub fn on_outcome(
     definition: &Definition,
     state: &RunState,
-    i: usize,
-    iteration: Option<u32>,
-    attempt: u32,
+    id: AttemptId,
     outcome: Result<Value, StepError>,
     now: Millis,
 ) -> Vec<Event> {
-    let running = state.steps[i].iterations.get(iteration.unwrap_or(0) as usize);
-    if state.status.is_terminal() || !matches!(running, Some(Iteration::Running { attempt: a, .. }) if *a == attempt) {
-        return Vec::new();
-    }
+    let AttemptId { step: i, iteration, attempt } = id;
+    let key = match state.steps[i].iterations.get(iteration.unwrap_or(0) as usize) {
+        Some(Iteration::Running { attempt: a, key, .. }) if *a == attempt && !state.status.is_terminal() => key,
+        _ => return Vec::new(),
+    };
     let step = &definition.workflow.steps[i];
     match outcome {
         Ok(output) => vec![Event::StepCompleted { step: step.id.clone(), iteration, attempt, output }],
         Err(error) => {
-            let key = idempotency_key(&state.run_id, &step.id, iteration);
-            let retry_at = retry_delay(step, &error, attempt, &key).map(|delay| now + delay);
+            let retry_at = retry_delay(step, &error, attempt, key).map(|delay| now + delay);
             vec![Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at }]
         }
     }
 }
 
-/// Attempts that were running when the previous process stopped: each is
-/// recorded as interrupted, and retried (with the same idempotency key) if
-/// its policy allows. Sleeps, waits and child runs are durable and carry on.
-pub fn recover(definition: &Definition, state: &RunState, now: Millis) -> Vec<Event> {
+/// What a driver that takes over a run does first. Connector calls that were
+/// under way when the previous process stopped are recorded as interrupted,
+/// and retried (with the same idempotency key) if their policy allows.
+/// Sleeps, waits and child runs are durable and carry on: each child run is
+/// picked up again, under the id its attempt journaled.
+pub fn recover(definition: &Definition, state: &RunState, now: Millis) -> Decision {
+    let mut decision = Decision::default();
     if state.status.is_terminal() {
-        return Vec::new();
+        return decision;
     }
-    let interrupted: Vec<(usize, Option<u32>, u32)> = state
-        .running()
-        .filter(|(i, ..)| definition.workflow.steps[*i].uses.is_some())
-        .map(|(i, iteration, attempt, _)| (i, iteration, attempt))
-        .collect();
-    interrupted
-        .into_iter()
-        .flat_map(|(i, iteration, attempt)| {
-            let error = StepError::new(ErrorKind::Interrupted, "the process stopped while this attempt was running");
-            let mut events = on_outcome(definition, state, i, iteration, attempt, Err(error), now);
-            for event in &mut events {
-                if let Event::StepFailed { retry_at: Some(at), .. } = event {
-                    *at = now;
+    for (id, iteration) in state.running() {
+        let step = &definition.workflow.steps[id.step];
+        let Iteration::Running { input, child, .. } = iteration else { continue };
+        match &step.kind {
+            StepKind::Call { .. } => {
+                let error =
+                    StepError::new(ErrorKind::Interrupted, "the process stopped while this attempt was running");
+                let mut events = on_outcome(definition, state, id, Err(error), now);
+                for event in &mut events {
+                    if let Event::StepFailed { retry_at: Some(at), .. } = event {
+                        *at = now;
+                    }
                 }
+                decision.events.extend(events);
             }
-            events
-        })
-        .collect()
+            StepKind::Workflow(_) => {
+                let run_id =
+                    child.clone().unwrap_or_else(|| child_run_id(&state.run_id, &step.id, id.iteration, id.attempt));
+                decision.effects.push(Effect::StartChild(ChildStart {
+                    attempt: id,
+                    step_id: step.id.clone(),
+                    run_id,
+                    input: input.clone(),
+                    timeout: step.timeout.map(|t| t.0),
+                }));
+            }
+            StepKind::Sleep(_) | StepKind::WaitForSignal(_) => {}
+        }
+    }
+    decision
 }
 
-/// The earliest time at which `next` will have something to do without any
+/// The earliest time at which [`decide`] will have something to do without any
 /// new event: a timer, a retry, a wait's timeout or the run's timeout.
 pub fn next_wake(state: &RunState) -> Option<Millis> {
     let iterations = state.steps.iter().flat_map(|s| s.iterations.iter()).filter_map(|it| match it {
@@ -381,7 +463,7 @@ pub fn next_wake(state: &RunState) -> Option<Millis> {
 pub fn retry_delay(step: &Step, error: &StepError, attempt: u32, key: &str) -> Option<Millis> {
     let policy = match &step.retry {
         Some(policy) => policy.clone(),
-        None if step.workflow.is_some() => RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        None if matches!(step.kind, StepKind::Workflow(_)) => RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
         None => RetryPolicy::default(),
     };
     let retryable = error.kind.retryable_by_default() && !policy.non_retryable.contains(&error.kind);

@@ -1,10 +1,12 @@
 //! Weft's run state machine, with no I/O: a run's journal folds into a
-//! [`RunState`], and [`next`] says which events follow. The driver commits
-//! those events, then performs the attempts they start, and feeds results
+//! [`RunState`], and [`decide`] says which events follow and which
+//! [`Effect`]s they call for (a connector call, a child run, a wake-up, the
+//! run's end). [`advance`] applies decisions until nothing is left. The
+//! driver commits the events, then performs the effects, and feeds results
 //! back through [`on_outcome`].
 //!
 //! ```
-//! use weft_core::{Event, RunState, next};
+//! use weft_core::{Effect, Event, RunState, advance};
 //! use weft_workflows::{Catalog, load};
 //!
 //! let def = load("nap.json", r#"{"name":"nap","steps":[{"id":"rest","sleep":"1s"}]}"#, &Catalog::default()).unwrap();
@@ -14,17 +16,22 @@
 //!     connectors: Default::default(), timeout_at: None,
 //! };
 //! state.apply(&def, &started);
-//! let events = next(&def, &state, 0);
-//! assert!(matches!(&events[0], Event::StepScheduled { step, .. } if step == "rest"));
+//! let decision = advance(&def, &mut state, 0);
+//! assert!(matches!(&decision.events[0], Event::StepScheduled { step, .. } if step == "rest"));
+//! // The sleep is journaled as a timer; the driver is told when to wake.
+//! assert_eq!(decision.effects, [Effect::WakeAt(1_000)]);
 //! ```
 
 mod decide;
+mod effect;
 mod event;
 mod state;
 
 pub use decide::{
-    DEFAULT_CONCURRENCY, child_run_id, idempotency_key, next, next_wake, on_outcome, recover, retry_delay, scope,
+    DEFAULT_CONCURRENCY, advance, child_run_id, decide, idempotency_key, next_wake, on_outcome, recover, retry_delay,
+    scope,
 };
+pub use effect::{AttemptId, Call, ChildStart, Decision, Effect};
 pub use event::{Event, Millis, StepError};
-pub use state::{Iteration, RunState, RunStatus, Signal, StepPhase, StepState};
+pub use state::{Iteration, Pin, RunState, RunStatus, Signal, StepPhase, StepState};
 pub use weft_workflows::ErrorKind;

@@ -1,8 +1,9 @@
 //! A run's state: the fold of its journal.
 
 use serde_json::Value;
-use weft_workflows::Definition;
+use weft_workflows::{ConnectorId, Definition, StepKind};
 
+use crate::effect::AttemptId;
 use crate::event::{Event, Millis, StepError};
 
 /// Where a run stands.
@@ -48,6 +49,10 @@ pub enum Iteration {
         input: Value,
         /// For waits and sleeps: when the timeout or timer fires.
         wake_at: Option<Millis>,
+        /// The iteration's idempotency key, as journaled.
+        key: String,
+        /// For child workflow steps: the child run's id, as journaled.
+        child: Option<String>,
     },
     /// Failed; the next attempt starts at `retry_at`.
     Backoff {
@@ -88,6 +93,15 @@ pub struct StepState {
     pub iterations: Vec<Iteration>,
 }
 
+/// The connector build a step of the run is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The build's `name@version`.
+    pub id: ConnectorId,
+    /// Its digest.
+    pub digest: String,
+}
+
 /// A delivered signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signal {
@@ -110,6 +124,8 @@ pub struct RunState {
     pub input: Value,
     /// When the run times out.
     pub timeout_at: Option<Millis>,
+    /// For each call step (by index), the build it is pinned to.
+    pub pins: Vec<Option<Pin>>,
     /// Steps, in the definition's order.
     pub steps: Vec<StepState>,
     /// Signals delivered so far.
@@ -132,6 +148,7 @@ impl RunState {
             status: RunStatus::Running,
             input: Value::Null,
             timeout_at: None,
+            pins: vec![None; definition.workflow.steps.len()],
             steps: definition
                 .workflow
                 .steps
@@ -161,9 +178,21 @@ impl RunState {
         self.applied += 1;
         let index = event.step().and_then(|id| definition.step_index(id));
         match event {
-            Event::RunStarted { input, timeout_at, .. } => {
+            Event::RunStarted { input, timeout_at, connectors, .. } => {
                 self.input = input.clone();
                 self.timeout_at = *timeout_at;
+                self.pins = definition
+                    .workflow
+                    .steps
+                    .iter()
+                    .map(|step| {
+                        let uses = step.call()?;
+                        connectors.iter().find_map(|(id, digest)| {
+                            let id: ConnectorId = id.parse().ok()?;
+                            uses.matches(&id).then(|| Pin { id, digest: digest.clone() })
+                        })
+                    })
+                    .collect();
             }
             Event::StepScheduled { items, .. } => {
                 if let Some(step) = index.map(|i| &mut self.steps[i]) {
@@ -180,9 +209,15 @@ impl RunState {
                     step.phase = StepPhase::Skipped(reason.clone());
                 }
             }
-            Event::StepStarted { iteration, attempt, input, timeout_at, .. } => {
+            Event::StepStarted { iteration, attempt, input, timeout_at, key, child, .. } => {
                 if let Some(slot) = index.and_then(|i| self.iteration_mut(i, *iteration)) {
-                    *slot = Iteration::Running { attempt: *attempt, input: input.clone(), wake_at: *timeout_at };
+                    *slot = Iteration::Running {
+                        attempt: *attempt,
+                        input: input.clone(),
+                        wake_at: *timeout_at,
+                        key: key.clone(),
+                        child: child.clone(),
+                    };
                 }
             }
             Event::TimerSet { fire_at, .. } => {
@@ -197,7 +232,7 @@ impl RunState {
             }
             Event::StepCompleted { iteration, output, .. } => {
                 if let Some(i) = index {
-                    if let Some(wait) = &definition.workflow.steps[i].wait_for_signal
+                    if let StepKind::WaitForSignal(wait) = &definition.workflow.steps[i].kind
                         && let Some(signal) = self.signals.iter_mut().find(|s| !s.consumed && s.name == wait.name)
                     {
                         signal.consumed = true;
@@ -266,12 +301,14 @@ impl RunState {
         }
     }
 
-    /// The attempts under way: (step index, iteration, attempt, input).
-    pub fn running(&self) -> impl Iterator<Item = (usize, Option<u32>, u32, &Value)> {
-        self.steps.iter().enumerate().flat_map(|(i, step)| {
-            let foreach = step.items.is_some();
-            step.iterations.iter().enumerate().filter_map(move |(n, it)| match it {
-                Iteration::Running { attempt, input, .. } => Some((i, foreach.then_some(n as u32), *attempt, input)),
+    /// The attempts under way, with their iterations' state.
+    pub fn running(&self) -> impl Iterator<Item = (AttemptId, &Iteration)> {
+        self.steps.iter().enumerate().flat_map(|(step, state)| {
+            let foreach = state.items.is_some();
+            state.iterations.iter().enumerate().filter_map(move |(n, it)| match it {
+                Iteration::Running { attempt, .. } => {
+                    Some((AttemptId { step, iteration: foreach.then_some(n as u32), attempt: *attempt }, it))
+                }
                 _ => None,
             })
         })

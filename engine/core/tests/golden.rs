@@ -1,7 +1,10 @@
-//! Golden tests of the state machine: events in, events out.
+//! Golden tests of the state machine: events in; events and effects out.
 
 use serde_json::{Value, json};
-use weft_core::{Event, RunState, RunStatus, StepError, next, next_wake, on_outcome, recover};
+use weft_core::{
+    AttemptId, Call, ChildStart, Decision, Effect, Event, RunState, RunStatus, StepError, advance, decide, next_wake,
+    on_outcome, recover,
+};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, ErrorKind, load};
 
 fn catalog() -> Catalog {
@@ -13,11 +16,13 @@ fn catalog() -> Catalog {
     }])
 }
 
-/// A driver without I/O: applies what `next` says and records it.
+/// A driver without I/O: applies what the core decides and records it.
 struct Sim {
     def: Definition,
     state: RunState,
     journal: Vec<Event>,
+    /// The effects of the last `settle`.
+    effects: Vec<Effect>,
     now: i64,
 }
 
@@ -28,7 +33,8 @@ impl Sim {
     }
 
     fn with(def: Definition, input: Value) -> Sim {
-        let mut sim = Sim { state: RunState::new("r1", &def), def, journal: Vec::new(), now: 1_000 };
+        let mut sim =
+            Sim { state: RunState::new("r1", &def), def, journal: Vec::new(), effects: Vec::new(), now: 1_000 };
         let started = Event::RunStarted {
             workflow: "w".into(),
             workflow_hash: sim.def.hash.clone(),
@@ -47,23 +53,25 @@ impl Sim {
         }
     }
 
-    /// Runs `next` until it has nothing more; returns what it produced.
+    /// Advances until the core has nothing more to decide; returns the events
+    /// it produced and keeps the effects in `self.effects`.
     fn settle(&mut self) -> Vec<Event> {
-        let mut produced = Vec::new();
-        loop {
-            let events = next(&self.def, &self.state, self.now);
-            if events.is_empty() {
-                return produced;
-            }
-            produced.extend(events.clone());
-            self.commit(events);
-        }
+        let mut state = self.state.clone();
+        let Decision { events, effects } = advance(&self.def, &mut state, self.now);
+        self.commit(events.clone());
+        assert_eq!(state, self.state, "advance applies exactly the events it returns");
+        self.effects = effects;
+        events
+    }
+
+    /// The attempt of `step` (and iteration) under way.
+    fn attempt(&self, step: &str, iteration: Option<u32>) -> AttemptId {
+        let i = self.def.step_index(step).unwrap();
+        self.state.running().map(|(id, _)| id).find(|id| id.step == i && id.iteration == iteration).expect("running")
     }
 
     fn finish(&mut self, step: &str, iteration: Option<u32>, outcome: Result<Value, StepError>) -> Vec<Event> {
-        let i = self.def.step_index(step).unwrap();
-        let attempt = self.state.running().find(|r| r.0 == i && r.1 == iteration).map(|r| r.2).expect("running");
-        let events = on_outcome(&self.def, &self.state, i, iteration, attempt, outcome, self.now);
+        let events = on_outcome(&self.def, &self.state, self.attempt(step, iteration), outcome, self.now);
         self.commit(events.clone());
         let mut all = events;
         all.extend(self.settle());
@@ -73,7 +81,22 @@ impl Sim {
     fn running(&self) -> Vec<String> {
         self.state
             .running()
-            .map(|(i, it, a, _)| format!("{}[{}]#{a}", self.def.workflow.steps[i].id, it.unwrap_or(0)))
+            .map(|(id, _)| {
+                format!("{}[{}]#{}", self.def.workflow.steps[id.step].id, id.iteration.unwrap_or(0), id.attempt)
+            })
+            .collect()
+    }
+
+    /// The calls the last `settle` asked for, as `step[iteration]#attempt`.
+    fn calls(&self) -> Vec<String> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Call(call) => {
+                    Some(format!("{}[{}]#{}", call.step_id, call.attempt.iteration.unwrap_or(0), call.attempt.attempt))
+                }
+                _ => None,
+            })
             .collect()
     }
 }
@@ -92,8 +115,22 @@ fn a_chain_runs_in_order_and_passes_outputs() {
         json!({ "n": 5 }),
     );
     assert_eq!(kinds(&sim.settle()), ["step_scheduled:a", "step_started:a"]);
+    assert_eq!(
+        sim.effects,
+        [Effect::Call(Call {
+            attempt: AttemptId { step: 0, iteration: None, attempt: 1 },
+            step_id: "a".into(),
+            uses: "t/double".parse().unwrap(),
+            digest: None,
+            input: json!({ "value": 5 }),
+            idempotency_key: "r1:a:0".into(),
+            timeout: None,
+        })],
+        "the started attempt is a call to perform, with the key the journal holds"
+    );
     let done = sim.finish("a", None, Ok(json!({ "value": 10 })));
     assert_eq!(kinds(&done), ["step_completed:a", "step_scheduled:b", "step_started:b"]);
+    assert_eq!(sim.calls(), ["b[0]#1"]);
     match &done[2] {
         Event::StepStarted { input, key, attempt, .. } => {
             assert_eq!(input, &json!({ "value": 10 }));
@@ -104,6 +141,7 @@ fn a_chain_runs_in_order_and_passes_outputs() {
     }
     let done = sim.finish("b", None, Ok(json!({ "value": 20 })));
     assert_eq!(kinds(&done), ["step_completed:b", "run_completed"]);
+    assert_eq!(sim.effects, [Effect::Finish(RunStatus::Completed)]);
     assert_eq!(sim.state.output, Some(json!({ "value": 20 })), "default output is the last step's");
 }
 
@@ -118,6 +156,7 @@ fn independent_branches_start_together() {
     );
     sim.settle();
     assert_eq!(sim.running(), ["a[0]#1", "b[0]#1"]);
+    assert_eq!(sim.calls(), sim.running(), "each started attempt is one call");
     assert!(kinds(&sim.finish("a", None, Ok(json!(1)))).iter().all(|k| !k.ends_with(":c")), "c waits for b");
     sim.finish("b", None, Ok(json!(2)));
     assert_eq!(sim.running(), ["c[0]#1"]);
@@ -139,10 +178,12 @@ fn retryable_errors_back_off_and_keep_the_key() {
     let delay = at - sim.now;
     assert!((500..=1000).contains(&delay), "first retry waits 0.5–1 s with jitter, got {delay}");
     assert_eq!(next_wake(&sim.state), Some(*at));
+    assert_eq!(sim.effects, [Effect::WakeAt(*at)], "the driver is told when the retry is due");
     assert!(sim.settle().is_empty(), "nothing before the retry time");
     sim.now = *at;
     let retried = sim.settle();
     assert!(matches!(&retried[0], Event::StepStarted { attempt: 2, key, .. } if key == "r1:a:0"), "{retried:?}");
+    assert_eq!(sim.calls(), ["a[0]#2"]);
     let failed = sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "503")));
     let Event::StepFailed { retry_at: Some(at), .. } = &failed[0] else { panic!("{failed:?}") };
     assert!((1000..=2000).contains(&(at - sim.now)), "second retry waits 1–2 s");
@@ -223,8 +264,16 @@ fn foreach_fans_out_within_its_concurrency_and_collects_outputs() {
     );
     sim.settle();
     assert_eq!(sim.running(), ["each[0]#1", "each[1]#1"]);
+    assert_eq!(sim.calls(), ["each[0]#1", "each[1]#1"]);
     for n in 0..5u32 {
-        let input = sim.state.running().find(|r| r.1 == Some(n)).map(|r| r.3.clone()).unwrap();
+        let input = sim
+            .state
+            .running()
+            .find_map(|(id, it)| match it {
+                weft_core::Iteration::Running { input, .. } if id.iteration == Some(n) => Some(input.clone()),
+                _ => None,
+            })
+            .unwrap();
         assert_eq!(input["i"], json!(n));
         assert!(sim.running().len() <= 2);
         let key = weft_core::idempotency_key("r1", "each", Some(n));
@@ -240,6 +289,7 @@ fn sleeps_are_timers_in_the_journal() {
     let out = sim.settle();
     assert_eq!(kinds(&out), ["step_scheduled:nap", "step_started:nap", "timer_set:nap"]);
     assert_eq!(next_wake(&sim.state), Some(sim.now + 30_000));
+    assert_eq!(sim.effects, [Effect::WakeAt(sim.now + 30_000)], "a sleep is a wake-up, not a task");
     sim.now += 29_999;
     assert!(sim.settle().is_empty());
     sim.now += 1;
@@ -276,13 +326,20 @@ fn interrupted_attempts_are_retried_with_the_same_key() {
     let mut state = RunState::replay("r1", &sim.def, &sim.journal);
     let recovered = recover(&sim.def, &state, sim.now);
     assert!(
-        matches!(&recovered[0], Event::StepFailed { error, retry_at: Some(_), .. } if error.kind == ErrorKind::Interrupted)
+        matches!(&recovered.events[..], [Event::StepFailed { error, retry_at: Some(_), .. }] if error.kind == ErrorKind::Interrupted)
     );
-    for e in &recovered {
+    assert!(recovered.effects.is_empty(), "an interrupted call is not called again as it was");
+    for e in &recovered.events {
         state.apply(&sim.def, e);
     }
-    let restarted = next(&sim.def, &state, sim.now);
-    assert!(matches!(&restarted[0], Event::StepStarted { attempt: 2, key, .. } if key == "r1:a:0"), "{restarted:?}");
+    let restarted = decide(&sim.def, &state, sim.now);
+    assert!(
+        matches!(&restarted.events[0], Event::StepStarted { attempt: 2, key, .. } if key == "r1:a:0"),
+        "{restarted:?}"
+    );
+    assert!(
+        matches!(&restarted.effects[..], [Effect::Call(call)] if call.attempt.attempt == 2 && call.idempotency_key == "r1:a:0")
+    );
 }
 
 #[test]
@@ -292,11 +349,9 @@ fn cancellation_ends_the_run() {
     sim.commit(vec![Event::CancelRequested { reason: "by user".into() }]);
     assert_eq!(kinds(&sim.settle()), ["run_cancelled"]);
     assert_eq!(sim.state.status, RunStatus::Cancelled);
-    let late = sim.state.running().next().map(|r| (r.0, r.2)).unwrap();
-    assert!(
-        on_outcome(&sim.def, &sim.state, late.0, None, late.1, Ok(json!(1)), sim.now).is_empty(),
-        "late results are dropped"
-    );
+    assert_eq!(sim.effects, [Effect::Finish(RunStatus::Cancelled)]);
+    let late = sim.attempt("a", None);
+    assert!(on_outcome(&sim.def, &sim.state, late, Ok(json!(1)), sim.now).is_empty(), "late results are dropped");
 }
 
 #[test]
@@ -328,10 +383,33 @@ fn child_workflow_steps_start_a_child_run_that_outlives_restarts() {
         "{out:?}"
     );
     assert_ne!(expected, weft_core::child_run_id("r1", "kid", None, 2), "each attempt has its own child");
+    let start = ChildStart {
+        attempt: AttemptId { step: 0, iteration: None, attempt: 1 },
+        step_id: "kid".into(),
+        run_id: expected.clone(),
+        input: json!({ "n": 7 }),
+        timeout: None,
+    };
+    assert_eq!(sim.effects, [Effect::StartChild(start.clone())]);
 
-    // A restart does not interrupt a child run: the new driver picks it up.
+    // A restart does not interrupt a child run: the new driver picks it up,
+    // under the id the journal holds.
     let state = RunState::replay("r1", &sim.def, &sim.journal);
-    assert!(recover(&sim.def, &state, sim.now).is_empty());
+    let recovered = recover(&sim.def, &state, sim.now);
+    assert!(recovered.events.is_empty());
+    assert_eq!(recovered.effects, [Effect::StartChild(start)]);
+
+    // Cancelling the parent cancels the child before the parent's end.
+    let mut cancelled = sim.state.clone();
+    cancelled.apply(&sim.def, &Event::CancelRequested { reason: "by user".into() });
+    let end = advance(&sim.def, &mut cancelled, sim.now);
+    assert_eq!(
+        end.effects,
+        [
+            Effect::CancelChild { run_id: expected.clone(), reason: "its parent run r1 cancelled".into() },
+            Effect::Finish(RunStatus::Cancelled)
+        ]
+    );
 
     // A failed child fails the step for good: it is not retried by default.
     let failed = sim.finish("kid", None, Err(StepError::new(ErrorKind::Transient, "child run failed")));

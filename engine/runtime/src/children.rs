@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde_json::Value;
-use weft_core::{RunState, RunStatus, StepError, child_run_id};
+use weft_core::{Effect, RunStatus, StepError};
 use weft_workflows::{Definition, ErrorKind};
 
 use crate::{Engine, Error, Result};
@@ -27,7 +27,7 @@ impl Engine {
             let outcome = match self.store.get_run(id).await {
                 Ok(Some(_)) => self.drive(id, &mut ()).await,
                 Ok(None) => match self.create(definition, input.clone(), Some(id), Some(parent), true).await {
-                    Ok((run, events)) => self.drive_created(run, definition, events, &mut ()).await,
+                    Ok((run, events, effects)) => self.drive_created(run, definition, events, effects, &mut ()).await,
                     Err(Error::InvalidInput(problems)) => {
                         let message = format!("the child workflow's input: {}", problems.join("; "));
                         return Err(StepError::new(ErrorKind::InvalidInput, message));
@@ -61,23 +61,16 @@ impl Engine {
         }
     }
 
-    /// Cancels the child runs that `state`'s running child workflow steps
-    /// started. Children that were never created or have already ended are
-    /// left as they are.
-    pub(crate) fn end_children<'a>(
+    /// Performs the `CancelChild` effects among `effects`. Children that were
+    /// never created or have already ended are left as they are.
+    pub(crate) fn cancel_children<'a>(
         &'a self,
-        definition: &'a Definition,
-        state: &'a RunState,
-        reason: &'a str,
+        effects: &'a [Effect],
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         Box::pin(async move {
-            let steps = &definition.workflow.steps;
-            for (step, iteration, attempt, _) in state.running() {
-                if steps[step].workflow.is_none() {
-                    continue;
-                }
-                let id = child_run_id(&state.run_id, &steps[step].id, iteration, attempt);
-                match self.cancel(&id, reason).await {
+            for effect in effects {
+                let Effect::CancelChild { run_id, reason } = effect else { continue };
+                match self.cancel(run_id, reason).await {
                     Ok(_) | Err(Error::Finished { .. }) | Err(Error::Store(weft_store::Error::RunNotFound(_))) => {}
                     Err(e) => return Err(e),
                 }

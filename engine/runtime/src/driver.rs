@@ -9,10 +9,10 @@ use futures_util::FutureExt;
 
 use serde_json::Value;
 use tokio::task::JoinSet;
-use weft_core::{Event, RunState, RunStatus, StepError, next, next_wake, on_outcome, recover};
+use weft_core::{AttemptId, Call, ChildStart, Decision, Effect, Event, RunState, RunStatus, StepError, on_outcome};
 use weft_host::CallContext;
 use weft_store::{RunRecord, now_ms};
-use weft_workflows::{Definition, ErrorKind, Uses};
+use weft_workflows::{Definition, ErrorKind};
 
 use crate::{Engine, Error, Observer, Result, step_error};
 
@@ -29,41 +29,21 @@ pub struct Outcome {
     pub error: Option<StepError>,
 }
 
-/// The result of one connector call, tagged with the attempt it belongs to.
+/// The result of one connector call or child run, tagged with its attempt.
 struct Finished {
-    step: usize,
-    iteration: Option<u32>,
-    attempt: u32,
+    attempt: AttemptId,
     result: Result<Value, StepError>,
 }
 
 /// The result of an attempt whose call panicked: a trap, so that the step's
 /// policy decides what follows instead of the attempt hanging.
-fn panicked(attempt: Attempt, panic: &(dyn std::any::Any + Send)) -> Finished {
+fn panicked(attempt: AttemptId, panic: &(dyn std::any::Any + Send)) -> Finished {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into());
-    let (step, iteration, attempt) = attempt;
-    let result = Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}")));
-    Finished { step, iteration, attempt, result }
-}
-
-/// Applies what `next` says to `state` until it says nothing, and returns
-/// those events (for the caller to commit).
-pub(crate) fn advance(definition: &Definition, state: &mut RunState, now: weft_core::Millis) -> Vec<Event> {
-    let mut applied = Vec::new();
-    loop {
-        let events = next(definition, state, now);
-        if events.is_empty() {
-            return applied;
-        }
-        for event in &events {
-            state.apply(definition, event);
-        }
-        applied.extend(events);
-    }
+    Finished { attempt, result: Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}"))) }
 }
 
 /// A connector call or child run, as spawned.
@@ -77,19 +57,19 @@ struct Drive<'a> {
     state: RunState,
     /// Seq of the last journal event that `state` includes.
     known: i64,
-    /// For each step, the digest of the connector it is pinned to.
-    digests: Vec<Option<String>>,
     /// Events applied to `state` but not yet committed.
     staged: Vec<Event>,
+    /// When the core next has something to do without a new event.
+    wake_at: Option<weft_core::Millis>,
     observer: &'a mut dyn Observer,
     /// Connector calls and child runs under way in this process, each in a
     /// task of its own.
     in_flight: JoinSet<Finished>,
     /// The attempt of each task in `in_flight`, for a task that panics.
-    tasks: HashMap<tokio::task::Id, Attempt>,
+    tasks: HashMap<tokio::task::Id, AttemptId>,
     /// A call polled by the driver's own task: when a run has one call at a
     /// time (a chain of steps), nothing is handed between tasks.
-    lone: Option<(Attempt, BoxedCall)>,
+    lone: Option<(AttemptId, BoxedCall)>,
 }
 
 /// Marks a run as driven by this engine for as long as it lives.
@@ -117,9 +97,6 @@ impl Drop for Driving<'_> {
     }
 }
 
-/// A step attempt: step index, `foreach` iteration, attempt number.
-type Attempt = (usize, Option<u32>, u32);
-
 impl Engine {
     /// Drives a run until it completes, fails or is cancelled. Attempts that
     /// were under way when a previous driver died are recorded as
@@ -142,52 +119,31 @@ impl Engine {
     async fn drive_leased(&self, run: RunRecord, observer: &mut dyn Observer) -> Result<Outcome> {
         let definition = self.definition(&run).await?;
         let events = self.store.load_events(&run.id, 0).await?;
-        self.drive_loaded(run, definition, events, true, observer).await
+        self.drive_loaded(run, definition, events, None, observer).await
     }
 
     /// Drives a run whose definition and journal are already in hand. With
-    /// `recovering`, attempts the journal shows running were cut short by a
-    /// previous driver; without it (a run this process just created), they
-    /// are yet to be called.
+    /// `created`, the run was just created here and these are the effects its
+    /// creating commit called for; without it, a previous driver stopped
+    /// somewhere and the core says how to recover.
     pub(crate) async fn drive_loaded(
         &self,
         run: RunRecord,
         definition: Definition,
         events: Vec<weft_store::StoredEvent>,
-        recovering: bool,
+        created: Option<Vec<Effect>>,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
         let state = RunState::replay(&run.id, &definition, events.iter().map(|e| &e.event));
         for stored in &events {
             observer.event(&run.id, stored.seq, &stored.event);
         }
-        let pins = events
-            .iter()
-            .find_map(|e| match &e.event {
-                Event::RunStarted { connectors, .. } => Some(connectors.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let mut digests = Vec::new();
-        for step in &definition.workflow.steps {
-            let digest = step.uses.as_deref().and_then(|u| Uses::parse(u).ok()).and_then(|uses| {
-                pins.iter()
-                    .find(|(key, _)| match &uses.version {
-                        Some(v) => **key == format!("{}@{v}", uses.connector),
-                        None => key.split('@').next() == Some(uses.connector.as_str()),
-                    })
-                    .map(|(key, digest)| (key.clone(), digest.clone()))
+        if let Some(pin) = state.pins.iter().flatten().find(|pin| !self.host.is_installed(&pin.digest)) {
+            return Err(Error::PinnedConnectorMissing {
+                run: run.id.clone(),
+                connector: pin.id.to_string(),
+                digest: pin.digest.clone(),
             });
-            if let Some((key, digest)) = &digest
-                && !self.host.is_installed(digest)
-            {
-                return Err(Error::PinnedConnectorMissing {
-                    run: run.id.clone(),
-                    connector: key.clone(),
-                    digest: digest.clone(),
-                });
-            }
-            digests.push(digest.map(|(_, d)| d));
         }
         let known = events.last().map_or(0, |e| e.seq);
         let _driving = Driving::enter(self, &run.id);
@@ -197,57 +153,38 @@ impl Engine {
             definition,
             state,
             known,
-            digests,
             staged: Vec::new(),
+            wake_at: None,
             observer,
             in_flight: JoinSet::new(),
             tasks: HashMap::new(),
             lone: None,
         };
-        drive.run_to_end(recovering).await
+        let first = match created {
+            Some(effects) => Decision { events: Vec::new(), effects },
+            None => weft_core::recover(&drive.definition, &drive.state, now_ms()),
+        };
+        drive.run_to_end(first).await
     }
 }
 
 impl Drive<'_> {
-    async fn run_to_end(&mut self, recovering: bool) -> Result<Outcome> {
-        if recovering {
-            let recovered = recover(&self.definition, &self.state, now_ms());
-            self.stage(recovered);
-        }
-        let mut started: Vec<Attempt> = Vec::new();
+    /// Commits and performs decisions until the run ends. `first` is what to
+    /// do before the core is asked anything (a recovery, a creation's calls).
+    async fn run_to_end(&mut self, first: Decision) -> Result<Outcome> {
+        self.stage(first.events);
+        let mut effects = first.effects;
         let poll = self.engine.config.poll_interval;
         let renew_every = self.engine.config.lease_ttl / 3;
         let mut last_renew = Instant::now();
         loop {
-            self.settle().await?;
+            effects.extend(self.settle().await?);
             if self.state.status.is_terminal() {
                 break;
             }
-            let mut calls = Vec::new();
-            for (step, iteration, attempt, input) in self.state.running() {
-                let spec = &self.definition.workflow.steps[step];
-                if (spec.uses.is_none() && spec.workflow.is_none()) || started.contains(&(step, iteration, attempt)) {
-                    continue;
-                }
-                started.push((step, iteration, attempt));
-                let call = match spec.workflow {
-                    Some(_) => self.child(step, iteration, attempt, input.clone()),
-                    None => Box::pin(self.call(step, iteration, attempt, input.clone())),
-                };
-                calls.push(((step, iteration, attempt), call));
-            }
-            let alone = calls.len() == 1 && self.lone.is_none() && self.in_flight.is_empty();
-            for (attempt, call) in calls {
-                if alone {
-                    self.lone = Some((attempt, call));
-                } else {
-                    let task = self.in_flight.spawn(call);
-                    self.tasks.insert(task.id(), attempt);
-                }
-            }
-            started.retain(|(s, i, a)| self.state.running().any(|r| (r.0, r.1, r.2) == (*s, *i, *a)));
+            self.perform(std::mem::take(&mut effects));
 
-            let wake = next_wake(&self.state).map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+            let wake = self.wake_at.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
             let wait = wake.map_or(poll, |w| w.min(poll));
             let (lone, in_flight) = (&mut self.lone, &mut self.in_flight);
             tokio::select! {
@@ -301,14 +238,40 @@ impl Drive<'_> {
         })
     }
 
-    /// Applies what `next` says until it says nothing, and commits it with
+    /// Starts the calls and child runs that committed events started. A
+    /// lone call (nothing else under way) is polled in the driver's task.
+    fn perform(&mut self, effects: Vec<Effect>) {
+        let mut calls = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Call(call) => calls.push((call.attempt, Box::pin(self.call(call)) as BoxedCall)),
+                Effect::StartChild(child) => calls.push((child.attempt, self.child(child))),
+                // `settle` cancels children before it commits the end;
+                // `wake_at` is kept as each decision comes.
+                Effect::CancelChild { .. } | Effect::WakeAt(_) | Effect::Finish(_) => {}
+            }
+        }
+        let alone = calls.len() == 1 && self.lone.is_none() && self.in_flight.is_empty();
+        for (attempt, call) in calls {
+            if alone {
+                self.lone = Some((attempt, call));
+            } else {
+                let task = self.in_flight.spawn(call);
+                self.tasks.insert(task.id(), attempt);
+            }
+        }
+    }
+
+    /// Advances the run as far as the core can, and commits that with
     /// whatever was staged (a result, a recovery) in one transaction: a step's
-    /// completion and the start of the steps that need it are durable together,
-    /// before those steps are called.
-    async fn settle(&mut self) -> Result<()> {
-        let events = advance(&self.definition, &mut self.state, now_ms());
+    /// completion and the start of the steps that need it are durable
+    /// together, before those steps are called. Returns the effects to
+    /// perform now that their events are durable.
+    async fn settle(&mut self) -> Result<Vec<Effect>> {
+        let Decision { events, effects } = weft_core::advance(&self.definition, &mut self.state, now_ms());
         self.staged.extend(events);
-        if self.state.status.is_terminal() && self.state.status != RunStatus::Completed {
+        let decision = Decision { events: Vec::new(), effects };
+        if decision.finish().is_some_and(|status| status != RunStatus::Completed) {
             // Child runs end before their parent's end is durable: if this
             // process dies in between, the parent is still running and its
             // next driver ends them again.
@@ -316,17 +279,17 @@ impl Drive<'_> {
             self.in_flight.abort_all();
             while self.in_flight.join_next().await.is_some() {}
             self.tasks.clear();
-            let reason = format!("its parent run {} {}", self.run.id, self.state.status.as_str());
-            self.engine.end_children(&self.definition, &self.state, &reason).await?;
+            self.engine.cancel_children(&decision.effects).await?;
         }
+        self.wake_at = decision.wake_at();
         let batch = std::mem::take(&mut self.staged);
-        self.append(batch).await
+        self.append(batch).await?;
+        Ok(decision.effects)
     }
 
     /// Stages what a finished attempt leads to.
     fn finish(&mut self, finished: Finished) {
-        let Finished { step, iteration, attempt, result } = finished;
-        let events = on_outcome(&self.definition, &self.state, step, iteration, attempt, result, now_ms());
+        let events = on_outcome(&self.definition, &self.state, finished.attempt, finished.result, now_ms());
         self.stage(events);
     }
 
@@ -382,13 +345,11 @@ impl Drive<'_> {
 
     /// The future that runs one attempt of a child workflow step: it creates
     /// the child run (or finds it, after a restart) and drives it to its end.
-    fn child(&self, step: usize, iteration: Option<u32>, attempt: u32, input: Value) -> BoxedCall {
+    fn child(&self, start: ChildStart) -> BoxedCall {
         let engine = self.engine.clone();
-        let spec = &self.definition.workflow.steps[step];
-        let definition = self.definition.children.get(&spec.id).cloned();
-        let id = weft_core::child_run_id(&self.run.id, &spec.id, iteration, attempt);
+        let definition = self.definition.children.get(&start.step_id).cloned();
         let parent = self.run.id.clone();
-        let timeout = spec.timeout;
+        let ChildStart { attempt, run_id: id, input, timeout, .. } = start;
         Box::pin(async move {
             let result = match definition {
                 None => Err(StepError::new(ErrorKind::Fatal, "the step's child workflow is not in the definition")),
@@ -396,9 +357,10 @@ impl Drive<'_> {
                     let child = engine.run_child(&definition, &id, &parent, input);
                     match timeout {
                         None => child.await,
-                        Some(limit) => match tokio::time::timeout(limit.0, child).await {
+                        Some(limit) => match tokio::time::timeout(limit, child).await {
                             Ok(result) => result,
                             Err(_) => {
+                                let limit = weft_workflows::Duration(limit);
                                 let reason = format!("the parent's step did not finish within {limit}");
                                 let _ = engine.cancel(&id, &reason).await;
                                 Err(StepError::new(
@@ -410,38 +372,29 @@ impl Drive<'_> {
                     }
                 }
             };
-            Finished { step, iteration, attempt, result }
+            Finished { attempt, result }
         })
     }
 
     /// The future that performs one connector call.
-    fn call(
-        &self,
-        step: usize,
-        iteration: Option<u32>,
-        attempt: u32,
-        input: Value,
-    ) -> impl Future<Output = Finished> + Send + 'static {
+    fn call(&self, call: Call) -> impl Future<Output = Finished> + Send + 'static {
         let host = self.engine.host.clone();
-        let spec = &self.definition.workflow.steps[step];
-        let action = spec.uses.as_deref().and_then(|u| Uses::parse(u).ok()).map(|u| u.action).unwrap_or_default();
-        let digest = self.digests[step].clone();
-        let timeout = spec.timeout.map(|t| t.0);
+        let Call { attempt, step_id, uses, digest, input, idempotency_key, timeout } = call;
         let ctx = CallContext {
             tenant: self.run.tenant.clone(),
             run_id: self.run.id.clone(),
-            step_id: spec.id.clone(),
-            attempt,
-            idempotency_key: weft_core::idempotency_key(&self.run.id, &spec.id, iteration),
+            step_id,
+            attempt: attempt.attempt,
+            idempotency_key,
         };
         async move {
             let result = match digest {
-                Some(digest) => host.invoke(&digest, &ctx, &action, &input, timeout).await.map_err(step_error),
+                Some(digest) => host.invoke(&digest, &ctx, &uses.action, &input, timeout).await.map_err(step_error),
                 None => {
                     Err(StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id)))
                 }
             };
-            Finished { step, iteration, attempt, result }
+            Finished { attempt, result }
         }
     }
 }

@@ -33,10 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use weft_core::{Event, RunState, StepError};
+use weft_core::{Effect, Event, RunState, StepError};
 use weft_host::Host;
 use weft_store::{DEFAULT_TENANT, NewRun, RunRecord, Store, now_ms};
-use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Uses};
+use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step};
 
 pub use driver::Outcome;
 
@@ -174,22 +174,23 @@ impl Engine {
     /// Starts a run and drives it to the end in this process, without reading
     /// back what `start` just wrote.
     pub async fn run(&self, definition: &Definition, input: Value, observer: &mut dyn Observer) -> Result<Outcome> {
-        let (run, events) = self.create(definition, input, None, None, true).await?;
-        self.drive_created(run, definition, events, observer).await
+        let (run, events, effects) = self.create(definition, input, None, None, true).await?;
+        self.drive_created(run, definition, events, effects, observer).await
     }
 
     /// Drives a run that `create` just returned (with its first steps
-    /// started and not yet called), then gives its lease back unless it
-    /// finished (a finished run's last commit cleared it).
+    /// started, and `effects` to perform them), then gives its lease back
+    /// unless it finished (a finished run's last commit cleared it).
     async fn drive_created(
         &self,
         run: RunRecord,
         definition: &Definition,
         events: Vec<weft_store::StoredEvent>,
+        effects: Vec<Effect>,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
         let id = run.id.clone();
-        let result = self.drive_loaded(run, definition.clone(), events, false, observer).await;
+        let result = self.drive_loaded(run, definition.clone(), events, Some(effects), observer).await;
         if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
             self.release_lease(&id).await;
         }
@@ -199,7 +200,8 @@ impl Engine {
     /// Creates a run (with a new id, or `id` for a child run of `parent`);
     /// returns its row and journal as written. With `first_steps`, the
     /// steps that can start at once are started in the same commit, for a
-    /// caller that drives the run next ([`Engine::drive_created`]).
+    /// caller that drives the run next ([`Engine::drive_created`]) and
+    /// performs the effects returned.
     async fn create(
         &self,
         definition: &Definition,
@@ -207,11 +209,10 @@ impl Engine {
         id: Option<&str>,
         parent: Option<&str>,
         first_steps: bool,
-    ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>)> {
+    ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
         let mut connectors = BTreeMap::new();
-        for step in &definition.workflow.steps {
-            let Some(uses) = step.uses.as_deref().and_then(|u| Uses::parse(u).ok()) else { continue };
+        for uses in definition.workflow.steps.iter().filter_map(Step::call) {
             let info = self
                 .host
                 .resolve(&uses.connector, uses.version.as_deref())
@@ -230,9 +231,12 @@ impl Engine {
             timeout_at: definition.workflow.timeout.map(|t| now + t.as_millis() as i64),
         };
         let mut events = vec![started];
+        let mut effects = Vec::new();
         if first_steps {
             let mut state = RunState::replay(&run_id, definition, events.iter());
-            events.extend(driver::advance(definition, &mut state, now));
+            let decision = weft_core::advance(definition, &mut state, now);
+            events.extend(decision.events);
+            effects = decision.effects;
         }
         let new = NewRun {
             id: &run_id,
@@ -262,7 +266,7 @@ impl Engine {
         };
         let stored =
             events.into_iter().zip(1..).map(|(event, seq)| weft_store::StoredEvent { seq, at: now, event }).collect();
-        Ok((record, stored))
+        Ok((record, stored, effects))
     }
 
     /// Stores a definition and its children's under their hashes, unless this
@@ -318,10 +322,9 @@ impl Engine {
         let driven_here = self.driving.lock().expect("driving lock").contains_key(&run.id);
         if !driven_here && self.take_lease(&run.id).await.is_ok() {
             let (definition, state, _) = self.state(&run).await?;
-            let child_reason = format!("its parent run {} was cancelled", run.id);
-            self.end_children(&definition, &state, &child_reason).await?;
-            let events = weft_core::next(&definition, &state, now_ms());
-            self.store.append(&run.id, &events).await?;
+            let decision = weft_core::decide(&definition, &state, now_ms());
+            self.cancel_children(&decision.effects).await?;
+            self.store.append(&run.id, &decision.events).await?;
         }
         Ok(self.store.find_run(&run.id).await?)
     }
