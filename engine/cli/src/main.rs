@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
+use weft_core::RunStatus;
 use weft_host::{EnvSecrets, Host, HostConfig};
 use weft_runtime::{Engine, EngineConfig, Outcome};
 use weft_store::Store;
@@ -294,8 +295,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Cancel { run, reason } => {
             let engine = open_engine(&cli).await?;
             let run = engine.cancel(run, reason).await.map_err(classify)?;
-            match run.status.as_str() {
-                "cancelled" => eprintln!("run {} cancelled", run.id),
+            match run.status {
+                RunStatus::Cancelled => eprintln!("run {} cancelled", run.id),
                 _ => eprintln!("cancellation of run {} requested; the process driving it will stop it", run.id),
             }
             Ok(0)

@@ -33,7 +33,7 @@ pub fn list(runs: &[RunRecord], json: bool) {
             .iter()
             .map(|r| {
                 json!({
-                    "id": r.id, "workflow": r.workflow_name, "status": r.status, "parent": r.parent_id,
+                    "id": r.id, "workflow": r.workflow_name, "status": r.status.as_str(), "parent": r.parent_id,
                     "created_at": timestamp(r.created_at), "updated_at": timestamp(r.updated_at),
                 })
             })
@@ -47,7 +47,7 @@ pub fn list(runs: &[RunRecord], json: bool) {
     }
     println!("{:<36}  {:<20}  {:<9}  {:<24}  DURATION", "RUN", "WORKFLOW", "STATUS", "CREATED");
     for run in runs {
-        let took = if run.status == "running" { "-".to_string() } else { duration(run.updated_at - run.created_at) };
+        let took = if !run.status.is_terminal() { "-".to_string() } else { duration(run.updated_at - run.created_at) };
         println!(
             "{:<36}  {:<20}  {:<9}  {:<24}  {}",
             run.id,
@@ -86,7 +86,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         let journal: Vec<Value> =
             events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
         let body = json!({
-            "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": run.status,
+            "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": run.status.as_str(),
             "parent": run.parent_id,
             "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
             "output": run.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
@@ -112,7 +112,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
     }
     println!("status    {}", run.status);
     println!("started   {}", timestamp(origin));
-    if run.status != "running" {
+    if run.status.is_terminal() {
         println!("took      {}", duration(run.updated_at - origin));
     }
     println!("input     {}", short(&run.input, 100));

@@ -36,6 +36,24 @@ impl RunStatus {
     }
 }
 
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    /// Reads what [`RunStatus::as_str`] wrote.
+    fn from_str(text: &str) -> Result<RunStatus, String> {
+        [RunStatus::Running, RunStatus::Completed, RunStatus::Failed, RunStatus::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("unknown run status {text:?}"))
+    }
+}
+
 /// One iteration of a step (a step without `foreach` has exactly one).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Iteration {

@@ -105,7 +105,7 @@ impl Engine {
         let run = self.store.find_run(run_id).await?;
         let ours_for_a_while = run.lease_owner.as_deref() == Some(self.owner.as_str())
             && run.lease_until.unwrap_or(0) > now_ms() + self.config.lease_ttl.as_millis() as i64 / 2;
-        if run.status == "running" && !ours_for_a_while {
+        if !run.status.is_terminal() && !ours_for_a_while {
             self.take_lease(&run.id).await?;
         }
         let result = self.drive_leased(run, observer).await;

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use weft_core::{Effect, Event, RunState, StepError};
+use weft_core::{Effect, Event, RunState, RunStatus, StepError};
 use weft_host::Host;
 use weft_store::{DEFAULT_TENANT, NewRun, RunRecord, Store, now_ms};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step};
@@ -87,7 +87,7 @@ pub enum Error {
         /// The run.
         run: String,
         /// Its status.
-        status: String,
+        status: RunStatus,
     },
 }
 
@@ -253,7 +253,7 @@ impl Engine {
             tenant: tenant.clone(),
             workflow_name: definition.workflow.name.clone(),
             workflow_hash: definition.hash.clone(),
-            status: "running".into(),
+            status: RunStatus::Running,
             input: input.to_string(),
             output: None,
             error: None,
@@ -302,7 +302,7 @@ impl Engine {
     /// keeps it until a `wait_for_signal` step asks.
     pub async fn signal(&self, run_id: &str, name: &str, payload: Value) -> Result<RunRecord> {
         let run = self.store.find_run(run_id).await?;
-        if run.status != "running" {
+        if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
         self.store.append(&run.id, &[Event::SignalReceived { name: name.to_string(), payload }]).await?;
@@ -313,7 +313,7 @@ impl Engine {
     /// completed here; otherwise its driver completes it within a poll.
     pub async fn cancel(&self, run_id: &str, reason: &str) -> Result<RunRecord> {
         let run = self.store.find_run(run_id).await?;
-        if run.status != "running" {
+        if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
         self.store.append(&run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;

@@ -132,7 +132,7 @@ async fn cancelling_a_parent_cancels_its_child(url: String, dir: &Path) {
     let outcome = tokio::time::timeout(Duration::from_secs(30), driver).await.unwrap().unwrap().unwrap();
     assert_eq!(outcome.status, RunStatus::Cancelled);
     let child = store.get_run(&child_id).await.unwrap().unwrap();
-    assert_eq!(child.status, "cancelled", "the child ended with its parent");
+    assert_eq!(child.status, RunStatus::Cancelled, "the child ended with its parent");
     let reason = store.load_events(&child_id, 0).await.unwrap().into_iter().find_map(|e| match e.event {
         weft_core::Event::CancelRequested { reason } => Some(reason),
         _ => None,

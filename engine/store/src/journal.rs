@@ -1,7 +1,7 @@
 //! Workflow versions and the append-only event journal.
 
 use sqlx::{AssertSqlSafe, Row};
-use weft_core::Event;
+use weft_core::{Event, RunStatus};
 
 use crate::{Db, Error, Result, Store, now_ms};
 
@@ -98,7 +98,7 @@ impl Db {
         .bind(events.len() as i64)
         .bind(now)
         .bind(run_id)
-        .bind(end.as_ref().map(|e| e.status))
+        .bind(end.as_ref().map(|e| e.status.as_str()))
         .bind(end.as_ref().and_then(|e| e.output.clone()))
         .bind(end.and_then(|e| e.error))
         .fetch_optional(&mut **tx)
@@ -151,7 +151,7 @@ where
         query = query
             .bind(*run)
             .bind(events.len() as i64)
-            .bind(end.as_ref().map(|e| e.status))
+            .bind(end.as_ref().map(|e| e.status.as_str()))
             .bind(end.as_ref().and_then(|e| e.output.clone()))
             .bind(end.and_then(|e| e.error));
     }
@@ -257,7 +257,7 @@ pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyA
 
 /// How a run ended, as its summary row records it.
 pub(crate) struct RunEnd {
-    pub(crate) status: &'static str,
+    pub(crate) status: RunStatus,
     pub(crate) output: Option<String>,
     pub(crate) error: Option<String>,
 }
@@ -267,13 +267,15 @@ impl RunEnd {
     pub(crate) fn of<'e>(events: impl IntoIterator<Item = &'e Event, IntoIter: DoubleEndedIterator>) -> Option<RunEnd> {
         events.into_iter().rev().find_map(|event| {
             let (status, output, error) = match event {
-                Event::RunCompleted { output } => ("completed", Some(output.to_string()), None),
+                Event::RunCompleted { output } => (RunStatus::Completed, Some(output.to_string()), None),
                 Event::RunFailed { error } => {
-                    ("failed", None, Some(serde_json::to_string(error).expect("errors serialize")))
+                    (RunStatus::Failed, None, Some(serde_json::to_string(error).expect("errors serialize")))
                 }
-                Event::RunCancelled { reason } => {
-                    ("cancelled", None, Some(serde_json::json!({ "kind": "cancelled", "message": reason }).to_string()))
-                }
+                Event::RunCancelled { reason } => (
+                    RunStatus::Cancelled,
+                    None,
+                    Some(serde_json::json!({ "kind": "cancelled", "message": reason }).to_string()),
+                ),
                 _ => return None,
             };
             Some(RunEnd { status, output, error })

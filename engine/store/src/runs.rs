@@ -1,7 +1,7 @@
 //! Runs: creation, look-up, listing and the driver's lease.
 
 use sqlx::{AssertSqlSafe, Row, any::AnyRow};
-use weft_core::Event;
+use weft_core::{Event, RunStatus};
 
 use crate::journal::{ROWS_PER_INSERT, RunEnd, bind_events, insert_events, push_event_rows};
 use crate::{Backend, Error, Result, Store, now_ms};
@@ -36,8 +36,8 @@ pub struct RunRecord {
     pub workflow_name: String,
     /// The pinned workflow version.
     pub workflow_hash: String,
-    /// `running`, `completed`, `failed` or `cancelled`.
-    pub status: String,
+    /// Where it stands.
+    pub status: RunStatus,
     /// The input (JSON text).
     pub input: String,
     /// The output (JSON text), once completed.
@@ -75,13 +75,16 @@ pub enum Lease {
 const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, \
                            lease_owner, lease_until, created_at, updated_at, parent_id";
 
-fn run_record(row: &AnyRow) -> RunRecord {
-    RunRecord {
-        id: row.get(0),
+fn run_record(row: &AnyRow) -> Result<RunRecord> {
+    let id: String = row.get(0);
+    let status: String = row.get(4);
+    let status = status.parse().map_err(|message| Error::Corrupt { what: format!("run {id}"), message })?;
+    Ok(RunRecord {
+        id,
         tenant: row.get(1),
         workflow_name: row.get(2),
         workflow_hash: row.get(3),
-        status: row.get(4),
+        status,
         input: row.get(5),
         output: row.get(6),
         error: row.get(7),
@@ -91,7 +94,7 @@ fn run_record(row: &AnyRow) -> RunRecord {
         created_at: row.get(11),
         updated_at: row.get(12),
         parent_id: row.get(13),
-    }
+    })
 }
 
 impl Store {
@@ -116,7 +119,7 @@ impl Store {
         }
         let (status, output, error) = match end {
             Some(RunEnd { status, output, error }) => (status, output, error),
-            None => ("running", None, None),
+            None => (RunStatus::Running, None, None),
         };
         let query = sqlx::query(AssertSqlSafe(sql))
             .bind(run.id)
@@ -129,7 +132,7 @@ impl Store {
             .bind(now)
             .bind(first.len() as i64)
             .bind(run.parent)
-            .bind(status)
+            .bind(status.as_str())
             .bind(output)
             .bind(error);
         if one_statement {
@@ -147,7 +150,7 @@ impl Store {
     pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.db.pool).await?;
-        Ok(row.as_ref().map(run_record))
+        row.as_ref().map(run_record).transpose()
     }
 
     /// The run with this id, or with this unique id prefix.
@@ -160,7 +163,7 @@ impl Store {
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).fetch_all(&self.db.pool).await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
-            1 => Ok(run_record(&rows[0])),
+            1 => run_record(&rows[0]),
             _ => Err(Error::AmbiguousRun {
                 prefix: id_or_prefix.to_string(),
                 candidates: rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join(", "),
@@ -173,7 +176,7 @@ impl Store {
         let sql =
             format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(&self.db.pool).await?;
-        Ok(rows.iter().map(run_record).collect())
+        rows.iter().map(run_record).collect()
     }
 
     /// The tenant's top-level runs that have not finished, oldest first.
@@ -184,7 +187,7 @@ impl Store {
              ORDER BY created_at, id"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.db.pool).await?;
-        Ok(rows.iter().map(run_record).collect())
+        rows.iter().map(run_record).collect()
     }
 
     /// Takes the run's lease for `owner` until `until` (ms) if it is free,

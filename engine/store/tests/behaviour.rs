@@ -1,7 +1,7 @@
 //! One behavioural suite, run against SQLite and against a real Postgres.
 
 use serde_json::json;
-use weft_core::{ErrorKind, Event, StepError};
+use weft_core::{ErrorKind, Event, RunStatus, StepError};
 use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, Store, now_ms, testing};
 
 /// Declares each test twice: once per backend, each with a fresh database.
@@ -97,7 +97,7 @@ async fn journal_round_trips_in_order(store: Store) {
 
 async fn summary_follows_the_journal(store: Store) {
     new_run(&store, "run-b").await;
-    assert_eq!(store.find_run("run-b").await.unwrap().status, "running");
+    assert_eq!(store.find_run("run-b").await.unwrap().status, RunStatus::Running);
     assert_eq!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().len(), 1);
     store.append("run-b", &[Event::RunCompleted { output: json!({ "ok": true }) }]).await.unwrap();
     let run = store.find_run("run-b").await.unwrap();
@@ -108,7 +108,7 @@ async fn summary_follows_the_journal(store: Store) {
     let error = StepError::new(ErrorKind::Fatal, "boom");
     store.append("run-c", &[Event::RunFailed { error }]).await.unwrap();
     let run = store.find_run("run-c").await.unwrap();
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.unwrap().contains("boom"));
     let listed = store.list_runs(DEFAULT_TENANT, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
@@ -304,7 +304,7 @@ async fn runs_are_created_with_their_first_events(store: Store) {
     let ended = [run_started(), Event::RunCompleted { output: json!({ "empty": true }) }];
     create(&store, "ended", None, lease, &ended).await.unwrap();
     let run = store.find_run("ended").await.unwrap();
-    assert_eq!(run.status, "completed");
+    assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.output.as_deref(), Some(r#"{"empty":true}"#));
     assert_eq!((run.lease_owner, run.lease_until), (None, None), "an ended run holds no lease");
 
