@@ -1,4 +1,9 @@
 //! Who drives a run: a lease in the store, named `host:pid:nonce`.
+//!
+//! A lease ends when its holder gives it back or lets it expire. On the same
+//! machine a driver need not wait for the expiry: a holder whose process no
+//! longer exists is taken over at once (so `weft resume` after a crash goes
+//! on immediately). Elsewhere the expiry decides.
 
 use weft_store::{Lease, now_ms};
 
@@ -10,20 +15,40 @@ pub(crate) fn owner_id() -> String {
     format!("{}:{}:{}", hostname(), std::process::id(), &nonce[nonce.len() - 6..])
 }
 
+#[cfg(unix)]
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty() && !name.contains(':'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(not(unix))]
+fn hostname() -> String {
+    "localhost".into()
+}
+
+/// Whether process `pid` of this machine no longer exists.
+#[cfg(unix)]
+fn is_gone(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // Signal 0 checks for the process without touching it: ESRCH means there
+    // is none (EPERM means there is one, owned by someone else).
+    matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+}
+
+/// Without a way to ask, a holder is never presumed dead: its lease expires.
+#[cfg(not(unix))]
+fn is_gone(_pid: u32) -> bool {
+    false
 }
 
 /// Whether `owner` names a process on this machine that no longer exists.
 fn is_dead_local(owner: &str) -> bool {
     let mut parts = owner.split(':');
     match (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) {
-        (Some(host), Some(pid)) => {
-            host == hostname() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
+        (Some(host), Some(pid)) => host == hostname() && pid != std::process::id() && is_gone(pid),
         _ => false,
     }
 }
@@ -49,5 +74,24 @@ impl Engine {
         if let Err(e) = self.store.release_lease(run_id, &self.owner).await {
             tracing::warn!(run_id, error = %e, "releasing the lease failed; it will expire");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_dead_local, owner_id};
+
+    #[test]
+    fn a_holder_is_dead_only_when_its_process_is_gone_on_this_machine() {
+        let mine = owner_id();
+        assert!(!is_dead_local(&mine), "this process is alive");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let host = mine.split(':').next().unwrap();
+        assert!(is_dead_local(&format!("{host}:{pid}:abcdef")), "a process that exited is gone");
+        assert!(!is_dead_local(&format!("another-host:{pid}:abcdef")), "another machine's holder waits for expiry");
+        assert!(!is_dead_local("garbage"));
+        assert!(!is_dead_local(&format!("{host}:1:abcdef")), "pid 1 exists");
     }
 }
