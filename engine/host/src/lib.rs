@@ -645,7 +645,15 @@ impl Host {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_invoke(&mut store, &context, action, &input_text).await
         };
-        let span = tracing::debug_span!("connector.invoke", connector = %name, action, step_id = %ctx.step_id, run_id = %ctx.run_id);
+        let span = tracing::debug_span!(
+            "connector.invoke",
+            tenant = %ctx.tenant,
+            run_id = %ctx.run_id,
+            step_id = %ctx.step_id,
+            attempt = ctx.attempt,
+            connector = %name,
+            action,
+        );
         let outcome = tokio::time::timeout(deadline, call).instrument(span).await;
         let result = match outcome {
             Err(_) => return Err(deadline_error(&name, action, deadline)),

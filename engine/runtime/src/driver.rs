@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 
 use serde_json::Value;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use weft_core::{AttemptId, Call, ChildStart, Decision, Effect, Event, RunState, RunStatus, StepError, on_outcome};
 use weft_host::CallContext;
 use weft_store::{RunRecord, now_ms};
@@ -44,6 +45,12 @@ fn panicked(attempt: AttemptId, panic: &(dyn std::any::Any + Send)) -> Finished 
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into());
     Finished { attempt, result: Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}"))) }
+}
+
+/// The span of one attempt, inside its run's `run.drive` span (which names
+/// the tenant and run).
+fn attempt_span(step_id: &str, attempt: AttemptId) -> tracing::Span {
+    tracing::debug_span!("step.attempt", step_id, iteration = attempt.iteration, attempt = attempt.attempt)
 }
 
 /// A connector call or child run, as spawned.
@@ -164,7 +171,8 @@ impl Engine {
             Some(effects) => Decision { events: Vec::new(), effects },
             None => weft_core::recover(&drive.definition, &drive.state, now_ms()),
         };
-        drive.run_to_end(first).await
+        let span = tracing::info_span!("run.drive", tenant = %drive.run.tenant, run_id = %drive.run.id);
+        drive.run_to_end(first).instrument(span).await
     }
 }
 
@@ -244,8 +252,14 @@ impl Drive<'_> {
         let mut calls = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Call(call) => calls.push((call.attempt, Box::pin(self.call(call)) as BoxedCall)),
-                Effect::StartChild(child) => calls.push((child.attempt, self.child(child))),
+                Effect::Call(call) => {
+                    let span = attempt_span(&call.step_id, call.attempt);
+                    calls.push((call.attempt, Box::pin(self.call(call).instrument(span)) as BoxedCall))
+                }
+                Effect::StartChild(child) => {
+                    let span = attempt_span(&child.step_id, child.attempt);
+                    calls.push((child.attempt, Box::pin(self.child(child).instrument(span)) as BoxedCall))
+                }
                 // `settle` cancels children before it commits the end;
                 // `wake_at` is kept as each decision comes.
                 Effect::CancelChild { .. } | Effect::WakeAt(_) | Effect::Finish(_) => {}
@@ -268,7 +282,10 @@ impl Drive<'_> {
     /// together, before those steps are called. Returns the effects to
     /// perform now that their events are durable.
     async fn settle(&mut self) -> Result<Vec<Effect>> {
-        let Decision { events, effects } = weft_core::advance(&self.definition, &mut self.state, now_ms());
+        let Decision { events, effects } = {
+            let _advance = tracing::debug_span!("run.advance").entered();
+            weft_core::advance(&self.definition, &mut self.state, now_ms())
+        };
         self.staged.extend(events);
         let decision = Decision { events: Vec::new(), effects };
         if decision.finish().is_some_and(|status| status != RunStatus::Completed) {
