@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weft_host::Host;
 use weft_runtime::{Engine, EngineConfig};
-use weft_store::{Floor, Store};
+use weft_store::{DEFAULT_TENANT, Floor, Store};
 
 /// The W1 workflow: `transform/double` ten times in a chain.
 pub fn w1_workflow() -> Value {
@@ -51,7 +51,7 @@ pub async fn measure(name: &str, url: &str, host: Arc<Host>, settings: &Settings
         .map_err(|d| anyhow::anyhow!("{d}"))?;
 
     let one = |engine: Engine, definition: weft_workflows::Definition| async move {
-        let outcome = engine.run(&definition, json!({ "value": 1 }), &mut ()).await?;
+        let outcome = engine.run(DEFAULT_TENANT, &definition, json!({ "value": 1 }), &mut ()).await?;
         anyhow::ensure!(outcome.output == Some(json!({ "value": 1024 })), "W1 gave {:?}", outcome.output);
         Ok::<(), anyhow::Error>(())
     };

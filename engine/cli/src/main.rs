@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use weft_core::RunStatus;
 use weft_host::{EnvSecrets, Host, HostConfig};
 use weft_runtime::{Engine, EngineConfig, Outcome};
-use weft_store::Store;
+use weft_store::{DEFAULT_TENANT, Store};
 
 /// Weft runs durable workflows: every step's result is journaled, so a run
 /// that is interrupted picks up where it stopped.
@@ -237,7 +237,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let mut progress = progress::Progress::new(&definition, !*json);
             progress.announce_start();
             let outcome = tokio::select! {
-                outcome = engine.run(&definition, input, &mut progress) => outcome.map_err(classify)?,
+                outcome = engine.run(DEFAULT_TENANT, &definition, input, &mut progress) => outcome.map_err(classify)?,
                 _ = tokio::signal::ctrl_c() => return Err(interrupted(progress.run_id())),
             };
             progress.finish();
@@ -246,8 +246,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Resume { run, json } => {
             let engine = open_engine(&cli).await?;
             let runs = match run {
-                Some(id) => vec![engine.store().find_run(id).await.map_err(|e| classify(e.into()))?],
-                None => engine.unfinished().await.map_err(classify)?,
+                Some(id) => vec![engine.store().find_run(DEFAULT_TENANT, id).await.map_err(|e| classify(e.into()))?],
+                None => engine.unfinished(DEFAULT_TENANT).await.map_err(classify)?,
             };
             if runs.is_empty() {
                 eprintln!("no unfinished runs");
@@ -265,7 +265,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 progress.note(&format!("resuming run {} ({})", run.id, run.workflow_name));
                 let engine = engine.clone();
                 tasks.spawn(async move {
-                    let outcome = engine.drive(&run.id, &mut progress).await;
+                    let outcome = engine.drive(DEFAULT_TENANT, &run.id, &mut progress).await;
                     progress.finish();
                     outcome
                 });
@@ -288,13 +288,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Signal { run, name, payload } => {
             let payload = parse_json_arg(payload, "the payload")?;
             let engine = open_engine(&cli).await?;
-            let run = engine.signal(run, name, payload).await.map_err(classify)?;
+            let run = engine.signal(DEFAULT_TENANT, run, name, payload).await.map_err(classify)?;
             eprintln!("signal `{name}` delivered to run {}", run.id);
             Ok(0)
         }
         Command::Cancel { run, reason } => {
             let engine = open_engine(&cli).await?;
-            let run = engine.cancel(run, reason).await.map_err(classify)?;
+            let run = engine.cancel(DEFAULT_TENANT, run, reason).await.map_err(classify)?;
             match run.status {
                 RunStatus::Cancelled => eprintln!("run {} cancelled", run.id),
                 _ => eprintln!("cancellation of run {} requested; the process driving it will stop it", run.id),
@@ -334,15 +334,15 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Connector(command) => connector::run(command, &cli).await,
         Command::Runs(RunsCommand::List { limit, json }) => {
             let store = open_store(&cli).await?;
-            let runs = store.list_runs(weft_store::DEFAULT_TENANT, *limit).await.map_err(failed)?;
+            let runs = store.list_runs(DEFAULT_TENANT, *limit).await.map_err(failed)?;
             timeline::list(&runs, *json);
             Ok(0)
         }
         Command::Runs(RunsCommand::Show { run, json }) => {
             let store = open_store(&cli).await?;
-            let run = store.find_run(run).await.map_err(|e| classify(e.into()))?;
+            let run = store.find_run(DEFAULT_TENANT, run).await.map_err(|e| classify(e.into()))?;
             let definition = weft_runtime::definition(&store, &run).await.map_err(classify)?;
-            let events = store.load_events(&run.id, 0).await.map_err(failed)?;
+            let events = store.load_events(DEFAULT_TENANT, &run.id, 0).await.map_err(failed)?;
             timeline::show(&run, &definition, &events, *json);
             Ok(0)
         }
@@ -419,11 +419,11 @@ pub(crate) async fn new_host(cli: &Cli, store: Option<&Store>) -> Result<Host, F
         .map_err(failed)?
         .with_secrets(Arc::new(EnvSecrets::from_env()));
     if let Some(hosts) = &cli.allow_hosts {
-        host = host.with_egress_policy(weft_store::DEFAULT_TENANT, hosts);
+        host = host.with_egress_policy(DEFAULT_TENANT, hosts);
     }
     host.install_builtins().await.map_err(failed)?;
     if let Some(store) = store {
-        for installed in store.installed_connectors(weft_store::DEFAULT_TENANT).await.map_err(failed)? {
+        for installed in store.installed_connectors(DEFAULT_TENANT).await.map_err(failed)? {
             let key = format!("{}@{}", installed.name, installed.version);
             host.install(installed.component)
                 .await

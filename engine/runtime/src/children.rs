@@ -18,15 +18,16 @@ impl Engine {
     /// its end, and turns its outcome into the step attempt's result.
     pub(crate) async fn run_child(
         &self,
+        tenant: &str,
         definition: &Definition,
         id: &str,
         parent: &str,
         input: Value,
     ) -> Result<Value, StepError> {
         loop {
-            let outcome = match self.store.get_run(id).await {
-                Ok(Some(_)) => self.drive(id, &mut ()).await,
-                Ok(None) => match self.create(definition, input.clone(), Some(id), Some(parent), true).await {
+            let outcome = match self.store.get_run(tenant, id).await {
+                Ok(Some(_)) => self.drive(tenant, id, &mut ()).await,
+                Ok(None) => match self.create(tenant, definition, input.clone(), Some(id), Some(parent), true).await {
                     Ok((run, events, effects)) => self.drive_created(run, definition, events, effects, &mut ()).await,
                     Err(Error::InvalidInput(problems)) => {
                         let message = format!("the child workflow's input: {}", problems.join("; "));
@@ -61,16 +62,18 @@ impl Engine {
         }
     }
 
-    /// Performs the `CancelChild` effects among `effects`. Children that were
-    /// never created or have already ended are left as they are.
+    /// Performs the `CancelChild` effects among `effects` (a run's children
+    /// are its tenant's). Children that were never created or have already
+    /// ended are left as they are.
     pub(crate) fn cancel_children<'a>(
         &'a self,
+        tenant: &'a str,
         effects: &'a [Effect],
     ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
         Box::pin(async move {
             for effect in effects {
                 let Effect::CancelChild { run_id, reason } = effect else { continue };
-                match self.cancel(run_id, reason).await {
+                match self.cancel(tenant, run_id, reason).await {
                     Ok(_) | Err(Error::Finished { .. }) | Err(Error::Store(weft_store::Error::RunNotFound(_))) => {}
                     Err(e) => return Err(e),
                 }

@@ -108,24 +108,24 @@ impl Engine {
     /// Drives a run until it completes, fails or is cancelled. Attempts that
     /// were under way when a previous driver died are recorded as
     /// interrupted and retried with the same idempotency key.
-    pub async fn drive(&self, run_id: &str, observer: &mut dyn Observer) -> Result<Outcome> {
-        let run = self.store.find_run(run_id).await?;
+    pub async fn drive(&self, tenant: &str, run_id: &str, observer: &mut dyn Observer) -> Result<Outcome> {
+        let run = self.store.find_run(tenant, run_id).await?;
         let ours_for_a_while = run.lease_owner.as_deref() == Some(self.owner.as_str())
             && run.lease_until.unwrap_or(0) > now_ms() + self.config.lease_ttl.as_millis() as i64 / 2;
         if !run.status.is_terminal() && !ours_for_a_while {
-            self.take_lease(&run.id).await?;
+            self.take_lease(tenant, &run.id).await?;
         }
         let result = self.drive_leased(run, observer).await;
         // A finished run's last commit already cleared its lease.
         if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
-            self.release_lease(run_id).await;
+            self.release_lease(tenant, run_id).await;
         }
         result
     }
 
     async fn drive_leased(&self, run: RunRecord, observer: &mut dyn Observer) -> Result<Outcome> {
         let definition = self.definition(&run).await?;
-        let events = self.store.load_events(&run.id, 0).await?;
+        let events = self.store.load_events(&run.tenant, &run.id, 0).await?;
         self.drive_loaded(run, definition, events, None, observer).await
     }
 
@@ -224,7 +224,7 @@ impl Drive<'_> {
                 }
             }
             if last_renew.elapsed() >= renew_every {
-                if let Err(e) = self.engine.take_lease(&self.run.id).await {
+                if let Err(e) = self.engine.take_lease(&self.run.tenant, &self.run.id).await {
                     // Another process may have ended the run (a cancel that
                     // found no live driver): then its journal says how.
                     self.poll_foreign().await?;
@@ -296,7 +296,7 @@ impl Drive<'_> {
             self.in_flight.abort_all();
             while self.in_flight.join_next().await.is_some() {}
             self.tasks.clear();
-            self.engine.cancel_children(&decision.effects).await?;
+            self.engine.cancel_children(&self.run.tenant, &decision.effects).await?;
         }
         self.wake_at = decision.wake_at();
         let batch = std::mem::take(&mut self.staged);
@@ -325,9 +325,9 @@ impl Drive<'_> {
         if events.is_empty() {
             return Ok(());
         }
-        let first = self.engine.store.append(&self.run.id, &events).await?;
+        let first = self.engine.store.append(&self.run.tenant, &self.run.id, &events).await?;
         if first != self.known + 1 {
-            let foreign = self.engine.store.load_events(&self.run.id, self.known).await?;
+            let foreign = self.engine.store.load_events(&self.run.tenant, &self.run.id, self.known).await?;
             for stored in foreign.iter().filter(|e| e.seq < first) {
                 self.observer.event(&self.run.id, stored.seq, &stored.event);
             }
@@ -342,7 +342,7 @@ impl Drive<'_> {
 
     /// Picks up events that other processes appended (signals, cancels).
     async fn poll_foreign(&mut self) -> Result<()> {
-        let foreign = self.engine.store.load_events(&self.run.id, self.known).await?;
+        let foreign = self.engine.store.load_events(&self.run.tenant, &self.run.id, self.known).await?;
         if foreign.is_empty() {
             return Ok(());
         }
@@ -355,7 +355,7 @@ impl Drive<'_> {
     }
 
     async fn reload(&mut self) -> Result<()> {
-        let events = self.engine.store.load_events(&self.run.id, 0).await?;
+        let events = self.engine.store.load_events(&self.run.tenant, &self.run.id, 0).await?;
         self.state = RunState::replay(&self.run.id, &self.definition, events.iter().map(|e| &e.event));
         Ok(())
     }
@@ -365,13 +365,13 @@ impl Drive<'_> {
     fn child(&self, start: ChildStart) -> BoxedCall {
         let engine = self.engine.clone();
         let definition = self.definition.children.get(&start.step_id).cloned();
-        let parent = self.run.id.clone();
+        let (tenant, parent) = (self.run.tenant.clone(), self.run.id.clone());
         let ChildStart { attempt, run_id: id, input, timeout, .. } = start;
         Box::pin(async move {
             let result = match definition {
                 None => Err(StepError::new(ErrorKind::Fatal, "the step's child workflow is not in the definition")),
                 Some(definition) => {
-                    let child = engine.run_child(&definition, &id, &parent, input);
+                    let child = engine.run_child(&tenant, &definition, &id, &parent, input);
                     match timeout {
                         None => child.await,
                         Some(limit) => match tokio::time::timeout(limit, child).await {
@@ -379,7 +379,7 @@ impl Drive<'_> {
                             Err(_) => {
                                 let limit = weft_workflows::Duration(limit);
                                 let reason = format!("the parent's step did not finish within {limit}");
-                                let _ = engine.cancel(&id, &reason).await;
+                                let _ = engine.cancel(&tenant, &id, &reason).await;
                                 Err(StepError::new(
                                     ErrorKind::Timeout,
                                     format!("child run {id} did not finish within {limit}"),

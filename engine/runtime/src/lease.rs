@@ -56,12 +56,12 @@ fn is_dead_local(owner: &str) -> bool {
 impl Engine {
     /// Takes (or renews) the run's lease; a dead local holder's lease is
     /// taken over at once.
-    pub(crate) async fn take_lease(&self, run_id: &str) -> Result<()> {
+    pub(crate) async fn take_lease(&self, tenant: &str, run_id: &str) -> Result<()> {
         let until = now_ms() + self.config.lease_ttl.as_millis() as i64;
-        match self.store.acquire_lease(run_id, &self.owner, until, None).await? {
+        match self.store.acquire_lease(tenant, run_id, &self.owner, until, None).await? {
             Lease::Acquired => Ok(()),
             Lease::HeldBy { owner, .. } if is_dead_local(&owner) => {
-                match self.store.acquire_lease(run_id, &self.owner, until, Some(&owner)).await? {
+                match self.store.acquire_lease(tenant, run_id, &self.owner, until, Some(&owner)).await? {
                     Lease::Acquired => Ok(()),
                     Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
                 }
@@ -70,8 +70,8 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn release_lease(&self, run_id: &str) {
-        if let Err(e) = self.store.release_lease(run_id, &self.owner).await {
+    pub(crate) async fn release_lease(&self, tenant: &str, run_id: &str) {
+        if let Err(e) = self.store.release_lease(tenant, run_id, &self.owner).await {
             tracing::warn!(run_id, error = %e, "releasing the lease failed; it will expire");
         }
     }

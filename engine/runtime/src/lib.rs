@@ -17,8 +17,9 @@
 //! let engine = Engine::new(store, host, EngineConfig::default());
 //! let text = r#"{"name":"hi","steps":[{"id":"a","uses":"transform/echo","with":{"hi":"{{ input.name }}"}}]}"#;
 //! let def = weft_workflows::load("hi.json", text, &engine.catalog())?;
-//! let run = engine.start(&def, serde_json::json!({"name": "Ada"})).await?;
-//! let outcome = engine.drive(&run, &mut ()).await?;
+//! let tenant = weft_store::DEFAULT_TENANT; // the local tenant
+//! let run = engine.start(tenant, &def, serde_json::json!({"name": "Ada"})).await?;
+//! let outcome = engine.drive(tenant, &run, &mut ()).await?;
 //! println!("{:?}", outcome.output);
 //! # Ok(()) }
 //! ```
@@ -35,7 +36,7 @@ use std::time::Duration;
 use serde_json::Value;
 use weft_core::{Effect, Event, RunState, RunStatus, StepError};
 use weft_host::Host;
-use weft_store::{DEFAULT_TENANT, NewRun, RunRecord, Store, now_ms};
+use weft_store::{NewRun, RunRecord, Store, now_ms};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step};
 
 pub use driver::Outcome;
@@ -107,8 +108,6 @@ impl Observer for () {
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The tenant runs belong to.
-    pub tenant: String,
     /// How long a lease lasts without renewal.
     pub lease_ttl: Duration,
     /// How often a driver looks for signals and cancellations from other
@@ -118,11 +117,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            tenant: DEFAULT_TENANT.to_string(),
-            lease_ttl: Duration::from_secs(15),
-            poll_interval: Duration::from_millis(200),
-        }
+        EngineConfig { lease_ttl: Duration::from_secs(15), poll_interval: Duration::from_millis(200) }
     }
 }
 
@@ -133,8 +128,9 @@ pub struct Engine {
     host: Arc<Host>,
     config: EngineConfig,
     owner: String,
-    /// Workflow versions this engine has already stored (they are immutable).
-    stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Workflow versions (tenant, hash) this engine has already stored
+    /// (they are immutable).
+    stored: Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
     /// Runs this engine is driving now. It holds their leases, so a cancel
     /// here must leave the ending to their drivers.
     /// (How many drivers, should two drive one run.)
@@ -167,14 +163,20 @@ impl Engine {
     /// Creates a run of `definition` with `input`, pinned to the workflow's
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
-    pub async fn start(&self, definition: &Definition, input: Value) -> Result<String> {
-        Ok(self.create(definition, input, None, None, false).await?.0.id)
+    pub async fn start(&self, tenant: &str, definition: &Definition, input: Value) -> Result<String> {
+        Ok(self.create(tenant, definition, input, None, None, false).await?.0.id)
     }
 
     /// Starts a run and drives it to the end in this process, without reading
     /// back what `start` just wrote.
-    pub async fn run(&self, definition: &Definition, input: Value, observer: &mut dyn Observer) -> Result<Outcome> {
-        let (run, events, effects) = self.create(definition, input, None, None, true).await?;
+    pub async fn run(
+        &self,
+        tenant: &str,
+        definition: &Definition,
+        input: Value,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome> {
+        let (run, events, effects) = self.create(tenant, definition, input, None, None, true).await?;
         self.drive_created(run, definition, events, effects, observer).await
     }
 
@@ -189,10 +191,10 @@ impl Engine {
         effects: Vec<Effect>,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
-        let id = run.id.clone();
+        let (tenant, id) = (run.tenant.clone(), run.id.clone());
         let result = self.drive_loaded(run, definition.clone(), events, Some(effects), observer).await;
         if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
-            self.release_lease(&id).await;
+            self.release_lease(&tenant, &id).await;
         }
         result
     }
@@ -204,6 +206,7 @@ impl Engine {
     /// performs the effects returned.
     async fn create(
         &self,
+        tenant: &str,
         definition: &Definition,
         input: Value,
         id: Option<&str>,
@@ -219,8 +222,7 @@ impl Engine {
                 .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
             connectors.insert(info.key(), info.digest);
         }
-        let tenant = &self.config.tenant;
-        self.put_definition(definition).await?;
+        self.put_definition(tenant, definition).await?;
         let run_id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
         let now = now_ms();
         let started = Event::RunStarted {
@@ -250,7 +252,7 @@ impl Engine {
         self.store.create_run(new, &events).await?;
         let record = RunRecord {
             id: run_id.clone(),
-            tenant: tenant.clone(),
+            tenant: tenant.to_string(),
             workflow_name: definition.workflow.name.clone(),
             workflow_hash: definition.hash.clone(),
             status: RunStatus::Running,
@@ -271,16 +273,17 @@ impl Engine {
 
     /// Stores a definition and its children's under their hashes, unless this
     /// engine already has (versions are immutable).
-    async fn put_definition(&self, definition: &Definition) -> Result<()> {
+    async fn put_definition(&self, tenant: &str, definition: &Definition) -> Result<()> {
         let mut pending = vec![definition];
         while let Some(definition) = pending.pop() {
             pending.extend(definition.children.values());
-            if self.stored.lock().expect("stored lock").contains(&definition.hash) {
+            let key = (tenant.to_string(), definition.hash.clone());
+            if self.stored.lock().expect("stored lock").contains(&key) {
                 continue;
             }
             let text = definition.stored_form().to_string();
-            self.store.put_workflow(&self.config.tenant, &definition.hash, &definition.workflow.name, &text).await?;
-            self.stored.lock().expect("stored lock").insert(definition.hash.clone());
+            self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text).await?;
+            self.stored.lock().expect("stored lock").insert(key);
         }
         Ok(())
     }
@@ -293,45 +296,45 @@ impl Engine {
     /// A run's journal folded into its state, with the definition.
     pub async fn state(&self, run: &RunRecord) -> Result<(Definition, RunState, Vec<weft_store::StoredEvent>)> {
         let definition = self.definition(run).await?;
-        let events = self.store.load_events(&run.id, 0).await?;
+        let events = self.store.load_events(&run.tenant, &run.id, 0).await?;
         let state = RunState::replay(&run.id, &definition, events.iter().map(|e| &e.event));
         Ok((definition, state, events))
     }
 
     /// Delivers a signal to a run. A run that is not waiting for it yet
     /// keeps it until a `wait_for_signal` step asks.
-    pub async fn signal(&self, run_id: &str, name: &str, payload: Value) -> Result<RunRecord> {
-        let run = self.store.find_run(run_id).await?;
+    pub async fn signal(&self, tenant: &str, run_id: &str, name: &str, payload: Value) -> Result<RunRecord> {
+        let run = self.store.find_run(tenant, run_id).await?;
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
-        self.store.append(&run.id, &[Event::SignalReceived { name: name.to_string(), payload }]).await?;
+        self.store.append(tenant, &run.id, &[Event::SignalReceived { name: name.to_string(), payload }]).await?;
         Ok(run)
     }
 
     /// Cancels a run. If no live process drives it, the cancellation is
     /// completed here; otherwise its driver completes it within a poll.
-    pub async fn cancel(&self, run_id: &str, reason: &str) -> Result<RunRecord> {
-        let run = self.store.find_run(run_id).await?;
+    pub async fn cancel(&self, tenant: &str, run_id: &str, reason: &str) -> Result<RunRecord> {
+        let run = self.store.find_run(tenant, run_id).await?;
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
-        self.store.append(&run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;
+        self.store.append(tenant, &run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;
         // This engine's own lease does not mean nobody drives the run: one of
         // its drivers may, and ending the run under it would race it.
         let driven_here = self.driving.lock().expect("driving lock").contains_key(&run.id);
-        if !driven_here && self.take_lease(&run.id).await.is_ok() {
+        if !driven_here && self.take_lease(tenant, &run.id).await.is_ok() {
             let (definition, state, _) = self.state(&run).await?;
             let decision = weft_core::decide(&definition, &state, now_ms());
-            self.cancel_children(&decision.effects).await?;
-            self.store.append(&run.id, &decision.events).await?;
+            self.cancel_children(tenant, &decision.effects).await?;
+            self.store.append(tenant, &run.id, &decision.events).await?;
         }
-        Ok(self.store.find_run(&run.id).await?)
+        Ok(self.store.find_run(tenant, &run.id).await?)
     }
 
     /// Runs that have not finished, for `resume`.
-    pub async fn unfinished(&self) -> Result<Vec<RunRecord>> {
-        Ok(self.store.unfinished_runs(&self.config.tenant).await?)
+    pub async fn unfinished(&self, tenant: &str) -> Result<Vec<RunRecord>> {
+        Ok(self.store.unfinished_runs(tenant).await?)
     }
 }
 

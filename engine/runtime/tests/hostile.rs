@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use weft_core::RunStatus;
 use weft_host::{Host, HostConfig, Limits, guest_component};
 use weft_runtime::{Engine, EngineConfig, Outcome};
-use weft_store::{Store, testing};
+use weft_store::{DEFAULT_TENANT, Store, testing};
 
 async fn engine(url: &str) -> Engine {
     let store = Store::connect(url).await.unwrap();
@@ -41,7 +41,7 @@ fn hostile(action: &str, with: Value, timeout: Option<&str>) -> Value {
 
 async fn run(engine: &Engine, workflow: Value, input: Value) -> Outcome {
     let definition = weft_workflows::load("w.json", &workflow.to_string(), &engine.catalog()).unwrap();
-    engine.run(&definition, input, &mut ()).await.unwrap()
+    engine.run(DEFAULT_TENANT, &definition, input, &mut ()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,14 +112,14 @@ async fn a_spinning_step_holds_neither_the_thread_nor_its_run() {
     // Without yielding, this thread would be the guest's for 2 minutes.
     let spin = hostile("spin", json!({}), Some("2m"));
     let definition = weft_workflows::load("w.json", &spin.to_string(), &engine.catalog()).unwrap();
-    let spinning = engine.start(&definition, json!({})).await.unwrap();
+    let spinning = engine.start(DEFAULT_TENANT, &definition, json!({})).await.unwrap();
     let driver = tokio::spawn({
         let (engine, run) = (engine.clone(), spinning.clone());
-        async move { engine.drive(&run, &mut ()).await }
+        async move { engine.drive(DEFAULT_TENANT, &run, &mut ()).await }
     });
     let mut started = false;
     for _ in 0..500 {
-        let events = engine.store().load_events(&spinning, 0).await.unwrap();
+        let events = engine.store().load_events(DEFAULT_TENANT, &spinning, 0).await.unwrap();
         if events.iter().any(|e| e.event.kind() == "step_started") {
             started = true;
             break;
@@ -132,7 +132,7 @@ async fn a_spinning_step_holds_neither_the_thread_nor_its_run() {
     assert_eq!(healthy.status, RunStatus::Completed);
     assert!(!driver.is_finished(), "the spinning run ended by itself");
 
-    engine.cancel(&spinning, "spun long enough").await.unwrap();
+    engine.cancel(DEFAULT_TENANT, &spinning, "spun long enough").await.unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(60), driver)
         .await
         .expect("the cancel was not seen while the step spun")

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use weft_core::{Event, RunStatus};
 use weft_host::{BUILTINS, Host, HostConfig, digest_of};
 use weft_runtime::{Engine, EngineConfig};
-use weft_store::{Store, testing};
+use weft_store::{DEFAULT_TENANT, Store, testing};
 
 const PARENT: &str = "01a230f7-3073-7002-b7c4-0b7ae9430454";
 const CHILD: &str = "c87c9b48-320d-8fec-b62c-ef4782979356";
@@ -87,17 +87,13 @@ async fn engine_with_fixture(url: &str) -> Engine {
         .unwrap();
     }
     pool.close().await;
-    let config = EngineConfig {
-        poll_interval: Duration::from_millis(20),
-        lease_ttl: Duration::from_millis(500),
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig { poll_interval: Duration::from_millis(20), lease_ttl: Duration::from_millis(500) };
     Engine::new(store, Arc::new(host), config)
 }
 
 /// How often each step's iteration completed in a run's journal.
 async fn completions(engine: &Engine, run: &str) -> Vec<(String, Option<u32>)> {
-    let events = engine.store().load_events(run, 0).await.unwrap();
+    let events = engine.store().load_events(DEFAULT_TENANT, run, 0).await.unwrap();
     let mut done: Vec<(String, Option<u32>)> = events
         .into_iter()
         .filter_map(|e| match e.event {
@@ -112,8 +108,8 @@ async fn completions(engine: &Engine, run: &str) -> Vec<(String, Option<u32>)> {
 /// Delivers `go` to a child run once it exists.
 async fn release_child(engine: &Engine, child: &str) {
     for _ in 0..500 {
-        if engine.store().get_run(child).await.unwrap().is_some() {
-            engine.signal(child, "go", json!({ "v": 10 })).await.unwrap();
+        if engine.store().get_run(DEFAULT_TENANT, child).await.unwrap().is_some() {
+            engine.signal(DEFAULT_TENANT, child, "go", json!({ "v": 10 })).await.unwrap();
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -123,16 +119,16 @@ async fn release_child(engine: &Engine, child: &str) {
 
 async fn old_runs_resume(url: &str) {
     let engine = engine_with_fixture(url).await;
-    let unfinished: Vec<String> = engine.unfinished().await.unwrap().into_iter().map(|r| r.id).collect();
+    let unfinished: Vec<String> = engine.unfinished(DEFAULT_TENANT).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(unfinished, [PARENT, CUT], "child runs are left to their parents");
     let expected = json!({ "a": 10, "each": [{ "i": 1 }, { "i": 2 }, { "i": 3 }], "last": 40 });
 
     // The killed run: its child waits for `go`; the parent picks the child
     // up under the id its journal holds, and nothing done is done again.
-    engine.signal(CHILD, "go", json!({ "v": 10 })).await.unwrap();
-    let outcome = engine.drive(PARENT, &mut ()).await.unwrap();
+    engine.signal(DEFAULT_TENANT, CHILD, "go", json!({ "v": 10 })).await.unwrap();
+    let outcome = engine.drive(DEFAULT_TENANT, PARENT, &mut ()).await.unwrap();
     assert_eq!((outcome.status, outcome.output), (RunStatus::Completed, Some(expected.clone())));
-    let child = engine.store().get_run(CHILD).await.unwrap().unwrap();
+    let child = engine.store().get_run(DEFAULT_TENANT, CHILD).await.unwrap().unwrap();
     assert_eq!(child.status, RunStatus::Completed);
     assert_eq!(
         completions(&engine, PARENT).await,
@@ -151,10 +147,10 @@ async fn old_runs_resume(url: &str) {
     // the same idempotency keys.
     let child = weft_core::child_run_id(CUT, "kid", None, 1);
     let mut observer = ();
-    let (outcome, ()) = tokio::join!(engine.drive(CUT, &mut observer), release_child(&engine, &child));
+    let (outcome, ()) = tokio::join!(engine.drive(DEFAULT_TENANT, CUT, &mut observer), release_child(&engine, &child));
     let outcome = outcome.unwrap();
     assert_eq!((outcome.status, outcome.output), (RunStatus::Completed, Some(expected)));
-    let events = engine.store().load_events(CUT, 0).await.unwrap();
+    let events = engine.store().load_events(DEFAULT_TENANT, CUT, 0).await.unwrap();
     for n in [0, 1] {
         let interrupted = events.iter().any(|e| {
             matches!(&e.event, Event::StepFailed { step, iteration: Some(i), attempt: 1, error, .. }

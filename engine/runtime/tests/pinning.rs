@@ -9,7 +9,7 @@ use serde_json::json;
 use weft_core::{Event, RunStatus};
 use weft_host::{BUILTINS, Host, HostConfig, digest_of};
 use weft_runtime::{Engine, EngineConfig, Error};
-use weft_store::{Store, testing};
+use weft_store::{DEFAULT_TENANT, Store, testing};
 
 /// The built-in `transform`, and the same component with a custom section
 /// appended: the same name@version and behaviour, another digest.
@@ -31,11 +31,7 @@ async fn engine(url: &str, builds: &[&[u8]]) -> Engine {
     for build in builds {
         host.install(build.to_vec()).await.unwrap();
     }
-    let config = EngineConfig {
-        poll_interval: Duration::from_millis(20),
-        lease_ttl: Duration::from_millis(200),
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig { poll_interval: Duration::from_millis(20), lease_ttl: Duration::from_millis(200) };
     Engine::new(Store::connect(url).await.unwrap(), Arc::new(host), config)
 }
 
@@ -53,8 +49,8 @@ async fn a_run_keeps_the_connector_digest_it_started_with() {
     // Started where only the original is installed: pinned to it.
     let first = engine(&url, &[&original]).await;
     let definition = weft_workflows::load("w.json", &workflow.to_string(), &first.catalog()).unwrap();
-    let run = first.start(&definition, json!({ "n": 21 })).await.unwrap();
-    let journal = first.store().load_events(&run, 0).await.unwrap();
+    let run = first.start(DEFAULT_TENANT, &definition, json!({ "n": 21 })).await.unwrap();
+    let journal = first.store().load_events(DEFAULT_TENANT, &run, 0).await.unwrap();
     let Event::RunStarted { connectors, .. } = &journal[0].event else { panic!("{:?}", journal[0]) };
     assert_eq!(connectors.get("transform@0.1.0"), Some(&a));
     drop(first);
@@ -62,15 +58,16 @@ async fn a_run_keeps_the_connector_digest_it_started_with() {
 
     // Where only the rebuild is installed, the run does not silently switch.
     let other = engine(&url, &[&rebuilt]).await;
-    match other.drive(&run, &mut ()).await {
+    match other.drive(DEFAULT_TENANT, &run, &mut ()).await {
         Err(Error::PinnedConnectorMissing { connector, digest, .. }) => {
             assert_eq!((connector.as_str(), digest.as_str()), ("transform@0.1.0", a.as_str()))
         }
         other => panic!("expected PinnedConnectorMissing, got {other:?}"),
     }
     // A new run there pins the rebuild.
-    let fresh = other.start(&definition, json!({ "n": 1 })).await.unwrap();
-    let Event::RunStarted { connectors, .. } = other.store().load_events(&fresh, 0).await.unwrap().remove(0).event
+    let fresh = other.start(DEFAULT_TENANT, &definition, json!({ "n": 1 })).await.unwrap();
+    let Event::RunStarted { connectors, .. } =
+        other.store().load_events(DEFAULT_TENANT, &fresh, 0).await.unwrap().remove(0).event
     else {
         panic!()
     };
@@ -80,7 +77,7 @@ async fn a_run_keeps_the_connector_digest_it_started_with() {
 
     // With both builds installed (the rebuild last), the run finishes on its own.
     let both = engine(&url, &[&original, &rebuilt]).await;
-    let outcome = both.drive(&run, &mut ()).await.unwrap();
+    let outcome = both.drive(DEFAULT_TENANT, &run, &mut ()).await.unwrap();
     assert_eq!((outcome.status, outcome.output), (RunStatus::Completed, Some(json!(42))));
 }
 

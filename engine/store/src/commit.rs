@@ -18,7 +18,7 @@ use sqlx::pool::PoolConnection;
 use tokio::sync::oneshot;
 use weft_core::Event;
 
-use crate::journal::{EVENTS_PER_BATCH_STATEMENT, append_runs};
+use crate::journal::{EVENTS_PER_BATCH_STATEMENT, RunEvents, append_runs};
 use crate::{Backend, Db, Error, Result};
 
 /// Appends one transaction takes at most.
@@ -27,6 +27,7 @@ const MAX_BATCH: usize = 512;
 struct Job {
     /// Tells a caller's own append from others'.
     id: u64,
+    tenant: String,
     run_id: String,
     events: Vec<Event>,
     reply: oneshot::Sender<Result<i64>>,
@@ -66,10 +67,11 @@ impl Committer {
         }
     }
 
-    pub(crate) async fn append(&self, run_id: &str, events: Vec<Event>) -> Result<i64> {
+    pub(crate) async fn append(&self, tenant: &str, run_id: &str, events: Vec<Event>) -> Result<i64> {
         let (reply, mut answer) = oneshot::channel();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        self.queue.lock().expect("append queue").push(Job { id, run_id: run_id.to_string(), events, reply });
+        let job = Job { id, tenant: tenant.to_string(), run_id: run_id.to_string(), events, reply };
+        self.queue.lock().expect("append queue").push(job);
         loop {
             tokio::select! {
                 biased;
@@ -107,7 +109,7 @@ impl Writer {
     /// Commits a batch and answers each of its appends.
     async fn write(&mut self, batch: &mut Vec<Job>) {
         // One order for row locks across processes: by run, keeping each run's appends in order.
-        batch.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        batch.sort_by(|a, b| (&a.run_id, &a.tenant).cmp(&(&b.run_id, &b.tenant)));
         let results = self.commit(batch).await;
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
@@ -165,7 +167,7 @@ async fn commit_batch(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
             results.push(Ok(0));
             continue;
         }
-        match db.append_in(&mut tx, &job.run_id, &job.events).await {
+        match db.append_in(&mut tx, &job.tenant, &job.run_id, &job.events).await {
             Ok(first) => results.push(Ok(first)),
             Err(Error::RunNotFound(run)) => results.push(Err(Error::RunNotFound(run))),
             Err(e) => {
@@ -188,28 +190,30 @@ async fn commit_batch(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
 /// statement and in one transaction otherwise.
 async fn commit_batch_postgres(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
     // Each run once, its jobs' events in order; `batch` is sorted by run.
-    let mut runs: Vec<(&str, Vec<&Event>)> = Vec::new();
+    // (Appends to one run id under two tenants stay apart: at most one of
+    // them finds the run.)
+    let mut runs: Vec<RunEvents<'_>> = Vec::new();
     for job in batch {
         match runs.last_mut() {
-            Some((run, events)) if *run == job.run_id => events.extend(&job.events),
-            _ => runs.push((&job.run_id, job.events.iter().collect())),
+            Some(run) if run.run == job.run_id && run.tenant == job.tenant => run.events.extend(&job.events),
+            _ => runs.push(RunEvents { tenant: &job.tenant, run: &job.run_id, events: job.events.iter().collect() }),
         }
     }
-    runs.retain(|(_, events)| !events.is_empty());
-    let mut chunks: Vec<&[(&str, Vec<&Event>)]> = Vec::new();
+    runs.retain(|run| !run.events.is_empty());
+    let mut chunks: Vec<&[RunEvents<'_>]> = Vec::new();
     let (mut start, mut size) = (0, 0);
-    for (i, (_, events)) in runs.iter().enumerate() {
-        if size > 0 && size + events.len() > EVENTS_PER_BATCH_STATEMENT {
+    for (i, run) in runs.iter().enumerate() {
+        if size > 0 && size + run.events.len() > EVENTS_PER_BATCH_STATEMENT {
             chunks.push(&runs[start..i]);
             (start, size) = (i, 0);
         }
-        size += events.len();
+        size += run.events.len();
     }
     if start < runs.len() {
         chunks.push(&runs[start..]);
     }
 
-    let written: Result<HashMap<String, i64>> = async {
+    let written: Result<HashMap<(String, String), i64>> = async {
         match chunks[..] {
             [] => return Ok(HashMap::new()),
             [chunk] => return append_runs(&mut *conn, chunk).await,
@@ -230,15 +234,16 @@ async fn commit_batch_postgres(conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
     };
     // Hand each job its own first seq: its run's first, plus the events of
     // the run's earlier jobs in this batch.
-    let mut offsets: HashMap<&str, i64> = HashMap::new();
+    let mut offsets: HashMap<(String, String), i64> = HashMap::new();
     batch
         .iter()
         .map(|job| {
             if job.events.is_empty() {
                 return Ok(0);
             }
-            let first = *firsts.get(&job.run_id).ok_or_else(|| Error::RunNotFound(job.run_id.clone()))?;
-            let offset = offsets.entry(&job.run_id).or_insert(0);
+            let key = (job.run_id.clone(), job.tenant.clone());
+            let first = *firsts.get(&key).ok_or_else(|| Error::RunNotFound(job.run_id.clone()))?;
+            let offset = offsets.entry(key).or_insert(0);
             let seq = first + *offset;
             *offset += job.events.len() as i64;
             Ok(seq)

@@ -49,17 +49,22 @@ impl Store {
     /// so many checkpoints share one fsync. Returns the seq of the first
     /// appended event; when it is not `known + 1`, someone else (a signal, a
     /// cancel) wrote in between.
-    pub async fn append(&self, run_id: &str, events: &[Event]) -> Result<i64> {
-        self.committer.append(run_id, events.to_vec()).await
+    /// A run of another tenant is not found ([`Error::RunNotFound`]).
+    pub async fn append(&self, tenant: &str, run_id: &str, events: &[Event]) -> Result<i64> {
+        self.committer.append(tenant, run_id, events.to_vec()).await
     }
 
-    /// The run's events with seq greater than `after`, in order.
-    pub async fn load_events(&self, run_id: &str, after: i64) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query("SELECT seq, at, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq")
-            .bind(run_id)
-            .bind(after)
-            .fetch_all(&self.db.pool)
-            .await?;
+    /// The tenant's run's events with seq greater than `after`, in order
+    /// (none for another tenant's run).
+    pub async fn load_events(&self, tenant: &str, run_id: &str, after: i64) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, body FROM events WHERE run_id = $1 AND seq > $2 AND tenant_id = $3 ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(after)
+        .bind(tenant)
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.into_iter()
             .map(|row| {
                 let seq: i64 = row.get(0);
@@ -80,6 +85,7 @@ impl Db {
     pub(crate) async fn append_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
         run_id: &str,
         events: &[Event],
     ) -> Result<i64> {
@@ -93,7 +99,7 @@ impl Db {
              output = COALESCE($5, output), error = COALESCE($6, error), \
              lease_owner = CASE WHEN $4 IS NULL THEN lease_owner END, \
              lease_until = CASE WHEN $4 IS NULL THEN lease_until END \
-             WHERE id = $3 RETURNING tenant_id, last_seq",
+             WHERE id = $3 AND tenant_id = $7 RETURNING last_seq",
         )
         .bind(events.len() as i64)
         .bind(now)
@@ -101,12 +107,12 @@ impl Db {
         .bind(end.as_ref().map(|e| e.status.as_str()))
         .bind(end.as_ref().and_then(|e| e.output.clone()))
         .bind(end.and_then(|e| e.error))
+        .bind(tenant)
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
-        let tenant: String = row.get(0);
-        let last = row.get::<i64, _>(1) - events.len() as i64;
-        insert_events(tx, &tenant, run_id, last, events, now).await?;
+        let last = row.get::<i64, _>(0) - events.len() as i64;
+        insert_events(tx, tenant, run_id, last, events, now).await?;
         Ok(last + 1)
     }
 }
@@ -114,18 +120,19 @@ impl Db {
 /// Postgres: one statement reserves every run's seqs, inserts all their
 /// events and records the end of the runs that end, however many runs the
 /// batch holds (one round trip, and in autocommit one fsync). `runs` holds
-/// each run once, with its events in order. Returns each run's first seq; a
-/// run missing from the answer does not exist.
+/// each run once, with its tenant and its events in order. Returns each
+/// run's first seq by (run, tenant); a run missing from the answer does not
+/// exist under its tenant.
 pub(crate) async fn append_runs<'e, E>(
     executor: E,
-    runs: &[(&str, Vec<&Event>)],
-) -> Result<std::collections::HashMap<String, i64>>
+    runs: &[RunEvents<'_>],
+) -> Result<std::collections::HashMap<(String, String), i64>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let mut sql = String::from("WITH v(run_id, n, status, output, error) AS (VALUES ");
+    let mut sql = String::from("WITH v(run_id, tenant_id, n, status, output, error) AS (VALUES ");
     let mut p = 1;
-    push_rows(&mut sql, &mut p, runs.len());
+    push_rows(&mut sql, &mut p, runs.len(), &["text", "text", "bigint", "text", "text", "text"]);
     // A run that ends takes its status, output or error, and gives up its lease.
     sql.push_str(
         "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1, \
@@ -133,32 +140,36 @@ where
          error = COALESCE(v.error, runs.error), \
          lease_owner = CASE WHEN v.status IS NULL THEN runs.lease_owner END, \
          lease_until = CASE WHEN v.status IS NULL THEN runs.lease_until END \
-         FROM v WHERE runs.id = v.run_id \
+         FROM v WHERE runs.id = v.run_id AND runs.tenant_id = v.tenant_id \
          RETURNING runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
-         e(run_id, k, kind, step, body) AS (VALUES ",
+         e(run_id, tenant_id, k, kind, step, body) AS (VALUES ",
     );
-    push_rows(&mut sql, &mut p, runs.iter().map(|(_, events)| events.len()).sum());
+    let events = runs.iter().map(|r| r.events.len()).sum();
+    push_rows(&mut sql, &mut p, events, &["text", "text", "bigint", "text", "text", "text"]);
     sql.push_str(
         ") INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) \
-         SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.id = e.run_id \
-         RETURNING run_id, seq",
+         SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 \
+         FROM e JOIN r ON r.id = e.run_id AND r.tenant_id = e.tenant_id \
+         RETURNING run_id, tenant_id, seq",
     );
     // A lone run's statement has few shapes and is worth preparing once per
     // connection; a batch's shape rarely repeats.
     let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now_ms());
-    for (run, events) in runs {
+    for RunEvents { tenant, run, events } in runs {
         let end = RunEnd::of(events.iter().copied());
         query = query
             .bind(*run)
+            .bind(*tenant)
             .bind(events.len() as i64)
             .bind(end.as_ref().map(|e| e.status.as_str()))
             .bind(end.as_ref().and_then(|e| e.output.clone()))
             .bind(end.and_then(|e| e.error));
     }
-    for (run, events) in runs {
+    for RunEvents { tenant, run, events } in runs {
         for (k, event) in events.iter().enumerate() {
             query = query
                 .bind(*run)
+                .bind(*tenant)
                 .bind(k as i64 + 1)
                 .bind(event.kind())
                 .bind(event.step())
@@ -167,31 +178,32 @@ where
     }
     let mut firsts = std::collections::HashMap::new();
     for row in query.fetch_all(executor).await? {
-        let (run, seq): (String, i64) = (row.get(0), row.get(1));
-        let entry = firsts.entry(run).or_insert(seq);
+        let (run, tenant, seq): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        let entry = firsts.entry((run, tenant)).or_insert(seq);
         *entry = (*entry).min(seq);
     }
     Ok(firsts)
 }
 
-/// Appends `rows` comma-separated `(text, bigint, text, text, text)` rows of
-/// placeholders, numbered after `last`: the shape of both the per-run and the
-/// per-event lists of [`append_runs`].
-fn push_rows(sql: &mut String, last: &mut usize, rows: usize) {
+/// One run's part of a Postgres batch: its tenant, and its events in order.
+pub(crate) struct RunEvents<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) run: &'a str,
+    pub(crate) events: Vec<&'a Event>,
+}
+
+/// Appends `rows` comma-separated rows of typed placeholders (`$n::type`,
+/// one per column), numbered after `last`: the shape of both the per-run and
+/// the per-event lists of [`append_runs`].
+fn push_rows(sql: &mut String, last: &mut usize, rows: usize, columns: &[&str]) {
+    use std::fmt::Write;
     for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
+        sql.push_str(if row > 0 { ", (" } else { "(" });
+        for (c, column) in columns.iter().enumerate() {
+            *last += 1;
+            let _ = write!(sql, "{}${}::{column}", if c > 0 { ", " } else { "" }, *last);
         }
-        let p = *last;
-        sql.push_str(&format!(
-            "(${}::text, ${}::bigint, ${}::text, ${}::text, ${}::text)",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
-        *last += 5;
+        sql.push(')');
     }
 }
 

@@ -146,21 +146,25 @@ impl Store {
         Ok(())
     }
 
-    /// The run with exactly this id, if there is one.
-    pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.db.pool).await?;
+    /// The tenant's run with exactly this id, if there is one. Another
+    /// tenant's run is not found.
+    pub async fn get_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(&self.db.pool).await?;
         row.as_ref().map(run_record).transpose()
     }
 
-    /// The run with this id, or with this unique id prefix.
-    pub async fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
-        if let Some(run) = self.get_run(id_or_prefix).await? {
+    /// The tenant's run with this id, or with this unique id prefix.
+    pub async fn find_run(&self, tenant: &str, id_or_prefix: &str) -> Result<RunRecord> {
+        if let Some(run) = self.get_run(tenant, id_or_prefix).await? {
             return Ok(run);
         }
         let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT 5");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).fetch_all(&self.db.pool).await?;
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 ORDER BY id LIMIT 5"
+        );
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).bind(tenant).fetch_all(&self.db.pool).await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
             1 => run_record(&rows[0]),
@@ -195,27 +199,29 @@ impl Store {
     /// dead).
     pub async fn acquire_lease(
         &self,
+        tenant: &str,
         run_id: &str,
         owner: &str,
         until: i64,
         steal_from: Option<&str>,
     ) -> Result<Lease> {
         let updated = sqlx::query(
-            "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND status = 'running' AND \
-             (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)",
+            "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND tenant_id = $6 AND \
+             status = 'running' AND (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)",
         )
         .bind(owner)
         .bind(until)
         .bind(run_id)
         .bind(now_ms())
         .bind(steal_from.unwrap_or(""))
+        .bind(tenant)
         .execute(&self.db.pool)
         .await?
         .rows_affected();
         if updated == 1 {
             return Ok(Lease::Acquired);
         }
-        let run = self.find_run(run_id).await?;
+        let run = self.get_run(tenant, run_id).await?.ok_or_else(|| Error::RunNotFound(run_id.to_string()))?;
         Ok(Lease::HeldBy {
             owner: run.lease_owner.unwrap_or_else(|| format!("nobody (the run is {})", run.status)),
             until: run.lease_until.unwrap_or(0),
@@ -223,10 +229,13 @@ impl Store {
     }
 
     /// Gives the lease back, if `owner` still holds it.
-    pub async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
-        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
-            .bind(run_id)
-            .bind(owner)
+    pub async fn release_lease(&self, tenant: &str, run_id: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND tenant_id = $3",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(tenant)
             .execute(&self.db.pool)
             .await?;
         Ok(())

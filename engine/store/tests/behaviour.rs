@@ -36,7 +36,8 @@ both_stores!(
     appends_queued_together_each_get_their_own_answer,
     appends_whose_callers_give_up_leave_the_journal_whole,
     runs_are_created_with_their_first_events,
-    a_name_and_version_always_mean_one_component
+    a_name_and_version_always_mean_one_component,
+    another_tenant_finds_nothing
 );
 
 async fn new_run(store: &Store, id: &str) {
@@ -82,32 +83,33 @@ async fn journal_round_trips_in_order(store: Store) {
     new_run(&store, "run-a").await;
     let first = store
         .append(
+            DEFAULT_TENANT,
             "run-a",
             &[Event::StepScheduled { step: "s".into(), items: None }, Event::TimerSet { step: "s".into(), fire_at: 5 }],
         )
         .await
         .unwrap();
     assert_eq!(first, 2);
-    let events = store.load_events("run-a", 0).await.unwrap();
+    let events = store.load_events(DEFAULT_TENANT, "run-a", 0).await.unwrap();
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(matches!(events[2].event, Event::TimerSet { fire_at: 5, .. }));
-    assert_eq!(store.load_events("run-a", 2).await.unwrap().len(), 1);
+    assert_eq!(store.load_events(DEFAULT_TENANT, "run-a", 2).await.unwrap().len(), 1);
     assert_eq!(store.get_workflow(DEFAULT_TENANT, "sha256:abc").await.unwrap().as_deref(), Some("{}"));
 }
 
 async fn summary_follows_the_journal(store: Store) {
     new_run(&store, "run-b").await;
-    assert_eq!(store.find_run("run-b").await.unwrap().status, RunStatus::Running);
+    assert_eq!(store.find_run(DEFAULT_TENANT, "run-b").await.unwrap().status, RunStatus::Running);
     assert_eq!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().len(), 1);
-    store.append("run-b", &[Event::RunCompleted { output: json!({ "ok": true }) }]).await.unwrap();
-    let run = store.find_run("run-b").await.unwrap();
+    store.append(DEFAULT_TENANT, "run-b", &[Event::RunCompleted { output: json!({ "ok": true }) }]).await.unwrap();
+    let run = store.find_run(DEFAULT_TENANT, "run-b").await.unwrap();
     assert_eq!((run.status.as_str(), run.output.as_deref(), run.last_seq), ("completed", Some(r#"{"ok":true}"#), 2));
     assert!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().is_empty());
 
     new_run(&store, "run-c").await;
     let error = StepError::new(ErrorKind::Fatal, "boom");
-    store.append("run-c", &[Event::RunFailed { error }]).await.unwrap();
-    let run = store.find_run("run-c").await.unwrap();
+    store.append(DEFAULT_TENANT, "run-c", &[Event::RunFailed { error }]).await.unwrap();
+    let run = store.find_run(DEFAULT_TENANT, "run-c").await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.unwrap().contains("boom"));
     let listed = store.list_runs(DEFAULT_TENANT, 10).await.unwrap();
@@ -119,60 +121,76 @@ async fn concurrent_writers_are_detected(store: Store) {
     new_run(&store, "run-d").await;
     // A signal from another process lands between two of the driver's appends.
     let known = 1;
-    store.append("run-d", &[Event::SignalReceived { name: "go".into(), payload: json!(1) }]).await.unwrap();
-    let first = store.append("run-d", &[Event::StepScheduled { step: "s".into(), items: None }]).await.unwrap();
+    store
+        .append(DEFAULT_TENANT, "run-d", &[Event::SignalReceived { name: "go".into(), payload: json!(1) }])
+        .await
+        .unwrap();
+    let first =
+        store.append(DEFAULT_TENANT, "run-d", &[Event::StepScheduled { step: "s".into(), items: None }]).await.unwrap();
     assert_ne!(first, known + 1, "the driver learns that someone else wrote");
     // Many concurrent appenders never collide on a seq.
     let mut tasks = Vec::new();
     for n in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.append("run-d", &[Event::SignalReceived { name: format!("s{n}"), payload: json!(n) }]).await
+            store
+                .append(DEFAULT_TENANT, "run-d", &[Event::SignalReceived { name: format!("s{n}"), payload: json!(n) }])
+                .await
         }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let seqs: Vec<i64> = store.load_events("run-d", 0).await.unwrap().iter().map(|e| e.seq).collect();
+    let seqs: Vec<i64> = store.load_events(DEFAULT_TENANT, "run-d", 0).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=11).collect::<Vec<i64>>());
-    assert_eq!(store.find_run("run-d").await.unwrap().last_seq, 11);
+    assert_eq!(store.find_run(DEFAULT_TENANT, "run-d").await.unwrap().last_seq, 11);
 }
 
 async fn runs_are_found_by_prefix(store: Store) {
     new_run(&store, "0190aaaa-1111").await;
     new_run(&store, "0190aaaa-2222").await;
-    assert_eq!(store.find_run("0190aaaa-1").await.unwrap().id, "0190aaaa-1111");
-    let err = store.find_run("0190aaaa").await.unwrap_err().to_string();
+    assert_eq!(store.find_run(DEFAULT_TENANT, "0190aaaa-1").await.unwrap().id, "0190aaaa-1111");
+    let err = store.find_run(DEFAULT_TENANT, "0190aaaa").await.unwrap_err().to_string();
     assert!(err.contains("matches several runs"), "{err}");
-    let err = store.find_run("ffff").await.unwrap_err().to_string();
+    let err = store.find_run(DEFAULT_TENANT, "ffff").await.unwrap_err().to_string();
     assert!(err.contains("no run matches"), "{err}");
-    assert!(store.find_run("0190aaaa_%").await.is_err(), "LIKE wildcards are literal");
-    assert!(store.append("nope", &[Event::CancelRequested { reason: "x".into() }]).await.is_err());
+    assert!(store.find_run(DEFAULT_TENANT, "0190aaaa_%").await.is_err(), "LIKE wildcards are literal");
+    assert!(store.append(DEFAULT_TENANT, "nope", &[Event::CancelRequested { reason: "x".into() }]).await.is_err());
 }
 
 async fn leases_exclude_other_drivers(store: Store) {
     new_run(&store, "run-e").await;
     let later = now_ms() + 60_000;
-    assert_eq!(store.acquire_lease("run-e", "host:1", later, None).await.unwrap(), Lease::Acquired);
-    assert_eq!(store.acquire_lease("run-e", "host:1", later, None).await.unwrap(), Lease::Acquired, "renewal");
+    assert_eq!(store.acquire_lease(DEFAULT_TENANT, "run-e", "host:1", later, None).await.unwrap(), Lease::Acquired);
+    assert_eq!(
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:1", later, None).await.unwrap(),
+        Lease::Acquired,
+        "renewal"
+    );
     assert!(
-        matches!(store.acquire_lease("run-e", "host:2", later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1")
+        matches!(store.acquire_lease(DEFAULT_TENANT, "run-e", "host:2", later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1")
     );
     assert_eq!(
-        store.acquire_lease("run-e", "host:2", later, Some("host:1")).await.unwrap(),
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:2", later, Some("host:1")).await.unwrap(),
         Lease::Acquired,
         "a dead holder's lease is taken"
     );
-    store.release_lease("run-e", "host:2").await.unwrap();
-    assert_eq!(store.acquire_lease("run-e", "host:3", now_ms() - 1, None).await.unwrap(), Lease::Acquired);
+    store.release_lease(DEFAULT_TENANT, "run-e", "host:2").await.unwrap();
     assert_eq!(
-        store.acquire_lease("run-e", "host:4", later, None).await.unwrap(),
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:3", now_ms() - 1, None).await.unwrap(),
+        Lease::Acquired
+    );
+    assert_eq!(
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:4", later, None).await.unwrap(),
         Lease::Acquired,
         "an expired lease is free"
     );
-    store.append("run-e", &[Event::RunCancelled { reason: "x".into() }]).await.unwrap();
+    store.append(DEFAULT_TENANT, "run-e", &[Event::RunCancelled { reason: "x".into() }]).await.unwrap();
     assert!(
-        matches!(store.acquire_lease("run-e", "host:4", later, None).await.unwrap(), Lease::HeldBy { .. }),
+        matches!(
+            store.acquire_lease(DEFAULT_TENANT, "run-e", "host:4", later, None).await.unwrap(),
+            Lease::HeldBy { .. }
+        ),
         "finished runs take no lease"
     );
 }
@@ -208,9 +226,9 @@ async fn concurrent_first_opens_of_a_sqlite_file_all_succeed() {
 async fn child_runs_are_left_to_their_parents(store: Store) {
     new_run(&store, "parent").await;
     new_child_run(&store, "child", Some("parent")).await;
-    let child = store.get_run("child").await.unwrap().expect("the child exists");
+    let child = store.get_run(DEFAULT_TENANT, "child").await.unwrap().expect("the child exists");
     assert_eq!(child.parent_id.as_deref(), Some("parent"));
-    assert_eq!(store.get_run("chi").await.unwrap(), None, "get_run takes exact ids only");
+    assert_eq!(store.get_run(DEFAULT_TENANT, "chi").await.unwrap(), None, "get_run takes exact ids only");
     let unfinished: Vec<String> =
         store.unfinished_runs(DEFAULT_TENANT).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(unfinished, ["parent"], "resume drives parents, which drive their children");
@@ -225,22 +243,24 @@ async fn appends_queued_together_each_get_their_own_answer(store: Store) {
     // Queued at once: the first is committed as it comes, the rest queue
     // behind it and are committed together.
     let (t1, t23, t4, t5) = (timer(1), [timer(2), timer(3)].concat(), timer(4), timer(5));
-    let (a, b, c, d, e) = tokio::join!(
-        store.append("q1", &t1),
-        store.append("q2", &t23),
-        store.append("q2", &t4),
-        store.append("nope", &t5),
-        store.append("q3", &done),
+    let (a, b, c, d, e, f) = tokio::join!(
+        store.append(DEFAULT_TENANT, "q1", &t1),
+        store.append(DEFAULT_TENANT, "q2", &t23),
+        store.append(DEFAULT_TENANT, "q2", &t4),
+        store.append(DEFAULT_TENANT, "nope", &t5),
+        store.append(DEFAULT_TENANT, "q3", &done),
+        store.append("intruder", "q2", &t5),
     );
+    assert!(matches!(f, Err(weft_store::Error::RunNotFound(_))), "another tenant's append is refused: {f:?}");
     assert_eq!(a.unwrap(), 2);
     let (b, c) = (b.unwrap(), c.unwrap());
     assert!((b, c) == (2, 4) || (b, c) == (3, 2), "two appends to one run get disjoint seqs: {b}, {c}");
     assert!(matches!(d, Err(weft_store::Error::RunNotFound(ref run)) if run == "nope"), "{d:?}");
     assert_eq!(e.unwrap(), 2);
-    let q2 = store.load_events("q2", 0).await.unwrap();
+    let q2 = store.load_events(DEFAULT_TENANT, "q2", 0).await.unwrap();
     assert_eq!(q2.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(store.find_run("q2").await.unwrap().last_seq, 4);
-    let q3 = store.find_run("q3").await.unwrap();
+    assert_eq!(store.find_run(DEFAULT_TENANT, "q2").await.unwrap().last_seq, 4);
+    let q3 = store.find_run(DEFAULT_TENANT, "q3").await.unwrap();
     assert_eq!((q3.status.as_str(), q3.output.as_deref()), ("completed", Some("\"done\"")));
 }
 
@@ -260,7 +280,7 @@ async fn appends_whose_callers_give_up_leave_the_journal_whole(store: Store) {
         // Poll the append `polls` times, giving the database and the runtime
         // time in between, then drop it: from giving up at once to waiting
         // until it is done (the last few always wait).
-        let mut append = std::pin::pin!(store.append("impatient", &events));
+        let mut append = std::pin::pin!(store.append(DEFAULT_TENANT, "impatient", &events));
         let mut done = false;
         for _ in 0..if polls > 55 { usize::MAX } else { polls as usize } {
             done = std::future::poll_fn(|cx| std::task::Poll::Ready(append.as_mut().poll(cx).is_ready())).await;
@@ -275,9 +295,9 @@ async fn appends_whose_callers_give_up_leave_the_journal_whole(store: Store) {
     assert!(given_up > 0 && answered > 0, "{given_up} callers gave up, {answered} were answered");
     // Appends given up mid-write are settled before later ones: nothing lands
     // after the run's end.
-    let last = store.append("impatient", &[Event::RunCompleted { output: json!("ok") }]).await.unwrap();
+    let last = store.append(DEFAULT_TENANT, "impatient", &[Event::RunCompleted { output: json!("ok") }]).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let journal = store.load_events("impatient", 0).await.unwrap();
+    let journal = store.load_events(DEFAULT_TENANT, "impatient", 0).await.unwrap();
     let seqs: Vec<i64> = journal.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "no gaps in the journal");
     assert_eq!(journal.len() % 2, 0, "every append is whole: the start event plus pairs plus the end");
@@ -287,7 +307,7 @@ async fn appends_whose_callers_give_up_leave_the_journal_whole(store: Store) {
             "an append's events stay together and in order: {pair:?}"
         );
     }
-    let run = store.find_run("impatient").await.unwrap();
+    let run = store.find_run(DEFAULT_TENANT, "impatient").await.unwrap();
     assert_eq!((run.last_seq, run.status.as_str()), (last, "completed"));
 }
 
@@ -297,26 +317,30 @@ async fn runs_are_created_with_their_first_events(store: Store) {
     let lease = Some(("host:1", now_ms() + 60_000));
     let scheduled = |n: usize| Event::StepScheduled { step: format!("s{n}"), items: None };
     create(&store, "begun", None, lease, &[run_started(), scheduled(0)]).await.unwrap();
-    let begun = store.find_run("begun").await.unwrap();
+    let begun = store.find_run(DEFAULT_TENANT, "begun").await.unwrap();
     assert_eq!((begun.status.as_str(), begun.last_seq, begun.lease_owner.as_deref()), ("running", 2, Some("host:1")));
-    assert_eq!(store.load_events("begun", 0).await.unwrap()[1].event, scheduled(0));
+    assert_eq!(store.load_events(DEFAULT_TENANT, "begun", 0).await.unwrap()[1].event, scheduled(0));
 
     let ended = [run_started(), Event::RunCompleted { output: json!({ "empty": true }) }];
     create(&store, "ended", None, lease, &ended).await.unwrap();
-    let run = store.find_run("ended").await.unwrap();
+    let run = store.find_run(DEFAULT_TENANT, "ended").await.unwrap();
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(run.output.as_deref(), Some(r#"{"empty":true}"#));
     assert_eq!((run.lease_owner, run.lease_until), (None, None), "an ended run holds no lease");
 
     let long: Vec<Event> = std::iter::once(run_started()).chain((0..250).map(scheduled)).collect();
     create(&store, "long", None, lease, &long).await.unwrap();
-    let journal = store.load_events("long", 0).await.unwrap();
+    let journal = store.load_events(DEFAULT_TENANT, "long", 0).await.unwrap();
     assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=251).collect::<Vec<i64>>());
     assert_eq!(journal[250].event, scheduled(249));
 
     let again = create(&store, "begun", None, lease, &[run_started()]).await;
     assert!(again.is_err(), "a run id is created once");
-    assert_eq!(store.load_events("begun", 0).await.unwrap().len(), 2, "a refused create writes nothing");
+    assert_eq!(
+        store.load_events(DEFAULT_TENANT, "begun", 0).await.unwrap().len(),
+        2,
+        "a refused create writes nothing"
+    );
 }
 
 async fn a_name_and_version_always_mean_one_component(store: Store) {
@@ -343,4 +367,29 @@ async fn a_name_and_version_always_mean_one_component(store: Store) {
     assert_eq!(keys, [("1.0.0".to_string(), "sha256:aaaa".to_string()), ("1.1.0".into(), "sha256:cccc".into())]);
     assert_eq!(installed[0].component, bytes, "the component's bytes round-trip");
     assert!(store.installed_connectors("someone-else").await.unwrap().is_empty());
+}
+
+/// Every look-up and write under a tenant that does not own the run finds
+/// nothing and changes nothing.
+async fn another_tenant_finds_nothing(store: Store) {
+    new_run(&store, "run-t").await;
+    let other = "other";
+    assert_eq!(store.get_run(other, "run-t").await.unwrap(), None);
+    assert!(matches!(store.find_run(other, "run-t").await, Err(weft_store::Error::RunNotFound(_))));
+    assert!(matches!(store.find_run(other, "run-").await, Err(weft_store::Error::RunNotFound(_))), "nor by prefix");
+    assert!(store.load_events(other, "run-t", 0).await.unwrap().is_empty());
+    let cancel = [Event::CancelRequested { reason: "not yours".into() }];
+    assert!(matches!(store.append(other, "run-t", &cancel).await, Err(weft_store::Error::RunNotFound(_))));
+    let later = now_ms() + 60_000;
+    assert!(matches!(
+        store.acquire_lease(other, "run-t", "host:9", later, None).await,
+        Err(weft_store::Error::RunNotFound(_))
+    ));
+    assert!(store.list_runs(other, 10).await.unwrap().is_empty());
+    assert!(store.unfinished_runs(other).await.unwrap().is_empty());
+    assert_eq!(store.get_workflow(other, "sha256:abc").await.unwrap(), None);
+    // The owner still sees its run whole and unleased.
+    let run = store.find_run(DEFAULT_TENANT, "run-t").await.unwrap();
+    assert_eq!((run.last_seq, run.lease_owner), (1, None));
+    assert_eq!(store.load_events(DEFAULT_TENANT, "run-t", 0).await.unwrap().len(), 1);
 }
