@@ -321,7 +321,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                                 .await
                                 .map_err(failed)?,
                         };
-                        weft_store::testing::fresh_database(&server).await
+                        weft_store::testing::fresh_database(&server)
+                            .await
+                            .map_err(|e| failed(anyhow::anyhow!("--postgres: {e}")))?
                     }
                     other => return Err(bad(anyhow::anyhow!("unknown store `{other}`; use sqlite and/or postgres"))),
                 };

@@ -21,7 +21,8 @@ pub fn sqlite_url(dir: &Path) -> String {
 
 /// A URL to a new, empty Postgres database.
 pub async fn fresh_postgres() -> String {
-    fresh_database(&server_url()).await
+    let server = server_url();
+    fresh_database(&server).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts a throwaway Postgres cluster with full durability (fsync and
@@ -31,19 +32,32 @@ pub fn durable_server() -> String {
     start_cluster(true)
 }
 
-/// A new, empty database on `server` (`postgres://user@host:port`).
-pub async fn fresh_database(server: &str) -> String {
+/// `postgres://user@host:port` of a URL that may also name a database (and
+/// carry options after `?`).
+pub fn server_part(url: &str) -> &str {
+    let url = url.split('?').next().unwrap_or(url);
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => &url[..after_scheme + slash],
+        None => url.trim_end_matches('/'),
+    }
+}
+
+/// A new, empty database on the server of `url` (`postgres://user@host:port`,
+/// with or without a database name); its URL, or why it could not be made.
+pub async fn fresh_database(url: &str) -> Result<String, String> {
+    let server = server_part(url);
     let name = format!("weft_test_{}", uuid::Uuid::now_v7().simple());
-    let admin = format!("{}/postgres", server.trim_end_matches('/'));
+    let admin = format!("{server}/postgres");
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
-        .unwrap_or_else(|e| panic!("cannot reach the test Postgres server at {admin}: {e}"));
+        .map_err(|e| format!("cannot reach the Postgres server at {}: {e}", crate::redact(&admin)))?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        .map_err(|e| format!("creating database {name}: {e}"))?;
     conn.close().await.ok();
-    format!("{}/{name}", server.trim_end_matches('/'))
+    Ok(format!("{server}/{name}"))
 }
 
 /// `postgres://user@host:port` of the server tests use (no database part).
@@ -51,14 +65,8 @@ fn server_url() -> String {
     static SERVER: OnceLock<String> = OnceLock::new();
     SERVER
         .get_or_init(|| match std::env::var("WEFT_TEST_DATABASE_URL") {
-            Ok(url) => {
-                // Accept a URL with or without a database name.
-                let after_scheme = url.find("://").map_or(0, |i| i + 3);
-                match url[after_scheme..].find('/') {
-                    Some(slash) => url[..after_scheme + slash].to_string(),
-                    None => url,
-                }
-            }
+            // Accept a URL with or without a database name.
+            Ok(url) => server_part(&url).to_string(),
             Err(_) => start_cluster(false),
         })
         .clone()
@@ -154,4 +162,16 @@ fn start_cluster(durable: bool) -> String {
     #[allow(clippy::zombie_processes)]
     cmd.spawn().expect("starting the test cluster's watchdog");
     format!("postgres://postgres@127.0.0.1:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_part;
+
+    #[test]
+    fn the_server_part_drops_the_database_and_options() {
+        assert_eq!(server_part("postgres://u@h:5432"), "postgres://u@h:5432");
+        assert_eq!(server_part("postgres://u@h:5432/"), "postgres://u@h:5432");
+        assert_eq!(server_part("postgres://u:p@h:5432/weft?sslmode=disable"), "postgres://u:p@h:5432");
+    }
 }

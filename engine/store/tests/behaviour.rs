@@ -195,6 +195,19 @@ async fn leases_exclude_other_drivers(store: Store) {
     );
 }
 
+/// `weft bench --postgres` takes a URL that names a database, too: the fresh
+/// database is made on that URL's server.
+#[tokio::test]
+async fn a_fresh_database_can_be_made_from_a_url_that_names_one() {
+    let named = testing::fresh_postgres().await;
+    let fresh = testing::fresh_database(&named).await.unwrap();
+    assert_eq!(testing::server_part(&fresh), testing::server_part(&named));
+    assert_ne!(fresh, named);
+    Store::connect(&fresh).await.unwrap();
+    let refused = testing::fresh_database("postgres://nobody@127.0.0.1:1/weft").await.unwrap_err();
+    assert!(refused.contains("cannot reach the Postgres server"), "{refused}");
+}
+
 async fn connect_errors_are_clear(_store: Store) {
     let err = Store::connect("mysql://x").await.err().unwrap().to_string();
     assert!(err.contains("unsupported database URL"), "{err}");
