@@ -18,8 +18,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use weft_core::RunStatus;
-use weft_host::{EnvSecrets, Host, HostConfig};
-use weft_runtime::{Engine, EngineConfig, Outcome};
+use weft_host::{EnvSecrets, Host};
+use weft_runtime::{Assembly, AssemblyError, Engine, Outcome};
 use weft_store::{DEFAULT_TENANT, Store};
 
 /// Weft runs durable workflows: every step's result is journaled, so a run
@@ -414,42 +414,36 @@ async fn open_host(cli: &Cli, store: Option<&Store>) -> Result<Arc<Host>, Failur
     Ok(Arc::new(new_host(cli, store).await?))
 }
 
+/// How this invocation's engine is built: the local tenant, the store of
+/// --db, the compile cache, --allow-host, --connectors-dir and secrets from
+/// the environment.
+fn assembly(cli: &Cli) -> Assembly {
+    Assembly {
+        cache_dir: cache_dir(cli),
+        allow_hosts: cli.allow_hosts.clone(),
+        connectors_dir: cli.connectors_dir.clone(),
+        secrets: Arc::new(EnvSecrets::from_env()),
+        ..Assembly::new(&cli.db, DEFAULT_TENANT)
+    }
+}
+
+/// An assembly error as a CLI failure: what the user gave (the database URL,
+/// the connectors directory) is bad input; the rest failed.
+fn assembly_failure(e: AssemblyError) -> Failure {
+    match e {
+        AssemblyError::Store(_) | AssemblyError::Read { .. } | AssemblyError::Install { .. } => bad(e),
+        AssemblyError::Host(_) | AssemblyError::Installed { .. } => failed(e),
+    }
+}
+
 /// A host with the built-in connectors, those installed in `store`, and those
 /// of --connectors-dir.
 pub(crate) async fn new_host(cli: &Cli, store: Option<&Store>) -> Result<Host, Failure> {
-    let mut host = Host::new(HostConfig { cache_dir: cache_dir(cli), limits: Default::default() })
-        .map_err(failed)?
-        .with_secrets(Arc::new(EnvSecrets::from_env()));
-    if let Some(hosts) = &cli.allow_hosts {
-        host = host.with_egress_policy(DEFAULT_TENANT, hosts);
-    }
-    host.install_builtins().await.map_err(failed)?;
-    if let Some(store) = store {
-        for installed in store.installed_connectors(DEFAULT_TENANT).await.map_err(failed)? {
-            let key = format!("{}@{}", installed.name, installed.version);
-            host.install(installed.component)
-                .await
-                .with_context(|| format!("loading the installed connector {key}"))
-                .map_err(failed)?;
-        }
-    }
-    if let Some(dir) = &cli.connectors_dir {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("reading --connectors-dir {}", dir.display()))
-            .map_err(bad)?;
-        let mut paths: Vec<PathBuf> =
-            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "wasm")).collect();
-        paths.sort();
-        for path in paths {
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display())).map_err(bad)?;
-            host.install(bytes).await.with_context(|| format!("installing {}", path.display())).map_err(bad)?;
-        }
-    }
-    Ok(host)
+    assembly(cli).host(store).await.map_err(assembly_failure)
 }
 
 pub(crate) async fn open_store(cli: &Cli) -> Result<Store, Failure> {
-    Store::connect(&cli.db).await.map_err(bad)
+    assembly(cli).store().await.map_err(assembly_failure)
 }
 
 /// The store, unless it is a SQLite file that does not exist yet (so that
@@ -463,7 +457,5 @@ pub(crate) async fn existing_store(cli: &Cli) -> Result<Option<Store>, Failure> 
 
 /// The store, a host with its installed connectors, and an engine on both.
 async fn open_engine(cli: &Cli) -> Result<Engine, Failure> {
-    let store = open_store(cli).await?;
-    let host = open_host(cli, Some(&store)).await?;
-    Ok(Engine::new(store, host, EngineConfig::default()))
+    assembly(cli).engine().await.map_err(assembly_failure)
 }

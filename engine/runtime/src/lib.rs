@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod assemble;
 mod children;
 mod driver;
 mod lease;
@@ -39,6 +40,7 @@ use weft_host::Host;
 use weft_store::{NewRun, RunRecord, Store, now_ms};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step};
 
+pub use assemble::{Assembly, AssemblyError};
 pub use driver::Outcome;
 
 /// Runtime errors. A step failing is not one of these: it is recorded in the
