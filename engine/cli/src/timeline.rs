@@ -4,9 +4,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use weft_core::EntryStatus;
 use weft_core::Event;
 use weft_store::{RunRecord, StoredEvent};
-use weft_workflows::{Definition, StepKind};
+use weft_workflows::Definition;
 
 fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
@@ -68,16 +69,14 @@ fn label(step: &str, iteration: Option<u32>) -> String {
     iteration.map_or(step.to_string(), |i| format!("{step}[{i}]"))
 }
 
-/// One attempt as the timeline shows it.
+/// One timeline entry as the table shows it.
 struct Row {
     step: String,
     attempt: String,
-    status: String,
+    status: &'static str,
     start: i64,
     end: Option<i64>,
     detail: String,
-    /// For a child workflow step: the child run's id.
-    child: Option<String>,
 }
 
 /// Prints a run's timeline, or the run and its raw journal as JSON.
@@ -117,93 +116,44 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
     }
     println!("input     {}", short(&run.input, 100));
 
-    let mut rows: Vec<Row> = Vec::new();
-    for stored in events {
-        let at = stored.at;
-        match &stored.event {
-            Event::StepStarted { step, iteration, attempt, child, .. } => rows.push(Row {
-                step: label(step, *iteration),
-                attempt: attempt.to_string(),
-                status: "running".into(),
-                start: at,
-                end: None,
-                detail: match child {
-                    Some(child) => format!("child run {child}"),
-                    None => definition
-                        .step_index(step)
-                        .and_then(|i| match &definition.workflow.steps[i].kind {
-                            StepKind::WaitForSignal(w) => Some(format!("waiting for signal `{}`", w.name)),
-                            _ => None,
-                        })
-                        .unwrap_or_default(),
-                },
-                child: child.clone(),
-            }),
-            Event::TimerSet { step, fire_at } => {
-                if let Some(row) = rows.iter_mut().rev().find(|r| &r.step == step) {
-                    row.status = "sleeping".into();
-                    row.detail = format!("until {}", timestamp(*fire_at));
+    let rows: Vec<Row> = weft_core::timeline(definition, events.iter().map(|e| (e.at, &e.event)))
+        .into_iter()
+        .map(|entry| {
+            let step = match (&entry.step, &entry.signal) {
+                (Some(step), _) => label(step, entry.iteration),
+                (None, signal) => format!("(signal {})", signal.as_deref().unwrap_or_default()),
+            };
+            let child = entry.child.as_deref();
+            let detail = match entry.status {
+                EntryStatus::Waiting => format!("waiting for signal `{}`", entry.signal.as_deref().unwrap_or_default()),
+                EntryStatus::Running => child.map(|id| format!("child run {id}")).unwrap_or_default(),
+                EntryStatus::Sleeping => {
+                    entry.sleeping_until.map(|t| format!("until {}", timestamp(t))).unwrap_or_default()
                 }
-            }
-            Event::TimerFired { step } => {
-                if let Some(row) = rows.iter_mut().rev().find(|r| &r.step == step) {
-                    row.status = "slept".into();
-                    row.end = Some(at);
+                EntryStatus::Completed => {
+                    let child = child.map(|id| format!("child run {} ", id.get(..8).unwrap_or(id)));
+                    let output = entry.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
+                    format!("{}→ {}", child.unwrap_or_default(), short(&output, 60))
                 }
-            }
-            Event::StepCompleted { step, iteration, attempt, output } => {
-                if let Some(row) = rows
-                    .iter_mut()
-                    .rev()
-                    .find(|r| r.step == label(step, *iteration) && r.attempt == attempt.to_string())
-                {
-                    row.status = "completed".into();
-                    row.end = Some(at);
-                    let child = row.child.as_deref().map(|id| format!("child run {} ", id.get(..8).unwrap_or(id)));
-                    row.detail = format!("{}→ {}", child.unwrap_or_default(), short(&output.to_string(), 60));
+                EntryStatus::Failed => {
+                    let error = entry.error.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                    let retry =
+                        entry.retry_at.map(|t| format!(" (retry in {})", duration(t - entry.ended_at.unwrap_or(t))));
+                    format!("{}{}", short(&error, 80), retry.unwrap_or_default())
                 }
+                EntryStatus::Skipped => entry.reason.clone().unwrap_or_default(),
+                EntryStatus::Slept | EntryStatus::Received => String::new(),
+            };
+            Row {
+                step,
+                attempt: entry.attempt.map_or("-".to_string(), |a| a.to_string()),
+                status: entry.status.as_str(),
+                start: entry.started_at,
+                end: entry.ended_at,
+                detail,
             }
-            Event::StepFailed { step, iteration, attempt, error, retry_at } => {
-                let name = label(step, *iteration);
-                let retry = retry_at.map(|t| format!(" (retry in {})", duration(t - at))).unwrap_or_default();
-                match rows.iter_mut().rev().find(|r| r.step == name && r.attempt == attempt.to_string()) {
-                    Some(row) => {
-                        row.status = "failed".into();
-                        row.end = Some(at);
-                        row.detail = format!("{}{retry}", short(&error.to_string(), 80));
-                    }
-                    None => rows.push(Row {
-                        step: name,
-                        attempt: "-".into(),
-                        status: "failed".into(),
-                        start: at,
-                        end: Some(at),
-                        detail: short(&error.to_string(), 80),
-                        child: None,
-                    }),
-                }
-            }
-            Event::StepSkipped { step, reason } => rows.push(Row {
-                step: step.clone(),
-                attempt: "-".into(),
-                status: "skipped".into(),
-                start: at,
-                end: Some(at),
-                detail: reason.clone(),
-                child: None,
-            }),
-            Event::SignalReceived { name, .. } => rows.push(Row {
-                step: format!("(signal {name})"),
-                attempt: "-".into(),
-                status: "received".into(),
-                start: at,
-                end: Some(at),
-                detail: String::new(),
-                child: None,
-            }),
-            _ => {}
-        }
-    }
+        })
+        .collect();
     println!();
     println!("{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  DETAIL", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION");
     for row in &rows {

@@ -26,6 +26,7 @@ mod decide;
 mod effect;
 mod event;
 mod state;
+mod timeline;
 
 pub use decide::{
     DEFAULT_CONCURRENCY, advance, child_run_id, decide, idempotency_key, next_wake, on_outcome, recover, retry_delay,
@@ -34,4 +35,5 @@ pub use decide::{
 pub use effect::{AttemptId, Call, ChildStart, Decision, Effect};
 pub use event::{Event, Millis, StepError};
 pub use state::{Iteration, Pin, RunState, RunStatus, Signal, StepPhase, StepState};
+pub use timeline::{Entry, EntryStatus, timeline};
 pub use weft_workflows::ErrorKind;

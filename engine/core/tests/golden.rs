@@ -416,3 +416,37 @@ fn child_workflow_steps_start_a_child_run_that_outlives_restarts() {
     assert!(matches!(&failed[0], Event::StepFailed { retry_at: None, .. }), "{failed:?}");
     assert_eq!(kinds(&failed)[1], "run_failed");
 }
+
+#[test]
+fn the_timeline_is_a_projection_of_the_journal() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo", "retry": { "max_attempts": 2, "initial_interval": "1s" } },
+            { "id": "gate", "uses": "t/echo", "if": "false" },
+            { "id": "approve", "wait_for_signal": { "name": "ok" }, "needs": ["a"] }
+        ]}),
+        json!({}),
+    );
+    sim.settle();
+    sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "503")));
+    sim.now += 1_000;
+    sim.settle();
+    sim.finish("a", None, Ok(json!("fine")));
+    let entries = weft_core::timeline(&sim.def, sim.journal.iter().map(|e| (sim.now, e)));
+    let line = |e: &weft_core::Entry| {
+        format!(
+            "{}#{} {}",
+            e.step.as_deref().unwrap_or("-"),
+            e.attempt.map_or("-".into(), |a| a.to_string()),
+            e.status.as_str()
+        )
+    };
+    assert_eq!(
+        entries.iter().map(line).collect::<Vec<_>>(),
+        ["gate#- skipped", "a#1 failed", "a#2 completed", "approve#1 waiting"]
+    );
+    assert_eq!(entries[1].error.as_ref().map(|e| e.kind), Some(ErrorKind::Transient));
+    assert!(entries[1].retry_at.is_some(), "a retried failure says when");
+    assert_eq!(entries[2].output, Some(json!("fine")));
+    assert_eq!(entries[3].signal.as_deref(), Some("ok"));
+}
