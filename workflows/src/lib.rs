@@ -28,7 +28,7 @@ mod validate;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -122,21 +122,77 @@ impl Stored {
     }
 }
 
+/// Where child workflows come from: files next to their parent for the CLI,
+/// stored versions for a server. Loading calls nothing else that reads.
+pub trait Loader {
+    /// The child workflow that workflow `parent` names `path`: its name (for
+    /// messages, and as the parent of its own children) and its text.
+    fn child(&self, parent: &str, path: &str) -> Result<Source, String>;
+
+    /// What names the same workflow however it is written (a canonical
+    /// path, say), to catch cycles.
+    fn identity(&self, name: &str) -> String {
+        name.to_string()
+    }
+}
+
+/// A workflow's text, with the name it goes by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Its name, e.g. a path.
+    pub name: String,
+    /// Its JSON or YAML text.
+    pub text: String,
+}
+
+/// Reads child workflows from files, relative to their parent's directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Files;
+
+impl Loader for Files {
+    fn child(&self, parent: &str, path: &str) -> Result<Source, String> {
+        let file = Path::new(parent).parent().unwrap_or(Path::new("")).join(path);
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read child workflow `{name}`: {e}"))?;
+        Ok(Source { name, text })
+    }
+
+    fn identity(&self, name: &str) -> String {
+        Path::new(name).canonicalize().map_or_else(|_| name.to_string(), |p| p.display().to_string())
+    }
+}
+
+/// Loads no child workflows: a workflow with child workflow steps is refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoChildren;
+
+impl Loader for NoChildren {
+    fn child(&self, _: &str, path: &str) -> Result<Source, String> {
+        Err(format!("child workflow `{path}` cannot be loaded here: this load reads no other workflows"))
+    }
+}
+
+/// Parses and validates a workflow file's text, with no child workflows (it
+/// reads nothing); see [`load_with`].
+pub fn load(file: &str, text: &str, catalog: &Catalog) -> Result<Definition, Diagnostics> {
+    load_with(file, text, catalog, &NoChildren)
+}
+
 /// Parses and validates a workflow file. On failure, every problem is
 /// returned at once, each with its JSON path and line:column.
 ///
-/// Child workflow files (`"workflow": {"path": ...}`) are read relative to
-/// `file`'s directory and validated too; their problems are reported at the
-/// parent's `path` member, each naming the child's own position.
-pub fn load(file: &str, text: &str, catalog: &Catalog) -> Result<Definition, Diagnostics> {
-    load_nested(file, text, catalog, &mut Vec::new())
+/// Child workflows (`"workflow": {"path": ...}`) come from `loader` and are
+/// validated too; their problems are reported at the parent's `path` member,
+/// each naming the child's own position.
+pub fn load_with(file: &str, text: &str, catalog: &Catalog, loader: &dyn Loader) -> Result<Definition, Diagnostics> {
+    load_nested(file, text, catalog, loader, &mut Vec::new())
 }
 
-/// Reads and loads a workflow file; see [`load`].
+/// Reads and loads a workflow file, and its child workflows from files.
 pub fn load_file(file: &Path, catalog: &Catalog) -> Result<Definition, Diagnostics> {
     let name = file.display().to_string();
     match std::fs::read_to_string(file) {
-        Ok(text) => load(&name, &text, catalog),
+        Ok(text) => load_with(&name, &text, catalog, &Files),
         Err(e) => Err(Diagnostics {
             file: name,
             items: vec![Diagnostic {
@@ -150,7 +206,13 @@ pub fn load_file(file: &Path, catalog: &Catalog) -> Result<Definition, Diagnosti
 }
 
 /// `load`, with the chain of files that led here, to catch cycles.
-fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBuf>) -> Result<Definition, Diagnostics> {
+fn load_nested(
+    file: &str,
+    text: &str,
+    catalog: &Catalog,
+    loader: &dyn Loader,
+    chain: &mut Vec<String>,
+) -> Result<Definition, Diagnostics> {
     let parsed = if yaml::is_yaml(file) {
         yaml::parse(text).map(|(doc, positions)| (doc, locate::Locator::Yaml(positions)))
     } else {
@@ -194,12 +256,11 @@ fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBu
     };
     let mut problems = validate::semantics(&steps, doc.get("output"), catalog);
     let mut children = BTreeMap::new();
-    let here = Path::new(file).canonicalize().unwrap_or_else(|_| PathBuf::from(file));
-    chain.push(here);
+    chain.push(loader.identity(file));
     for (i, step) in steps.iter().enumerate() {
         let Some(child) = &step.workflow else { continue };
         let at = JsonPath::root().key("steps").index(i).key("workflow").key("path");
-        match load_child(file, &child.path, catalog, chain) {
+        match load_child(file, &child.path, catalog, loader, chain) {
             Ok(definition) => {
                 children.insert(step.id.clone(), definition);
             }
@@ -217,23 +278,22 @@ fn load_nested(file: &str, text: &str, catalog: &Catalog, chain: &mut Vec<PathBu
     Ok(Definition::with_children(workflow, children))
 }
 
-/// Loads a child workflow file named relative to its parent's file. Its
-/// problems come back as messages that name the child's own positions.
+/// Loads a child workflow that `parent` names `path`. Its problems come back
+/// as messages that name the child's own positions.
 fn load_child(
     parent: &str,
     path: &str,
     catalog: &Catalog,
-    chain: &mut Vec<PathBuf>,
+    loader: &dyn Loader,
+    chain: &mut Vec<String>,
 ) -> Result<Definition, Vec<String>> {
-    let file = Path::new(parent).parent().unwrap_or(Path::new("")).join(path);
-    let name = file.display().to_string();
-    let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
-    if let Some(start) = chain.iter().position(|f| *f == canonical) {
-        let cycle: Vec<String> = chain[start..].iter().chain([&canonical]).map(|f| f.display().to_string()).collect();
+    let Source { name, text } = loader.child(parent, path).map_err(|message| vec![message])?;
+    let identity = loader.identity(&name);
+    if let Some(start) = chain.iter().position(|f| *f == identity) {
+        let cycle: Vec<&str> = chain[start..].iter().chain([&identity]).map(String::as_str).collect();
         return Err(vec![format!("child workflows form a cycle: {}", cycle.join(" -> "))]);
     }
-    let text = std::fs::read_to_string(&file).map_err(|e| vec![format!("cannot read child workflow `{name}`: {e}")])?;
-    load_nested(&name, &text, catalog, chain).map_err(|diagnostics| {
+    load_nested(&name, &text, catalog, loader, chain).map_err(|diagnostics| {
         diagnostics
             .items
             .into_iter()

@@ -277,3 +277,30 @@ fn yaml_that_cannot_be_a_workflow_is_refused_with_its_position() {
         );
     }
 }
+
+/// Loading reads nothing on its own: child workflows come from the loader
+/// given (files for the CLI; a server reads its stored versions).
+#[test]
+fn child_workflows_come_from_the_loader_given() {
+    struct Stored(std::collections::BTreeMap<&'static str, String>);
+    impl weft_workflows::Loader for Stored {
+        fn child(&self, _parent: &str, path: &str) -> Result<weft_workflows::Source, String> {
+            let text = self.0.get(path).ok_or_else(|| format!("no stored workflow `{path}`"))?;
+            Ok(weft_workflows::Source { name: path.to_string(), text: text.clone() })
+        }
+    }
+    let parent = r#"{ "name": "p", "steps": [ { "id": "kid", "workflow": { "path": "kid" } } ] }"#;
+    let kid = r#"{ "name": "kid", "steps": [ { "id": "x", "uses": "transform/echo" } ] }"#.to_string();
+
+    let refused = load("p.json", parent, &catalog()).unwrap_err();
+    assert_eq!(refused.items[0].path.to_string(), "$.steps[0].workflow.path");
+    assert!(refused.items[0].message.contains("cannot be loaded here"), "{refused}");
+
+    let stored = Stored([("kid", kid)].into());
+    let def = weft_workflows::load_with("p.json", parent, &catalog(), &stored).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(def.children["kid"].workflow.name, "kid");
+
+    let looped = Stored([("kid", parent.replace("\"p\"", "\"kid\""))].into());
+    let cycle = weft_workflows::load_with("kid", parent, &catalog(), &looped).unwrap_err();
+    assert!(cycle.to_string().contains("cycle"), "{cycle}");
+}

@@ -398,7 +398,8 @@ pub(crate) fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
 
 fn read_workflow(file: &PathBuf, catalog: &weft_workflows::Catalog) -> Result<weft_workflows::Definition, Failure> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
-    weft_workflows::load(&file.display().to_string(), &text, catalog).map_err(|d| bad(anyhow::anyhow!("{d}")))
+    weft_workflows::load_with(&file.display().to_string(), &text, catalog, &weft_workflows::Files)
+        .map_err(|d| bad(anyhow::anyhow!("{d}")))
 }
 
 pub(crate) fn cache_dir(cli: &Cli) -> Option<PathBuf> {
