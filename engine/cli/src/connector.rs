@@ -159,6 +159,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                 digest: &info.digest,
                 manifest: &manifest,
                 component: &bytes,
+                installed_at: weft_runtime::now_ms(),
             };
             match store.install_connector(new).await {
                 Ok(weft_store::Installed::New) => eprintln!("installed {} ({})", info.key(), info.digest),

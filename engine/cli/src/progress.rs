@@ -46,7 +46,7 @@ impl Progress {
             done: HashMap::new(),
             started_at: HashMap::new(),
             waits,
-            last_at: weft_store::now_ms(),
+            last_at: weft_runtime::now_ms(),
             run_id: None,
             announce_start: false,
             prefix: String::new(),
@@ -128,7 +128,7 @@ impl Progress {
 
 impl Observer for Progress {
     fn event(&mut self, run_id: &str, _seq: i64, event: &Event) {
-        self.last_at = weft_store::now_ms();
+        self.last_at = weft_runtime::now_ms();
         if self.run_id.is_none() {
             self.run_id = Some(run_id.to_string());
         }

@@ -12,10 +12,10 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use weft_core::{AttemptId, Call, ChildStart, Decision, Effect, Event, RunState, RunStatus, StepError, on_outcome};
 use weft_host::CallContext;
-use weft_store::{RunRecord, now_ms};
+use weft_store::RunRecord;
 use weft_workflows::{Definition, ErrorKind};
 
-use crate::{Engine, Error, Observer, Result, step_error};
+use crate::{Engine, Error, Observer, Result, now_ms, step_error};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -325,7 +325,7 @@ impl Drive<'_> {
         if events.is_empty() {
             return Ok(());
         }
-        let first = self.engine.store.append(&self.run.tenant, &self.run.id, &events).await?;
+        let first = self.engine.store.append(&self.run.tenant, &self.run.id, &events, now_ms()).await?;
         if first != self.known + 1 {
             let foreign = self.engine.store.load_events(&self.run.tenant, &self.run.id, self.known).await?;
             for stored in foreign.iter().filter(|e| e.seq < first) {

@@ -5,9 +5,9 @@
 //! longer exists is taken over at once (so `weft resume` after a crash goes
 //! on immediately). Elsewhere the expiry decides.
 
-use weft_store::{Lease, now_ms};
+use weft_store::Lease;
 
-use crate::{Engine, Error, Result};
+use crate::{Engine, Error, Result, now_ms};
 
 /// This process's lease owner id.
 pub(crate) fn owner_id() -> String {
@@ -57,11 +57,12 @@ impl Engine {
     /// Takes (or renews) the run's lease; a dead local holder's lease is
     /// taken over at once.
     pub(crate) async fn take_lease(&self, tenant: &str, run_id: &str) -> Result<()> {
-        let until = now_ms() + self.config.lease_ttl.as_millis() as i64;
-        match self.store.acquire_lease(tenant, run_id, &self.owner, until, None).await? {
+        let now = now_ms();
+        let until = now + self.config.lease_ttl.as_millis() as i64;
+        match self.store.acquire_lease(tenant, run_id, &self.owner, now, until, None).await? {
             Lease::Acquired => Ok(()),
             Lease::HeldBy { owner, .. } if is_dead_local(&owner) => {
-                match self.store.acquire_lease(tenant, run_id, &self.owner, until, Some(&owner)).await? {
+                match self.store.acquire_lease(tenant, run_id, &self.owner, now, until, Some(&owner)).await? {
                     Lease::Acquired => Ok(()),
                     Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
                 }

@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde_json::Value;
 use weft_core::{Effect, Event, RunState, RunStatus, StepError};
 use weft_host::Host;
-use weft_store::{NewRun, RunRecord, Store, now_ms};
+use weft_store::{NewRun, RunRecord, Store};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step};
 
 pub use assemble::{Assembly, AssemblyError};
@@ -250,6 +250,7 @@ impl Engine {
             input: &input,
             lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
             parent,
+            at: now,
         };
         self.store.create_run(new, &events).await?;
         let record = RunRecord {
@@ -284,7 +285,7 @@ impl Engine {
                 continue;
             }
             let text = definition.stored_form().to_string();
-            self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text).await?;
+            self.store.put_workflow(tenant, &definition.hash, &definition.workflow.name, &text, now_ms()).await?;
             self.stored.lock().expect("stored lock").insert(key);
         }
         Ok(())
@@ -310,7 +311,8 @@ impl Engine {
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
-        self.store.append(tenant, &run.id, &[Event::SignalReceived { name: name.to_string(), payload }]).await?;
+        let signal = [Event::SignalReceived { name: name.to_string(), payload }];
+        self.store.append(tenant, &run.id, &signal, now_ms()).await?;
         Ok(run)
     }
 
@@ -321,15 +323,17 @@ impl Engine {
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
         }
-        self.store.append(tenant, &run.id, &[Event::CancelRequested { reason: reason.to_string() }]).await?;
+        let request = [Event::CancelRequested { reason: reason.to_string() }];
+        self.store.append(tenant, &run.id, &request, now_ms()).await?;
         // This engine's own lease does not mean nobody drives the run: one of
         // its drivers may, and ending the run under it would race it.
         let driven_here = self.driving.lock().expect("driving lock").contains_key(&run.id);
         if !driven_here && self.take_lease(tenant, &run.id).await.is_ok() {
             let (definition, state, _) = self.state(&run).await?;
-            let decision = weft_core::decide(&definition, &state, now_ms());
+            let now = now_ms();
+            let decision = weft_core::decide(&definition, &state, now);
             self.cancel_children(tenant, &decision.effects).await?;
-            self.store.append(tenant, &run.id, &decision.events).await?;
+            self.store.append(tenant, &run.id, &decision.events, now).await?;
         }
         Ok(self.store.find_run(tenant, &run.id).await?)
     }
@@ -338,6 +342,12 @@ impl Engine {
     pub async fn unfinished(&self, tenant: &str) -> Result<Vec<RunRecord>> {
         Ok(self.store.unfinished_runs(tenant).await?)
     }
+}
+
+/// Milliseconds since the Unix epoch, now: the engine's clock. The core and
+/// the store read none; the times they record come from here.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The definition a run is pinned to, read from the store with its child

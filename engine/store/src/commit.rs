@@ -29,6 +29,8 @@ struct Job {
     id: u64,
     tenant: String,
     run_id: String,
+    /// When the events happened (ms).
+    at: i64,
     events: Vec<Event>,
     reply: oneshot::Sender<Result<i64>>,
 }
@@ -67,10 +69,10 @@ impl Committer {
         }
     }
 
-    pub(crate) async fn append(&self, tenant: &str, run_id: &str, events: Vec<Event>) -> Result<i64> {
+    pub(crate) async fn append(&self, tenant: &str, run_id: &str, events: Vec<Event>, at: i64) -> Result<i64> {
         let (reply, mut answer) = oneshot::channel();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let job = Job { id, tenant: tenant.to_string(), run_id: run_id.to_string(), events, reply };
+        let job = Job { id, tenant: tenant.to_string(), run_id: run_id.to_string(), at, events, reply };
         self.queue.lock().expect("append queue").push(job);
         loop {
             tokio::select! {
@@ -167,7 +169,7 @@ async fn commit_batch(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
             results.push(Ok(0));
             continue;
         }
-        match db.append_in(&mut tx, &job.tenant, &job.run_id, &job.events).await {
+        match db.append_in(&mut tx, &job.tenant, &job.run_id, &job.events, job.at).await {
             Ok(first) => results.push(Ok(first)),
             Err(Error::RunNotFound(run)) => results.push(Err(Error::RunNotFound(run))),
             Err(e) => {
@@ -200,6 +202,7 @@ async fn commit_batch_postgres(conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
         }
     }
     runs.retain(|run| !run.events.is_empty());
+    let at = batch.iter().map(|job| job.at).max().unwrap_or_default();
     let mut chunks: Vec<&[RunEvents<'_>]> = Vec::new();
     let (mut start, mut size) = (0, 0);
     for (i, run) in runs.iter().enumerate() {
@@ -216,13 +219,13 @@ async fn commit_batch_postgres(conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
     let written: Result<HashMap<(String, String), i64>> = async {
         match chunks[..] {
             [] => return Ok(HashMap::new()),
-            [chunk] => return append_runs(&mut *conn, chunk).await,
+            [chunk] => return append_runs(&mut *conn, chunk, at).await,
             _ => {}
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut firsts = HashMap::new();
         for chunk in &chunks {
-            firsts.extend(append_runs(&mut *tx, chunk).await?);
+            firsts.extend(append_runs(&mut *tx, chunk, at).await?);
         }
         tx.commit().await?;
         Ok(firsts)

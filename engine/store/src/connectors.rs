@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{Error, Result, Store, now_ms};
+use crate::{Error, Result, Store};
 
 /// A connector component to install.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +19,8 @@ pub struct NewConnector<'a> {
     pub manifest: &'a str,
     /// The component's bytes.
     pub component: &'a [u8],
+    /// When it is installed (ms).
+    pub installed_at: i64,
 }
 
 /// What installing did.
@@ -60,7 +62,7 @@ impl Store {
         .bind(c.digest)
         .bind(c.manifest)
         .bind(c.component)
-        .bind(now_ms())
+        .bind(c.installed_at)
         .execute(&self.db.pool)
         .await?
         .rows_affected();

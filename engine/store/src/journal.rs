@@ -3,7 +3,7 @@
 use sqlx::{AssertSqlSafe, Row};
 use weft_core::{Event, RunStatus};
 
-use crate::{Db, Error, Result, Store, now_ms};
+use crate::{Db, Error, Result, Store};
 
 /// An event as stored: its place in the journal and when it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,8 +17,9 @@ pub struct StoredEvent {
 }
 
 impl Store {
-    /// Stores a workflow version under its content hash (a no-op if present).
-    pub async fn put_workflow(&self, tenant: &str, hash: &str, name: &str, definition: &str) -> Result<()> {
+    /// Stores a workflow version under its content hash (a no-op if
+    /// present), as created at `at` (ms).
+    pub async fn put_workflow(&self, tenant: &str, hash: &str, name: &str, definition: &str, at: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO workflows (tenant_id, hash, name, definition, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, hash) DO NOTHING",
@@ -27,7 +28,7 @@ impl Store {
         .bind(hash)
         .bind(name)
         .bind(definition)
-        .bind(now_ms())
+        .bind(at)
         .execute(&self.db.pool)
         .await?;
         Ok(())
@@ -49,9 +50,11 @@ impl Store {
     /// so many checkpoints share one fsync. Returns the seq of the first
     /// appended event; when it is not `known + 1`, someone else (a signal, a
     /// cancel) wrote in between.
-    /// A run of another tenant is not found ([`Error::RunNotFound`]).
-    pub async fn append(&self, tenant: &str, run_id: &str, events: &[Event]) -> Result<i64> {
-        self.committer.append(tenant, run_id, events.to_vec()).await
+    /// A run of another tenant is not found ([`Error::RunNotFound`]). `at`
+    /// (ms) is when the events happened; a batch records the latest of its
+    /// appends' times.
+    pub async fn append(&self, tenant: &str, run_id: &str, events: &[Event], at: i64) -> Result<i64> {
+        self.committer.append(tenant, run_id, events.to_vec(), at).await
     }
 
     /// The tenant's run's events with seq greater than `after`, in order
@@ -88,11 +91,11 @@ impl Db {
         tenant: &str,
         run_id: &str,
         events: &[Event],
+        now: i64,
     ) -> Result<i64> {
         // Reserving the seqs (and recording the run's end, as in
         // `append_runs`) is one `UPDATE … RETURNING`, which also takes the
         // run's row lock; the events go in with one INSERT.
-        let now = now_ms();
         let end = RunEnd::of(events);
         let row = sqlx::query(
             "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2, status = COALESCE($4, status), \
@@ -126,6 +129,7 @@ impl Db {
 pub(crate) async fn append_runs<'e, E>(
     executor: E,
     runs: &[RunEvents<'_>],
+    now: i64,
 ) -> Result<std::collections::HashMap<(String, String), i64>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
@@ -154,7 +158,7 @@ where
     );
     // A lone run's statement has few shapes and is worth preparing once per
     // connection; a batch's shape rarely repeats.
-    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now_ms());
+    let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now);
     for RunEvents { tenant, run, events } in runs {
         let end = RunEnd::of(events.iter().copied());
         query = query

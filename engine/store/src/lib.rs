@@ -256,11 +256,6 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Error {
     /// A copy for each of the appends a failed batch held.
     fn duplicate(&self) -> Error {

@@ -4,7 +4,7 @@ use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 use weft_core::{Event, RunStatus};
 
 use crate::journal::{ROWS_PER_INSERT, RunEnd, bind_events, insert_events, push_event_rows};
-use crate::{Backend, Error, Result, Store, now_ms};
+use crate::{Backend, Error, Result, Store};
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct NewRun<'a> {
     pub lease: Option<(&'a str, i64)>,
     /// For a child workflow run: the run whose step started it.
     pub parent: Option<&'a str>,
+    /// When it is created (ms).
+    pub at: i64,
 }
 
 /// A run's summary row.
@@ -101,7 +103,7 @@ impl Store {
     /// Creates a run and writes its first events, atomically. On Postgres
     /// this is one statement (one round trip, one fsync).
     pub async fn create_run(&self, run: NewRun<'_>, first: &[Event]) -> Result<()> {
-        let now = now_ms();
+        let now = run.at;
         // A run whose first events already end it is written ended.
         let end = RunEnd::of(first);
         let lease = if end.is_some() { None } else { run.lease };
@@ -195,13 +197,15 @@ impl Store {
     }
 
     /// Takes the run's lease for `owner` until `until` (ms) if it is free,
-    /// expired, already ours, or held by `steal_from` (a holder known to be
-    /// dead).
+    /// expired as of `now` (ms), already ours, or held by `steal_from` (a
+    /// holder known to be dead). The store reads no clock: times come from
+    /// the caller.
     pub async fn acquire_lease(
         &self,
         tenant: &str,
         run_id: &str,
         owner: &str,
+        now: i64,
         until: i64,
         steal_from: Option<&str>,
     ) -> Result<Lease> {
@@ -212,7 +216,7 @@ impl Store {
         .bind(owner)
         .bind(until)
         .bind(run_id)
-        .bind(now_ms())
+        .bind(now)
         .bind(steal_from.unwrap_or(""))
         .bind(tenant)
         .execute(&self.db.pool)

@@ -2,7 +2,12 @@
 
 use serde_json::json;
 use weft_core::{ErrorKind, Event, RunStatus, StepError};
-use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, Store, now_ms, testing};
+use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, Store, testing};
+
+/// The store reads no clock; its callers give it the time.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
 
 /// Declares each test twice: once per backend, each with a fresh database.
 macro_rules! both_stores {
@@ -65,8 +70,11 @@ async fn create(
     lease: Option<(&str, i64)>,
     first: &[Event],
 ) -> weft_store::Result<()> {
-    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.unwrap();
-    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}").await.expect("storing a version twice is a no-op");
+    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}", now_ms()).await.unwrap();
+    store
+        .put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}", now_ms())
+        .await
+        .expect("storing a version twice is a no-op");
     let run = NewRun {
         id,
         tenant: DEFAULT_TENANT,
@@ -75,6 +83,7 @@ async fn create(
         input: &json!({ "n": 1 }),
         lease,
         parent,
+        at: now_ms(),
     };
     store.create_run(run, first).await
 }
@@ -86,6 +95,7 @@ async fn journal_round_trips_in_order(store: Store) {
             DEFAULT_TENANT,
             "run-a",
             &[Event::StepScheduled { step: "s".into(), items: None }, Event::TimerSet { step: "s".into(), fire_at: 5 }],
+            now_ms(),
         )
         .await
         .unwrap();
@@ -101,14 +111,17 @@ async fn summary_follows_the_journal(store: Store) {
     new_run(&store, "run-b").await;
     assert_eq!(store.find_run(DEFAULT_TENANT, "run-b").await.unwrap().status, RunStatus::Running);
     assert_eq!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().len(), 1);
-    store.append(DEFAULT_TENANT, "run-b", &[Event::RunCompleted { output: json!({ "ok": true }) }]).await.unwrap();
+    store
+        .append(DEFAULT_TENANT, "run-b", &[Event::RunCompleted { output: json!({ "ok": true }) }], now_ms())
+        .await
+        .unwrap();
     let run = store.find_run(DEFAULT_TENANT, "run-b").await.unwrap();
     assert_eq!((run.status.as_str(), run.output.as_deref(), run.last_seq), ("completed", Some(r#"{"ok":true}"#), 2));
     assert!(store.unfinished_runs(DEFAULT_TENANT).await.unwrap().is_empty());
 
     new_run(&store, "run-c").await;
     let error = StepError::new(ErrorKind::Fatal, "boom");
-    store.append(DEFAULT_TENANT, "run-c", &[Event::RunFailed { error }]).await.unwrap();
+    store.append(DEFAULT_TENANT, "run-c", &[Event::RunFailed { error }], now_ms()).await.unwrap();
     let run = store.find_run(DEFAULT_TENANT, "run-c").await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.unwrap().contains("boom"));
@@ -122,11 +135,13 @@ async fn concurrent_writers_are_detected(store: Store) {
     // A signal from another process lands between two of the driver's appends.
     let known = 1;
     store
-        .append(DEFAULT_TENANT, "run-d", &[Event::SignalReceived { name: "go".into(), payload: json!(1) }])
+        .append(DEFAULT_TENANT, "run-d", &[Event::SignalReceived { name: "go".into(), payload: json!(1) }], now_ms())
         .await
         .unwrap();
-    let first =
-        store.append(DEFAULT_TENANT, "run-d", &[Event::StepScheduled { step: "s".into(), items: None }]).await.unwrap();
+    let first = store
+        .append(DEFAULT_TENANT, "run-d", &[Event::StepScheduled { step: "s".into(), items: None }], now_ms())
+        .await
+        .unwrap();
     assert_ne!(first, known + 1, "the driver learns that someone else wrote");
     // Many concurrent appenders never collide on a seq.
     let mut tasks = Vec::new();
@@ -134,7 +149,12 @@ async fn concurrent_writers_are_detected(store: Store) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .append(DEFAULT_TENANT, "run-d", &[Event::SignalReceived { name: format!("s{n}"), payload: json!(n) }])
+                .append(
+                    DEFAULT_TENANT,
+                    "run-d",
+                    &[Event::SignalReceived { name: format!("s{n}"), payload: json!(n) }],
+                    now_ms(),
+                )
                 .await
         }));
     }
@@ -155,40 +175,45 @@ async fn runs_are_found_by_prefix(store: Store) {
     let err = store.find_run(DEFAULT_TENANT, "ffff").await.unwrap_err().to_string();
     assert!(err.contains("no run matches"), "{err}");
     assert!(store.find_run(DEFAULT_TENANT, "0190aaaa_%").await.is_err(), "LIKE wildcards are literal");
-    assert!(store.append(DEFAULT_TENANT, "nope", &[Event::CancelRequested { reason: "x".into() }]).await.is_err());
+    assert!(
+        store.append(DEFAULT_TENANT, "nope", &[Event::CancelRequested { reason: "x".into() }], now_ms()).await.is_err()
+    );
 }
 
 async fn leases_exclude_other_drivers(store: Store) {
     new_run(&store, "run-e").await;
     let later = now_ms() + 60_000;
-    assert_eq!(store.acquire_lease(DEFAULT_TENANT, "run-e", "host:1", later, None).await.unwrap(), Lease::Acquired);
     assert_eq!(
-        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:1", later, None).await.unwrap(),
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:1", now_ms(), later, None).await.unwrap(),
+        Lease::Acquired
+    );
+    assert_eq!(
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:1", now_ms(), later, None).await.unwrap(),
         Lease::Acquired,
         "renewal"
     );
     assert!(
-        matches!(store.acquire_lease(DEFAULT_TENANT, "run-e", "host:2", later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1")
+        matches!(store.acquire_lease(DEFAULT_TENANT, "run-e", "host:2", now_ms(), later, None).await.unwrap(), Lease::HeldBy { owner, .. } if owner == "host:1")
     );
     assert_eq!(
-        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:2", later, Some("host:1")).await.unwrap(),
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:2", now_ms(), later, Some("host:1")).await.unwrap(),
         Lease::Acquired,
         "a dead holder's lease is taken"
     );
     store.release_lease(DEFAULT_TENANT, "run-e", "host:2").await.unwrap();
     assert_eq!(
-        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:3", now_ms() - 1, None).await.unwrap(),
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:3", now_ms(), now_ms() - 1, None).await.unwrap(),
         Lease::Acquired
     );
     assert_eq!(
-        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:4", later, None).await.unwrap(),
+        store.acquire_lease(DEFAULT_TENANT, "run-e", "host:4", now_ms(), later, None).await.unwrap(),
         Lease::Acquired,
         "an expired lease is free"
     );
-    store.append(DEFAULT_TENANT, "run-e", &[Event::RunCancelled { reason: "x".into() }]).await.unwrap();
+    store.append(DEFAULT_TENANT, "run-e", &[Event::RunCancelled { reason: "x".into() }], now_ms()).await.unwrap();
     assert!(
         matches!(
-            store.acquire_lease(DEFAULT_TENANT, "run-e", "host:4", later, None).await.unwrap(),
+            store.acquire_lease(DEFAULT_TENANT, "run-e", "host:4", now_ms(), later, None).await.unwrap(),
             Lease::HeldBy { .. }
         ),
         "finished runs take no lease"
@@ -257,12 +282,12 @@ async fn appends_queued_together_each_get_their_own_answer(store: Store) {
     // behind it and are committed together.
     let (t1, t23, t4, t5) = (timer(1), [timer(2), timer(3)].concat(), timer(4), timer(5));
     let (a, b, c, d, e, f) = tokio::join!(
-        store.append(DEFAULT_TENANT, "q1", &t1),
-        store.append(DEFAULT_TENANT, "q2", &t23),
-        store.append(DEFAULT_TENANT, "q2", &t4),
-        store.append(DEFAULT_TENANT, "nope", &t5),
-        store.append(DEFAULT_TENANT, "q3", &done),
-        store.append("intruder", "q2", &t5),
+        store.append(DEFAULT_TENANT, "q1", &t1, now_ms()),
+        store.append(DEFAULT_TENANT, "q2", &t23, now_ms()),
+        store.append(DEFAULT_TENANT, "q2", &t4, now_ms()),
+        store.append(DEFAULT_TENANT, "nope", &t5, now_ms()),
+        store.append(DEFAULT_TENANT, "q3", &done, now_ms()),
+        store.append("intruder", "q2", &t5, now_ms()),
     );
     assert!(matches!(f, Err(weft_store::Error::RunNotFound(_))), "another tenant's append is refused: {f:?}");
     assert_eq!(a.unwrap(), 2);
@@ -293,7 +318,7 @@ async fn appends_whose_callers_give_up_leave_the_journal_whole(store: Store) {
         // Poll the append `polls` times, giving the database and the runtime
         // time in between, then drop it: from giving up at once to waiting
         // until it is done (the last few always wait).
-        let mut append = std::pin::pin!(store.append(DEFAULT_TENANT, "impatient", &events));
+        let mut append = std::pin::pin!(store.append(DEFAULT_TENANT, "impatient", &events, now_ms()));
         let mut done = false;
         for _ in 0..if polls > 55 { usize::MAX } else { polls as usize } {
             done = std::future::poll_fn(|cx| std::task::Poll::Ready(append.as_mut().poll(cx).is_ready())).await;
@@ -308,7 +333,10 @@ async fn appends_whose_callers_give_up_leave_the_journal_whole(store: Store) {
     assert!(given_up > 0 && answered > 0, "{given_up} callers gave up, {answered} were answered");
     // Appends given up mid-write are settled before later ones: nothing lands
     // after the run's end.
-    let last = store.append(DEFAULT_TENANT, "impatient", &[Event::RunCompleted { output: json!("ok") }]).await.unwrap();
+    let last = store
+        .append(DEFAULT_TENANT, "impatient", &[Event::RunCompleted { output: json!("ok") }], now_ms())
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let journal = store.load_events(DEFAULT_TENANT, "impatient", 0).await.unwrap();
     let seqs: Vec<i64> = journal.iter().map(|e| e.seq).collect();
@@ -365,6 +393,7 @@ async fn a_name_and_version_always_mean_one_component(store: Store) {
         digest: "sha256:aaaa",
         manifest: r#"{"name":"demo"}"#,
         component: &bytes,
+        installed_at: now_ms(),
     };
     assert_eq!(store.install_connector(first).await.unwrap(), Installed::New);
     assert_eq!(store.install_connector(first).await.unwrap(), Installed::Already);
@@ -392,10 +421,10 @@ async fn another_tenant_finds_nothing(store: Store) {
     assert!(matches!(store.find_run(other, "run-").await, Err(weft_store::Error::RunNotFound(_))), "nor by prefix");
     assert!(store.load_events(other, "run-t", 0).await.unwrap().is_empty());
     let cancel = [Event::CancelRequested { reason: "not yours".into() }];
-    assert!(matches!(store.append(other, "run-t", &cancel).await, Err(weft_store::Error::RunNotFound(_))));
+    assert!(matches!(store.append(other, "run-t", &cancel, now_ms()).await, Err(weft_store::Error::RunNotFound(_))));
     let later = now_ms() + 60_000;
     assert!(matches!(
-        store.acquire_lease(other, "run-t", "host:9", later, None).await,
+        store.acquire_lease(other, "run-t", "host:9", now_ms(), later, None).await,
         Err(weft_store::Error::RunNotFound(_))
     ));
     assert!(store.list_runs(other, 10).await.unwrap().is_empty());
