@@ -6,21 +6,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUESTS: &[&str] = &[
-    "transform",
-    "http",
-    "testkit",
-    "slack",
-    "github",
-    "stripe",
-    "discord",
-    "google_sheets",
-    "sendgrid",
-    "notion",
-    "hubspot",
-    "wordpress",
-    "zoho_crm",
+/// Every guest crate under `connectors/`, and whether it is a built-in
+/// connector (embedded in the host as `BUILTINS`) or a test guest. This is
+/// the one list of them.
+const GUESTS: &[(&str, Guest)] = &[
+    ("transform", Guest::BuiltIn),
+    ("http", Guest::BuiltIn),
+    ("testkit", Guest::Test),
+    ("slack", Guest::BuiltIn),
+    ("github", Guest::BuiltIn),
+    ("stripe", Guest::BuiltIn),
+    ("discord", Guest::BuiltIn),
+    ("google_sheets", Guest::BuiltIn),
+    ("sendgrid", Guest::BuiltIn),
+    ("notion", Guest::BuiltIn),
+    ("hubspot", Guest::BuiltIn),
+    ("wordpress", Guest::BuiltIn),
+    ("zoho_crm", Guest::BuiltIn),
 ];
+
+#[derive(PartialEq)]
+enum Guest {
+    BuiltIn,
+    Test,
+}
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -33,7 +42,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", guests.join("Cargo.lock").display());
     println!("cargo:rerun-if-changed={}", guests.join(".cargo/config.toml").display());
-    for guest in GUESTS {
+    for (guest, _) in GUESTS {
         println!("cargo:rerun-if-changed={}", guests.join(guest).display());
     }
 
@@ -60,11 +69,21 @@ fn main() {
     }
 
     let out = target_dir.join("wasm32-wasip2/release");
-    for guest in GUESTS {
+    let mut builtins = String::from(
+        "/// Built-in connectors: (name, component bytes), from the guest list in\n\
+         /// this crate's build script.\n\
+         pub const BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
+    for (guest, kind) in GUESTS {
         let file = out.join(format!("weft_connector_{guest}.wasm"));
         assert!(file.exists(), "missing guest component {}", file.display());
-        println!("cargo:rustc-env=WEFT_GUEST_{}={}", guest.to_uppercase(), file.display());
+        if *kind == Guest::BuiltIn {
+            builtins.push_str(&format!("    ({guest:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        }
     }
+    builtins.push_str("];\n");
+    let generated = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtins.rs");
+    std::fs::write(&generated, builtins).expect("writing builtins.rs");
     println!("cargo:rustc-env=WEFT_GUEST_DIR={}", out.display());
 }
 
