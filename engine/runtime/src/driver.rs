@@ -282,12 +282,11 @@ impl Drive<'_> {
     /// together, before those steps are called. Returns the effects to
     /// perform now that their events are durable.
     async fn settle(&mut self) -> Result<Vec<Effect>> {
-        let Decision { events, effects } = {
+        let mut decision = {
             let _advance = tracing::debug_span!("run.advance").entered();
             weft_core::advance(&self.definition, &mut self.state, now_ms())
         };
-        self.staged.extend(events);
-        let decision = Decision { events: Vec::new(), effects };
+        self.staged.append(&mut decision.events);
         if decision.finish().is_some_and(|status| status != RunStatus::Completed) {
             // Child runs end before their parent's end is durable: if this
             // process dies in between, the parent is still running and its
