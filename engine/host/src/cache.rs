@@ -44,7 +44,7 @@ impl Cache {
                 }
             }
         }
-        let compiled = engine.precompile_component(bytes).map_err(|e| Error::Compile(e.to_string()))?;
+        let compiled = engine.precompile_component(bytes).map_err(Error::Compile)?;
         write_atomically(&path, &compiled);
         let component = unsafe_deserialize(engine, &compiled)?;
         Ok(component)
@@ -90,5 +90,5 @@ fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
 #[allow(unsafe_code)]
 fn unsafe_deserialize(engine: &Engine, compiled: &[u8]) -> Result<Component> {
     // SAFETY: `compiled` was just produced by `precompile_component` on this engine.
-    unsafe { Component::deserialize(engine, compiled) }.map_err(|e| Error::Compile(e.to_string()))
+    unsafe { Component::deserialize(engine, compiled) }.map_err(Error::Compile)
 }

@@ -37,7 +37,7 @@ async fn slack_posts_messages_and_lists_channels_page_by_page() {
     })
     .await;
     let host = stand_in.host(&["slack.com"], MemorySecrets::new().with("bot_token", "xoxb-test")).await;
-    let slack = host.resolve("slack", None).unwrap();
+    let slack = host.resolve("default", "slack", None).unwrap();
     let manifest = &slack.manifest;
     assert_eq!(
         (manifest.secrets.clone(), manifest.egress.clone()),
@@ -106,7 +106,7 @@ async fn github_opens_issues_and_comments_with_its_api_headers() {
     })
     .await;
     let host = stand_in.host(&["api.github.com"], MemorySecrets::new().with("token", "ghp_test")).await;
-    let github = host.resolve("github", None).unwrap();
+    let github = host.resolve("default", "github", None).unwrap();
     assert_eq!(github.manifest.egress, ["api.github.com"]);
 
     let input = json!({ "repo": "octo/hello", "title": "Build broke", "body": "See run 42", "labels": ["ci"] });
@@ -177,7 +177,7 @@ async fn stripe_creates_customers_once_per_key_and_looks_up_payments() {
     })
     .await;
     let host = stand_in.host(&["api.stripe.com"], MemorySecrets::new().with("api_key", "sk_test_123")).await;
-    let stripe = host.resolve("stripe", None).unwrap();
+    let stripe = host.resolve("default", "stripe", None).unwrap();
 
     let input = json!({ "email": "ada@example.com", "name": "Ada", "metadata": { "plan": "pro" } });
     let first = host.invoke(&stripe.digest, &ctx("customer"), "create_customer", &input, None).await.unwrap();
@@ -228,7 +228,7 @@ async fn discord_posts_through_the_secret_webhook() {
     .await;
     let secrets = MemorySecrets::new().with("webhook_url", "https://discord.com/api/webhooks/123/tok");
     let host = stand_in.host(&["discord.com"], secrets).await;
-    let discord = host.resolve("discord", None).unwrap();
+    let discord = host.resolve("default", "discord", None).unwrap();
 
     let out =
         host.invoke(&discord.digest, &ctx("tell"), "send", &json!({ "content": "Deployed" }), None).await.unwrap();
@@ -283,7 +283,7 @@ async fn google_sheets_appends_rows_and_reads_ranges() {
     })
     .await;
     let host = stand_in.host(&["sheets.googleapis.com"], MemorySecrets::new().with("access_token", "ya29.test")).await;
-    let sheets = host.resolve("google_sheets", None).unwrap();
+    let sheets = host.resolve("default", "google_sheets", None).unwrap();
     assert_eq!(sheets.manifest.oauth[0].scopes, ["https://www.googleapis.com/auth/spreadsheets"]);
     let id = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms";
 
@@ -346,7 +346,7 @@ async fn sendgrid_sends_mail_in_the_v3_shape() {
     })
     .await;
     let host = stand_in.host(&["api.sendgrid.com"], MemorySecrets::new().with("api_key", "SG.test")).await;
-    let sendgrid = host.resolve("sendgrid", None).unwrap();
+    let sendgrid = host.resolve("default", "sendgrid", None).unwrap();
 
     let input = json!({
         "to": ["ada@example.com", { "email": "bob@example.com", "name": "Bob" }],
@@ -416,7 +416,7 @@ async fn notion_creates_pages_in_databases_and_under_pages() {
     })
     .await;
     let host = stand_in.host(&["api.notion.com"], MemorySecrets::new().with("token", "secret_test")).await;
-    let notion = host.resolve("notion", None).unwrap();
+    let notion = host.resolve("default", "notion", None).unwrap();
     let db = "d9824bdc84454327be8b5b47500af6ce";
 
     let input = json!({
@@ -501,7 +501,7 @@ async fn hubspot_upserts_contacts_by_email() {
     })
     .await;
     let host = stand_in.host(&["api.hubapi.com"], MemorySecrets::new().with("access_token", "pat-na1-test")).await;
-    let hubspot = host.resolve("hubspot", None).unwrap();
+    let hubspot = host.resolve("default", "hubspot", None).unwrap();
     assert!(hubspot.manifest.actions.iter().all(|a| a.idempotent), "an upsert by email is idempotent");
 
     let input = json!({ "email": "Ada@Example.com", "firstname": "Ada", "properties": { "lifecyclestage": "lead" } });
@@ -559,7 +559,7 @@ async fn wordpress_creates_posts_with_an_application_password() {
         .with("username", "editor")
         .with("application_password", "abcd EFGH 1234 ijkl MNOP 5678");
     let host = stand_in.host(&["blog.example.com"], secrets).await;
-    let wordpress = host.resolve("wordpress", None).unwrap();
+    let wordpress = host.resolve("default", "wordpress", None).unwrap();
     assert_eq!(wordpress.manifest.secrets, ["site_url", "username", "application_password"]);
 
     let input = json!({ "title": "Hello from Weft", "content": "<p>Body</p>", "tags": [7] });
@@ -637,7 +637,7 @@ async fn zoho_crm_creates_leads_in_the_accounts_data_centre() {
     let host = stand_in
         .host(&["www.zohoapis.com", "www.zohoapis.eu"], MemorySecrets::new().with("access_token", "1000.test"))
         .await;
-    let zoho = host.resolve("zoho_crm", None).unwrap();
+    let zoho = host.resolve("default", "zoho_crm", None).unwrap();
     assert!(zoho.manifest.egress.contains(&"www.zohoapis.eu".to_string()));
 
     let input = json!({ "last_name": "Lovelace", "first_name": "Ada", "email": "ada@example.com",

@@ -32,9 +32,9 @@ async fn host_with_testkit(limits: Limits) -> (Host, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtins_describe_and_run_actions() {
     let (host, _) = host_with_testkit(Limits::default()).await;
-    let transform = host.resolve("transform", None).expect("transform is built in");
+    let transform = host.resolve("default", "transform", None).expect("transform is built in");
     assert!(transform.manifest.actions.iter().any(|a| a.name == "double"));
-    assert!(host.resolve("http", None).is_some());
+    assert!(host.resolve("default", "http", None).is_some());
     let out = host.invoke(&transform.digest, &ctx(), "double", &json!({ "value": 21 }), None).await.unwrap();
     assert_eq!(out, json!({ "value": 42 }));
     let err = host
@@ -65,7 +65,7 @@ async fn traps_deadlines_and_memory_caps_are_named_errors() {
     assert!(err.message.contains("memory limit of 16 MiB"), "{err}");
 
     // The host keeps serving after all that.
-    let transform = host.resolve("transform", None).unwrap();
+    let transform = host.resolve("default", "transform", None).unwrap();
     assert_eq!(host.invoke(&transform.digest, &ctx(), "echo", &json!([1]), None).await.unwrap(), json!([1]));
 }
 
@@ -73,7 +73,7 @@ async fn traps_deadlines_and_memory_caps_are_named_errors() {
 async fn oversized_inputs_are_refused() {
     let limits = Limits { max_input_bytes: 1024, ..Limits::default() };
     let (host, _) = host_with_testkit(limits).await;
-    let transform = host.resolve("transform", None).unwrap();
+    let transform = host.resolve("default", "transform", None).unwrap();
     let err = host.invoke(&transform.digest, &ctx(), "echo", &json!("x".repeat(2000)), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
     assert!(err.message.contains("request limit of 1024 bytes"), "{err}");
@@ -109,7 +109,7 @@ async fn one_shot_server(status: u16) -> (String, tokio::task::JoinHandle<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sends_the_idempotency_key_and_maps_statuses() {
     let (host, _) = host_with_testkit(Limits::default()).await;
-    let http = host.resolve("http", None).unwrap();
+    let http = host.resolve("default", "http", None).unwrap();
     let (url, server) = one_shot_server(200).await;
     let out = host
         .invoke(&http.digest, &ctx(), "request", &json!({ "url": url, "headers": { "x-a": "b" } }), None)
@@ -137,7 +137,7 @@ async fn a_second_host_reuses_compiled_components() {
     let config = HostConfig { cache_dir: Some(dir.path().to_path_buf()), limits: Limits::default() };
     let first = Host::new(config.clone()).unwrap();
     first.install_builtins().await.unwrap();
-    let transform = first.resolve("transform", None).unwrap();
+    let transform = first.resolve("default", "transform", None).unwrap();
     first.invoke(&transform.digest, &ctx(), "echo", &json!(1), None).await.unwrap();
     let artifacts =
         |ext: &str| walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>();
@@ -148,7 +148,7 @@ async fn a_second_host_reuses_compiled_components() {
 
     let second = Host::new(config).unwrap();
     second.install_builtins().await.unwrap();
-    let transform = second.resolve("transform", None).unwrap();
+    let transform = second.resolve("default", "transform", None).unwrap();
     assert_eq!(second.invoke(&transform.digest, &ctx(), "echo", &json!(2), None).await.unwrap(), json!(2));
     let again: Vec<_> = artifacts(".cwasm").iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
     assert_eq!(stamps, again, "nothing was recompiled");
@@ -279,7 +279,7 @@ async fn egress_outside_the_tenants_policy_is_refused_before_any_connection() {
         .with_egress_policy("acme", &["api.acme.example", "*.internal.acme.example"])
         .with_egress_policy("lab", &["localhost"]);
     host.install_builtins().await.unwrap();
-    let http = host.resolve("http", None).unwrap().digest;
+    let http = host.resolve("default", "http", None).unwrap().digest;
     let request = json!({ "url": format!("http://localhost:{port}/") });
     let as_tenant = |tenant: &str| CallContext { tenant: tenant.into(), ..ctx() };
 
@@ -301,6 +301,34 @@ async fn egress_outside_the_tenants_policy_is_refused_before_any_connection() {
         assert_eq!(out["status"], 204, "{tenant}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_installed_for_one_tenant_is_invisible_to_another() {
+    let host = Host::new(HostConfig::default()).unwrap();
+    host.install_builtins().await.unwrap();
+    let testkit = host.install_for("acme", testkit_bytes()).await.unwrap();
+    let as_tenant = |tenant: &str| CallContext { tenant: tenant.into(), ..ctx() };
+
+    // acme resolves, lists and calls it, next to the built-ins.
+    assert_eq!(host.resolve("acme", "testkit", None).map(|c| c.digest), Some(testkit.digest.clone()));
+    assert!(host.connectors("acme").iter().any(|c| c.digest == testkit.digest));
+    assert!(host.is_installed("acme", &testkit.digest));
+    host.invoke(&testkit.digest, &as_tenant("acme"), "snoop", &json!({}), None).await.unwrap();
+
+    // Another tenant sees the built-ins only, and cannot call it by digest.
+    assert!(host.resolve("lab", "testkit", None).is_none());
+    assert!(host.resolve("lab", "transform", None).is_some());
+    assert!(!host.connectors("lab").iter().any(|c| c.digest == testkit.digest));
+    assert!(!host.is_installed("lab", &testkit.digest));
+    let err = host.invoke(&testkit.digest, &as_tenant("lab"), "snoop", &json!({}), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(err.message.contains("is installed for tenant `lab`"), "{err}");
+
+    // Installing the same bytes for lab too shares the compiled component.
+    host.install_for("lab", testkit_bytes()).await.unwrap();
+    assert!(host.is_installed("lab", &testkit.digest));
+    assert!(host.resolve("other", "testkit", None).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

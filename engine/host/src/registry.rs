@@ -1,0 +1,218 @@
+//! The registry of installed connectors. The built-ins (and whatever a local
+//! process installs with [`Host::install`]) serve every tenant; a connector
+//! installed with [`Host::install_for`] serves only its tenant. A component
+//! is compiled once whoever installed it, keyed by its digest.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::OnceCell;
+
+use crate::bindings::ConnectorPre;
+use crate::call::CallState;
+use crate::manifest::{ConnectorInfo, Manifest};
+use crate::{BUILTINS, Host, Result, digest_of};
+
+/// Who may call an installed connector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Scope {
+    /// Every tenant: the built-ins, and connectors of a local process.
+    Shared,
+    /// One tenant.
+    Tenant(String),
+}
+
+/// A loaded component: its manifest, its bytes, and (once compiled) its
+/// linked form.
+pub(crate) struct Loaded {
+    pub info: ConnectorInfo,
+    /// From the manifest, shared by every call's grants.
+    pub secrets: Arc<[String]>,
+    pub oauth: Arc<[String]>,
+    pub egress: Arc<[String]>,
+    bytes: Vec<u8>,
+    pre: OnceCell<ConnectorPre<CallState>>,
+}
+
+struct Entry {
+    loaded: Arc<Loaded>,
+    shared: bool,
+    tenants: BTreeSet<String>,
+    /// How many connectors were loaded before this one. Of two builds under
+    /// one `name@version`, the later serves new runs.
+    order: usize,
+}
+
+impl Entry {
+    fn serves(&self, tenant: &str) -> bool {
+        self.shared || self.tenants.contains(tenant)
+    }
+
+    fn add(&mut self, scope: &Scope) {
+        match scope {
+            Scope::Shared => self.shared = true,
+            Scope::Tenant(tenant) => {
+                self.tenants.insert(tenant.clone());
+            }
+        }
+    }
+}
+
+/// The installed connectors, by digest.
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().expect("registry lock")
+    }
+}
+
+/// Orders connector versions: semantic versions by semver (0.10.0 after
+/// 0.9.0) and after any other version text, which is ordered as text.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let semantic = |v: &str| semver::Version::parse(v).ok();
+    semantic(a).cmp(&semantic(b)).then_with(|| a.cmp(b))
+}
+
+impl Host {
+    /// Installs the built-in connectors for every tenant.
+    pub async fn install_builtins(&self) -> Result<Vec<ConnectorInfo>> {
+        let mut infos = Vec::new();
+        for (_, bytes) in BUILTINS {
+            infos.push(self.install(bytes.to_vec()).await?);
+        }
+        Ok(infos)
+    }
+
+    /// Installs a component for every tenant: reads its manifest (from the
+    /// cache when this digest was seen before, so nothing compiles) and makes
+    /// it callable.
+    pub async fn install(&self, bytes: Vec<u8>) -> Result<ConnectorInfo> {
+        self.install_in(Scope::Shared, bytes).await
+    }
+
+    /// Installs a component that only `tenant`'s runs may resolve and call.
+    pub async fn install_for(&self, tenant: &str, bytes: Vec<u8>) -> Result<ConnectorInfo> {
+        self.install_in(Scope::Tenant(tenant.to_string()), bytes).await
+    }
+
+    async fn install_in(&self, scope: Scope, bytes: Vec<u8>) -> Result<ConnectorInfo> {
+        let digest = digest_of(&bytes);
+        if let Some(entry) = self.registry.lock().get_mut(&digest) {
+            entry.add(&scope);
+            return Ok(entry.loaded.info.clone());
+        }
+        let cached: Option<Manifest> =
+            self.cache.as_ref().and_then(|c| c.manifest(&digest)).and_then(|json| serde_json::from_str(&json).ok());
+        let pre = OnceCell::new();
+        let manifest = match cached {
+            Some(manifest) => manifest,
+            None => {
+                let compiled = self.compile(&digest, &bytes).await?;
+                let manifest = self.describe(&compiled).await?;
+                if let Some(cache) = &self.cache {
+                    cache.put_manifest(&digest, &serde_json::to_string(&manifest).expect("manifests serialize"));
+                }
+                let _ = pre.set(compiled);
+                manifest
+            }
+        };
+        let mut entries = self.registry.lock();
+        if let Some(entry) = entries.get_mut(&digest) {
+            // Installed meanwhile by another caller.
+            entry.add(&scope);
+            return Ok(entry.loaded.info.clone());
+        }
+        let info = ConnectorInfo { manifest, digest: digest.clone() };
+        let mut entry = Entry {
+            loaded: Arc::new(Loaded {
+                secrets: info.manifest.secrets.clone().into(),
+                oauth: info.manifest.oauth.iter().map(|o| o.provider.clone()).collect(),
+                egress: info.manifest.egress.clone().into(),
+                info: info.clone(),
+                bytes,
+                pre,
+            }),
+            shared: false,
+            tenants: BTreeSet::new(),
+            order: entries.len(),
+        };
+        entry.add(&scope);
+        let overlaps = |other: &Entry| match &scope {
+            Scope::Shared => true,
+            Scope::Tenant(tenant) => other.serves(tenant),
+        };
+        for other in entries.values().filter(|e| e.loaded.info.key() == info.key() && overlaps(e)) {
+            tracing::warn!(
+                target: "weft::connectors",
+                "{} is loaded twice: {} now serves new runs instead of {}; runs pinned to the other keep it",
+                info.key(),
+                info.digest,
+                other.loaded.info.digest
+            );
+        }
+        entries.insert(digest, entry);
+        Ok(info)
+    }
+
+    /// Every connector `tenant` may use, by `name@version`.
+    pub fn connectors(&self, tenant: &str) -> Vec<ConnectorInfo> {
+        let mut all: Vec<ConnectorInfo> =
+            self.registry.lock().values().filter(|e| e.serves(tenant)).map(|e| e.loaded.info.clone()).collect();
+        all.sort_by_key(ConnectorInfo::key);
+        all
+    }
+
+    /// Whether `tenant` may call the connector with this digest.
+    pub fn is_installed(&self, tenant: &str, digest: &str) -> bool {
+        self.registry.lock().get(digest).is_some_and(|e| e.serves(tenant))
+    }
+
+    /// The connector with this name (and version, if given) that serves
+    /// `tenant`. Without a version it is the highest one, by semver. Of two
+    /// builds under one `name@version` (an installed one and a rebuild in
+    /// `--connectors-dir`, say), it is the one loaded last.
+    pub fn resolve(&self, tenant: &str, name: &str, version: Option<&str>) -> Option<ConnectorInfo> {
+        let entries = self.registry.lock();
+        entries
+            .values()
+            .filter(|e| e.serves(tenant))
+            .filter(|e| {
+                e.loaded.info.manifest.name == name && version.is_none_or(|v| e.loaded.info.manifest.version == v)
+            })
+            .max_by(|a, b| {
+                let (a_version, b_version) = (&a.loaded.info.manifest.version, &b.loaded.info.manifest.version);
+                version_order(a_version, b_version).then(a.order.cmp(&b.order))
+            })
+            .map(|e| e.loaded.info.clone())
+    }
+
+    /// The loaded connector with this digest, if it serves `tenant`.
+    pub(crate) fn loaded(&self, tenant: &str, digest: &str) -> Option<Arc<Loaded>> {
+        self.registry.lock().get(digest).filter(|e| e.serves(tenant)).map(|e| e.loaded.clone())
+    }
+
+    /// The compiled, linked component for a connector (compiled on first use).
+    pub(crate) async fn pre(&self, loaded: &Loaded) -> Result<ConnectorPre<CallState>> {
+        loaded.pre.get_or_try_init(|| self.compile(&loaded.info.digest, &loaded.bytes)).await.cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    use super::version_order;
+
+    #[test]
+    fn versions_order_by_semver_then_as_text() {
+        assert_eq!(version_order("0.10.0", "0.9.0"), Greater);
+        assert_eq!(version_order("1.0.0", "1.0.0-rc.1"), Greater);
+        assert_eq!(version_order("2.0.0", "2.0.0"), Equal);
+        assert_eq!(version_order("0.1.0", "nightly"), Greater);
+        assert_eq!(version_order("a", "b"), Less);
+    }
+}
