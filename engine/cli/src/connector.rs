@@ -8,6 +8,7 @@ use anyhow::{Context as _, anyhow};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use weft_host::{CallContext, ConnectorInfo, Host, MemorySecrets};
+use weft_store::DEFAULT_TENANT;
 
 use crate::{Cli, Failure, bad, failed};
 
@@ -125,7 +126,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                     Some((name, version)) => (name.to_string(), Some(version.to_string())),
                     None => (text.clone(), None),
                 };
-                host.resolve(&name, version.as_deref()).ok_or_else(|| {
+                host.resolve(DEFAULT_TENANT, &name, version.as_deref()).ok_or_else(|| {
                     bad(anyhow!("{text} is neither a file nor a connector that is built in or installed"))
                 })?
             };
@@ -141,9 +142,13 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
             let store = crate::open_store(cli).await?;
             let host = crate::new_host(cli, Some(&store)).await?;
-            let info = host.install(bytes.clone()).await.map_err(|e| bad(anyhow!("{}: {e}", file.display())))?;
+            let info = host
+                .install_for(DEFAULT_TENANT, bytes.clone())
+                .await
+                .map_err(|e| bad(anyhow!("{}: {e}", file.display())))?;
             // A built-in or installed component under the same name@version.
-            let taken = host.connectors().into_iter().find(|c| c.key() == info.key() && c.digest != info.digest);
+            let taken =
+                host.connectors(DEFAULT_TENANT).into_iter().find(|c| c.key() == info.key() && c.digest != info.digest);
             if let Some(taken) = taken {
                 return Err(bad(weft_store::Error::ConnectorConflict {
                     key: info.key(),
@@ -153,7 +158,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             }
             let manifest = serde_json::to_string(&info.manifest).expect("manifests serialize");
             let new = weft_store::NewConnector {
-                tenant: weft_store::DEFAULT_TENANT,
+                tenant: DEFAULT_TENANT,
                 name: &info.manifest.name,
                 version: &info.manifest.version,
                 digest: &info.digest,
@@ -174,7 +179,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
         ConnectorCommand::List { json } => {
             let store = crate::existing_store(cli).await?;
             let installed = match &store {
-                Some(store) => store.installed_connectors(weft_store::DEFAULT_TENANT).await.map_err(failed)?,
+                Some(store) => store.installed_connectors(DEFAULT_TENANT).await.map_err(failed)?,
                 None => Vec::new(),
             };
             // Loaded as `run` loads them: built-ins, installed, --connectors-dir.
@@ -182,7 +187,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             let builtins: Vec<String> =
                 weft_host::BUILTINS.iter().map(|(_, bytes)| weft_host::digest_of(bytes)).collect();
             let rows: Vec<Value> = host
-                .connectors()
+                .connectors(DEFAULT_TENANT)
                 .into_iter()
                 .map(|c| {
                     let source = if builtins.contains(&c.digest) {
@@ -231,7 +236,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             }
             let id = uuid::Uuid::now_v7().to_string();
             let ctx = CallContext {
-                tenant: weft_store::DEFAULT_TENANT.to_string(),
+                tenant: DEFAULT_TENANT.to_string(),
                 run_id: format!("test-{id}"),
                 step_id: "test".into(),
                 attempt: 1,

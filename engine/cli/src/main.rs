@@ -5,7 +5,6 @@
 //! failed while running it); 2 bad input (a workflow file, a run input, a
 //! database URL, a run id).
 
-mod bench;
 mod connector;
 mod progress;
 mod timeline;
@@ -217,7 +216,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Validate { files } => {
             let store = existing_store(&cli).await?;
             let host = open_host(&cli, store.as_ref()).await?;
-            let catalog = weft_runtime::catalog(&host);
+            let catalog = weft_runtime::catalog(&host, DEFAULT_TENANT);
             let mut broken = 0;
             for file in files {
                 match read_workflow(file, &catalog) {
@@ -232,7 +231,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Run { file, input, json } => {
             let engine = open_engine(&cli).await?;
-            let definition = read_workflow(file, &engine.catalog())?;
+            let definition = read_workflow(file, &engine.catalog(DEFAULT_TENANT))?;
             let input = parse_json_arg(input, "--input")?;
             let mut progress = progress::Progress::new(&definition, !*json);
             progress.announce_start();
@@ -304,11 +303,15 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency } => {
             let host = open_host(&cli, None).await?;
             if workload == "w2" {
-                bench::w2(&host, *calls as usize).await.map_err(failed)?;
+                weft_bench::w2::run(&host, *calls as usize).await.map_err(failed)?;
                 return Ok(0);
             }
-            let settings =
-                bench::Settings { warmup: *warmup, runs: *runs, seconds: *seconds, concurrency: concurrency.clone() };
+            let settings = weft_bench::w1::Settings {
+                warmup: *warmup,
+                runs: *runs,
+                seconds: *seconds,
+                concurrency: concurrency.clone(),
+            };
             let scratch = std::env::temp_dir().join(format!("weft-bench-{}", std::process::id()));
             let mut reports = Vec::new();
             for store in stores {
@@ -327,10 +330,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     }
                     other => return Err(bad(anyhow::anyhow!("unknown store `{other}`; use sqlite and/or postgres"))),
                 };
-                reports.push(bench::measure(store, &url, host.clone(), &settings).await.map_err(failed)?);
+                reports.push(weft_bench::w1::measure(store, &url, host.clone(), &settings).await.map_err(failed)?);
             }
             let _ = std::fs::remove_dir_all(&scratch);
-            bench::print(&reports);
+            weft_bench::w1::print(&reports);
             Ok(0)
         }
         Command::Connector(command) => connector::run(command, &cli).await,

@@ -93,9 +93,9 @@ impl Assembly {
         Ok(Store::connect(&self.database_url).await?)
     }
 
-    /// A host with the built-in connectors, those the tenant installed in
-    /// `store` (when there is one), and those of the connectors directory,
-    /// loaded in that order.
+    /// A host with the built-in connectors (for every tenant), and for this
+    /// assembly's tenant those it installed in `store` (when there is one)
+    /// and those of the connectors directory, loaded in that order.
     pub async fn host(&self, store: Option<&Store>) -> Result<Host, AssemblyError> {
         let mut host = Host::new(HostConfig { cache_dir: self.cache_dir.clone(), limits: self.limits })?
             .with_secrets(self.secrets.clone());
@@ -106,7 +106,7 @@ impl Assembly {
         if let Some(store) = store {
             for installed in store.installed_connectors(&self.tenant).await? {
                 let connector = weft_workflows::ConnectorId::new(installed.name, installed.version).to_string();
-                host.install(installed.component)
+                host.install_for(&self.tenant, installed.component)
                     .await
                     .map_err(|source| AssemblyError::Installed { connector, source })?;
             }
@@ -125,7 +125,9 @@ impl Assembly {
             paths.sort();
             for path in paths {
                 let bytes = std::fs::read(&path).map_err(read(&path))?;
-                host.install(bytes).await.map_err(|source| AssemblyError::Install { path, source })?;
+                host.install_for(&self.tenant, bytes)
+                    .await
+                    .map_err(|source| AssemblyError::Install { path, source })?;
             }
         }
         Ok(host)

@@ -145,7 +145,7 @@ impl Engine {
         for stored in &events {
             observer.event(&run.id, stored.seq, &stored.event);
         }
-        if let Some(pin) = state.pins.iter().flatten().find(|pin| !self.host.is_installed(&pin.digest)) {
+        if let Some(pin) = state.pins.iter().flatten().find(|pin| !self.host.is_installed(&run.tenant, &pin.digest)) {
             return Err(Error::PinnedConnectorMissing {
                 run: run.id.clone(),
                 connector: pin.id.to_string(),

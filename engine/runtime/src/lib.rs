@@ -16,8 +16,8 @@
 //! host.install_builtins().await?;
 //! let engine = Engine::new(store, host, EngineConfig::default());
 //! let text = r#"{"name":"hi","steps":[{"id":"a","uses":"transform/echo","with":{"hi":"{{ input.name }}"}}]}"#;
-//! let def = weft_workflows::load("hi.json", text, &engine.catalog())?;
 //! let tenant = weft_store::DEFAULT_TENANT; // the local tenant
+//! let def = weft_workflows::load("hi.json", text, &engine.catalog(tenant))?;
 //! let run = engine.start(tenant, &def, serde_json::json!({"name": "Ada"})).await?;
 //! let outcome = engine.drive(tenant, &run, &mut ()).await?;
 //! println!("{:?}", outcome.output);
@@ -28,7 +28,6 @@ mod assemble;
 mod children;
 mod driver;
 mod lease;
-pub mod workloads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -157,9 +156,9 @@ impl Engine {
         &self.store
     }
 
-    /// What validation needs to know about the installed connectors.
-    pub fn catalog(&self) -> Catalog {
-        catalog(&self.host)
+    /// What validation needs to know about the connectors `tenant` can use.
+    pub fn catalog(&self, tenant: &str) -> Catalog {
+        catalog(&self.host, tenant)
     }
 
     /// Creates a run of `definition` with `input`, pinned to the workflow's
@@ -220,7 +219,7 @@ impl Engine {
         for uses in definition.workflow.steps.iter().filter_map(Step::call) {
             let info = self
                 .host
-                .resolve(&uses.connector, uses.version.as_deref())
+                .resolve(tenant, &uses.connector, uses.version.as_deref())
                 .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
             connectors.insert(info.key(), info.digest);
         }
@@ -379,10 +378,10 @@ fn stored_definition<'a>(
     })
 }
 
-/// The validation catalog for a host's installed connectors.
-pub fn catalog(host: &Host) -> Catalog {
+/// The validation catalog for the connectors `tenant` can use on `host`.
+pub fn catalog(host: &Host, tenant: &str) -> Catalog {
     Catalog::new(
-        host.connectors()
+        host.connectors(tenant)
             .into_iter()
             .map(|c| ConnectorSpec {
                 name: c.manifest.name,

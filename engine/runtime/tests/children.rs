@@ -48,7 +48,8 @@ async fn engine(url: &str) -> Engine {
 fn load(engine: &Engine, dir: &Path, parent: Value, child: Value) -> Definition {
     std::fs::write(dir.join("child.json"), child.to_string()).unwrap();
     std::fs::write(dir.join("parent.json"), parent.to_string()).unwrap();
-    weft_workflows::load_file(&dir.join("parent.json"), &engine.catalog()).unwrap_or_else(|e| panic!("{e}"))
+    weft_workflows::load_file(&dir.join("parent.json"), &engine.catalog(DEFAULT_TENANT))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn a_child_run_feeds_its_parent(url: String, dir: &Path) {

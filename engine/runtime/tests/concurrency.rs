@@ -9,7 +9,7 @@ use weft_runtime::{Engine, EngineConfig};
 use weft_store::{DEFAULT_TENANT, Store, testing};
 
 fn chain() -> String {
-    weft_runtime::workloads::chain(5).to_string()
+    weft_bench::workloads::chain(5).to_string()
 }
 
 async fn concurrent_runs_commit_together(url: String) {
@@ -19,7 +19,7 @@ async fn concurrent_runs_commit_together(url: String) {
     let host = Host::new(HostConfig { cache_dir, limits: Default::default() }).unwrap();
     host.install_builtins().await.unwrap();
     let engine = Engine::new(store, Arc::new(host), EngineConfig::default());
-    let definition = weft_workflows::load("chain.json", &chain(), &engine.catalog()).unwrap();
+    let definition = weft_workflows::load("chain.json", &chain(), &engine.catalog(DEFAULT_TENANT)).unwrap();
     let mut tasks = Vec::new();
     for n in 0..24i64 {
         let (engine, definition) = (engine.clone(), definition.clone());
@@ -66,7 +66,7 @@ async fn another_tenant_cannot_reach_a_run() {
     let engine = Engine::new(store, Arc::new(host), EngineConfig::default());
     let text = json!({ "name": "wait", "steps": [ { "id": "w", "wait_for_signal": { "name": "go" } } ],
                        "output": "{{ steps.w.output }}" });
-    let definition = weft_workflows::load("wait.json", &text.to_string(), &engine.catalog()).unwrap();
+    let definition = weft_workflows::load("wait.json", &text.to_string(), &engine.catalog(DEFAULT_TENANT)).unwrap();
     let run = engine.start(DEFAULT_TENANT, &definition, json!({})).await.unwrap();
     let not_found = |e: weft_runtime::Error| matches!(e, weft_runtime::Error::Store(weft_store::Error::RunNotFound(_)));
     let other = "other";

@@ -40,7 +40,7 @@ fn hostile(action: &str, with: Value, timeout: Option<&str>) -> Value {
 }
 
 async fn run(engine: &Engine, workflow: Value, input: Value) -> Outcome {
-    let definition = weft_workflows::load("w.json", &workflow.to_string(), &engine.catalog()).unwrap();
+    let definition = weft_workflows::load("w.json", &workflow.to_string(), &engine.catalog(DEFAULT_TENANT)).unwrap();
     engine.run(DEFAULT_TENANT, &definition, input, &mut ()).await.unwrap()
 }
 
@@ -85,7 +85,7 @@ async fn each_hostile_connector_gets_its_named_error_while_a_healthy_run_complet
         async move { run(&engine, hostile("snoop", json!({}), None), json!({})).await }
     });
 
-    let healthy = run(&engine, weft_runtime::workloads::chain(5), json!({ "value": 1 })).await;
+    let healthy = run(&engine, weft_bench::workloads::chain(5), json!({ "value": 1 })).await;
     assert_eq!((healthy.status, healthy.output), (RunStatus::Completed, Some(json!({ "value": 32 }))));
     // The spinning run holds its deadline of 8 s; the healthy run did not wait for it.
     assert!(!tasks[0].is_finished(), "the healthy run finished only after the spinning one ({:?})", started.elapsed());
@@ -111,7 +111,7 @@ async fn a_spinning_step_holds_neither_the_thread_nor_its_run() {
     let engine = engine(&testing::sqlite_url(dir.path())).await;
     // Without yielding, this thread would be the guest's for 2 minutes.
     let spin = hostile("spin", json!({}), Some("2m"));
-    let definition = weft_workflows::load("w.json", &spin.to_string(), &engine.catalog()).unwrap();
+    let definition = weft_workflows::load("w.json", &spin.to_string(), &engine.catalog(DEFAULT_TENANT)).unwrap();
     let spinning = engine.start(DEFAULT_TENANT, &definition, json!({})).await.unwrap();
     let driver = tokio::spawn({
         let (engine, run) = (engine.clone(), spinning.clone());
@@ -128,7 +128,7 @@ async fn a_spinning_step_holds_neither_the_thread_nor_its_run() {
     }
     assert!(started, "the spinning step started");
 
-    let healthy = run(&engine, weft_runtime::workloads::chain(3), json!({ "value": 1 })).await;
+    let healthy = run(&engine, weft_bench::workloads::chain(3), json!({ "value": 1 })).await;
     assert_eq!(healthy.status, RunStatus::Completed);
     assert!(!driver.is_finished(), "the spinning run ended by itself");
 

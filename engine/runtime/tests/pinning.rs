@@ -48,7 +48,7 @@ async fn a_run_keeps_the_connector_digest_it_started_with() {
 
     // Started where only the original is installed: pinned to it.
     let first = engine(&url, &[&original]).await;
-    let definition = weft_workflows::load("w.json", &workflow.to_string(), &first.catalog()).unwrap();
+    let definition = weft_workflows::load("w.json", &workflow.to_string(), &first.catalog(DEFAULT_TENANT)).unwrap();
     let run = first.start(DEFAULT_TENANT, &definition, json!({ "n": 21 })).await.unwrap();
     let journal = first.store().load_events(DEFAULT_TENANT, &run, 0).await.unwrap();
     let Event::RunStarted { connectors, .. } = &journal[0].event else { panic!("{:?}", journal[0]) };
@@ -89,7 +89,7 @@ async fn of_two_builds_of_one_version_new_runs_get_the_one_loaded_last() {
         let host = Host::new(HostConfig { cache_dir, limits: Default::default() }).unwrap();
         host.install(first.clone()).await.unwrap();
         host.install(last.clone()).await.unwrap();
-        assert_eq!(host.resolve("transform", None).unwrap().digest, digest_of(last));
-        assert_eq!(host.resolve("transform", Some("0.1.0")).unwrap().digest, digest_of(last));
+        assert_eq!(host.resolve(DEFAULT_TENANT, "transform", None).unwrap().digest, digest_of(last));
+        assert_eq!(host.resolve(DEFAULT_TENANT, "transform", Some("0.1.0")).unwrap().digest, digest_of(last));
     }
 }

@@ -15,9 +15,9 @@
 
 mod commit;
 mod connectors;
-mod floor;
 mod journal;
 mod runs;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::str::FromStr;
@@ -27,7 +27,6 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
 pub use connectors::{Installed, InstalledConnector, NewConnector};
-pub use floor::Floor;
 pub use journal::StoredEvent;
 pub use runs::{Lease, NewRun, RunRecord};
 
@@ -126,6 +125,13 @@ pub(crate) struct Db {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The settings of each SQLite connection: durable (WAL with a full sync
+/// at each commit), waiting for other processes' locks, and enforcing
+/// foreign keys. Public so that a benchmark's commit floor runs on exactly
+/// the same settings.
+pub const SQLITE_SETTINGS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
 /// The file of a `sqlite:` URL (`sqlite://PATH?options`); `None` for other URLs.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -174,9 +180,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            // Durable: WAL with a full sync at each commit; wait for other processes' locks.
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
-                                .await?;
+                            conn.execute(SQLITE_SETTINGS).await?;
                             Ok(())
                         })
                     })
