@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use weft_core::Event;
 
 use crate::journal::{EVENTS_PER_BATCH_STATEMENT, RunEvents, append_runs};
-use crate::{Backend, Db, Error, Result};
+use crate::{Db, Error, Result};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -137,9 +137,10 @@ impl Writer {
                 }
             },
         };
-        let results = match self.db.backend {
-            Backend::Postgres => commit_batch_postgres(conn, batch).await,
-            Backend::Sqlite => commit_batch(&self.db, conn, batch).await,
+        let results = if self.db.appends_across_runs() {
+            commit_across_runs(conn, batch).await
+        } else {
+            commit_run_by_run(&self.db, conn, batch).await
         };
         // After a database error the connection may be broken: take a fresh one next time.
         if results.iter().any(|r| matches!(r, Err(Error::GroupCommit(_))))
@@ -152,11 +153,11 @@ impl Writer {
     }
 }
 
-/// Commits a batch in one transaction, on SQLite. An append to an unknown
-/// run fails alone; a database error fails the whole batch, and nothing of
-/// it is kept.
-async fn commit_batch(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
-    let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
+/// Commits a batch run by run in one write transaction (SQLite). An append
+/// to an unknown run fails alone; a database error fails the whole batch,
+/// and nothing of it is kept.
+async fn commit_run_by_run(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
+    let mut tx = match db.begin_write_on(conn).await {
         Ok(tx) => tx,
         Err(e) => {
             let e = Error::Database(e);
@@ -187,10 +188,11 @@ async fn commit_batch(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job]) ->
     }
 }
 
-/// A Postgres batch: one statement per up to `EVENTS_PER_BATCH_STATEMENT`
-/// events writes every run's events and ends, in autocommit when it is one
-/// statement and in one transaction otherwise.
-async fn commit_batch_postgres(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
+/// Commits a batch with statements across runs (Postgres): one statement per
+/// up to `EVENTS_PER_BATCH_STATEMENT` events writes every run's events and
+/// ends, in autocommit when it is one statement and in one transaction
+/// otherwise.
+async fn commit_across_runs(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
     // Each run once, its jobs' events in order; `batch` is sorted by run.
     // (Appends to one run id under two tenants stay apart: at most one of
     // them finds the run.)

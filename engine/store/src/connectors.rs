@@ -1,7 +1,6 @@
 //! The connector registry: installed components by tenant and `name@version`.
 
-use sqlx::Row;
-
+use crate::sql::{self, ConnectorRow};
 use crate::{Error, Result, Store};
 
 /// A connector component to install.
@@ -52,30 +51,26 @@ impl Store {
     /// is a no-op; a different one under the same name@version is refused
     /// with [`Error::ConnectorConflict`].
     pub async fn install_connector(&self, c: NewConnector<'_>) -> Result<Installed> {
-        let inserted = sqlx::query(
-            "INSERT INTO connectors (tenant_id, name, version, digest, manifest, component, installed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, name, version) DO NOTHING",
-        )
-        .bind(c.tenant)
-        .bind(c.name)
-        .bind(c.version)
-        .bind(c.digest)
-        .bind(c.manifest)
-        .bind(c.component)
-        .bind(c.installed_at)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected();
+        let inserted = sqlx::query(sql::INSERT_CONNECTOR)
+            .bind(c.tenant)
+            .bind(c.name)
+            .bind(c.version)
+            .bind(c.digest)
+            .bind(c.manifest)
+            .bind(c.component)
+            .bind(c.installed_at)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
         if inserted == 1 {
             return Ok(Installed::New);
         }
-        let row = sqlx::query("SELECT digest FROM connectors WHERE tenant_id = $1 AND name = $2 AND version = $3")
+        let existing: String = sqlx::query_scalar(sql::SELECT_CONNECTOR_DIGEST)
             .bind(c.tenant)
             .bind(c.name)
             .bind(c.version)
             .fetch_one(&self.db.pool)
             .await?;
-        let existing: String = row.get(0);
         if existing == c.digest {
             Ok(Installed::Already)
         } else {
@@ -89,21 +84,16 @@ impl Store {
 
     /// Every component the tenant installed, oldest first.
     pub async fn installed_connectors(&self, tenant: &str) -> Result<Vec<InstalledConnector>> {
-        let rows = sqlx::query(
-            "SELECT name, version, digest, component, installed_at FROM connectors WHERE tenant_id = $1 \
-             ORDER BY installed_at, name, version",
-        )
-        .bind(tenant)
-        .fetch_all(&self.db.pool)
-        .await?;
+        let rows =
+            sqlx::query_as::<_, ConnectorRow>(sql::SELECT_CONNECTORS).bind(tenant).fetch_all(&self.db.pool).await?;
         Ok(rows
             .into_iter()
-            .map(|r| InstalledConnector {
-                name: r.get(0),
-                version: r.get(1),
-                digest: r.get(2),
-                component: r.get(3),
-                installed_at: r.get(4),
+            .map(|ConnectorRow { name, version, digest, component, installed_at }| InstalledConnector {
+                name,
+                version,
+                digest,
+                component,
+                installed_at,
             })
             .collect())
     }

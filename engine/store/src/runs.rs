@@ -1,10 +1,11 @@
 //! Runs: creation, look-up, listing and the driver's lease.
 
-use sqlx::{AssertSqlSafe, Row, any::AnyRow};
+use sqlx::AssertSqlSafe;
 use weft_core::{Event, RunStatus};
 
-use crate::journal::{ROWS_PER_INSERT, RunEnd, bind_events, insert_events, push_event_rows};
-use crate::{Backend, Error, Result, Store};
+use crate::journal::{RunEnd, bind_events, insert_events};
+use crate::sql::{self, RunRow};
+use crate::{Error, Result, Store};
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -74,29 +75,27 @@ pub enum Lease {
     },
 }
 
-const RUN_COLUMNS: &str = "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, \
-                           lease_owner, lease_until, created_at, updated_at, parent_id";
-
-fn run_record(row: &AnyRow) -> Result<RunRecord> {
-    let id: String = row.get(0);
-    let status: String = row.get(4);
-    let status = status.parse().map_err(|message| Error::Corrupt { what: format!("run {id}"), message })?;
-    Ok(RunRecord {
-        id,
-        tenant: row.get(1),
-        workflow_name: row.get(2),
-        workflow_hash: row.get(3),
-        status,
-        input: row.get(5),
-        output: row.get(6),
-        error: row.get(7),
-        last_seq: row.get(8),
-        lease_owner: row.get(9),
-        lease_until: row.get(10),
-        created_at: row.get(11),
-        updated_at: row.get(12),
-        parent_id: row.get(13),
-    })
+impl RunRow {
+    fn into_record(self) -> Result<RunRecord> {
+        let status =
+            self.status.parse().map_err(|message| Error::Corrupt { what: format!("run {}", self.id), message })?;
+        Ok(RunRecord {
+            id: self.id,
+            tenant: self.tenant_id,
+            workflow_name: self.workflow_name,
+            workflow_hash: self.workflow_hash,
+            status,
+            input: self.input,
+            output: self.output,
+            error: self.error,
+            last_seq: self.last_seq,
+            lease_owner: self.lease_owner,
+            lease_until: self.lease_until,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            parent_id: self.parent_id,
+        })
+    }
 }
 
 impl Store {
@@ -107,18 +106,8 @@ impl Store {
         // A run whose first events already end it is written ended.
         let end = RunEnd::of(first);
         let lease = if end.is_some() { None } else { run.lease };
-        let mut sql = String::from(
-            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, lease_owner, \
-             lease_until, created_at, updated_at, parent_id, output, error) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, \
-             $7, $8, $8, $10, $12, $13)",
-        );
-        let one_statement = self.db.backend == Backend::Postgres && (1..=ROWS_PER_INSERT).contains(&first.len());
-        if one_statement {
-            sql = format!(
-                "WITH r AS ({sql} RETURNING id) INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES "
-            );
-            push_event_rows(&mut sql, 13, first.len());
-        }
+        let one_statement = self.db.creates_in_one_statement(first.len());
+        let sql = if one_statement { sql::insert_run_with_events(first.len()) } else { sql::INSERT_RUN.to_string() };
         let (status, output, error) = match end {
             Some(RunEnd { status, output, error }) => (status, output, error),
             None => (RunStatus::Running, None, None),
@@ -151,9 +140,9 @@ impl Store {
     /// The tenant's run with exactly this id, if there is one. Another
     /// tenant's run is not found.
     pub async fn get_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(tenant).fetch_optional(&self.db.pool).await?;
-        row.as_ref().map(run_record).transpose()
+        let row =
+            sqlx::query_as::<_, RunRow>(sql::SELECT_RUN).bind(id).bind(tenant).fetch_optional(&self.db.pool).await?;
+        row.map(RunRow::into_record).transpose()
     }
 
     /// The tenant's run with this id, or with this unique id prefix.
@@ -162,38 +151,33 @@ impl Store {
             return Ok(run);
         }
         let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 ORDER BY id LIMIT 5"
-        );
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(format!("{escaped}%")).bind(tenant).fetch_all(&self.db.pool).await?;
+        let mut rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RUNS_BY_PREFIX)
+            .bind(format!("{escaped}%"))
+            .bind(tenant)
+            .fetch_all(&self.db.pool)
+            .await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
-            1 => run_record(&rows[0]),
+            1 => rows.remove(0).into_record(),
             _ => Err(Error::AmbiguousRun {
                 prefix: id_or_prefix.to_string(),
-                candidates: rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join(", "),
+                candidates: rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", "),
             }),
         }
     }
 
     /// The tenant's most recent runs, newest first.
     pub async fn list_runs(&self, tenant: &str, limit: i64) -> Result<Vec<RunRecord>> {
-        let sql =
-            format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).bind(limit).fetch_all(&self.db.pool).await?;
-        rows.iter().map(run_record).collect()
+        let rows =
+            sqlx::query_as::<_, RunRow>(sql::LIST_RUNS).bind(tenant).bind(limit).fetch_all(&self.db.pool).await?;
+        rows.into_iter().map(RunRow::into_record).collect()
     }
 
     /// The tenant's top-level runs that have not finished, oldest first.
     /// Child runs are left out: the run that started each one drives it.
     pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status = 'running' AND parent_id IS NULL \
-             ORDER BY created_at, id"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(tenant).fetch_all(&self.db.pool).await?;
-        rows.iter().map(run_record).collect()
+        let rows = sqlx::query_as::<_, RunRow>(sql::UNFINISHED_RUNS).bind(tenant).fetch_all(&self.db.pool).await?;
+        rows.into_iter().map(RunRow::into_record).collect()
     }
 
     /// Takes the run's lease for `owner` until `until` (ms) if it is free,
@@ -209,19 +193,16 @@ impl Store {
         until: i64,
         steal_from: Option<&str>,
     ) -> Result<Lease> {
-        let updated = sqlx::query(
-            "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND tenant_id = $6 AND \
-             status = 'running' AND (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)",
-        )
-        .bind(owner)
-        .bind(until)
-        .bind(run_id)
-        .bind(now)
-        .bind(steal_from.unwrap_or(""))
-        .bind(tenant)
-        .execute(&self.db.pool)
-        .await?
-        .rows_affected();
+        let updated = sqlx::query(sql::ACQUIRE_LEASE)
+            .bind(owner)
+            .bind(until)
+            .bind(run_id)
+            .bind(now)
+            .bind(steal_from.unwrap_or(""))
+            .bind(tenant)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
         if updated == 1 {
             return Ok(Lease::Acquired);
         }
@@ -234,14 +215,7 @@ impl Store {
 
     /// Gives the lease back, if `owner` still holds it.
     pub async fn release_lease(&self, tenant: &str, run_id: &str, owner: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE runs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND tenant_id = $3",
-        )
-        .bind(run_id)
-        .bind(owner)
-        .bind(tenant)
-            .execute(&self.db.pool)
-            .await?;
+        sqlx::query(sql::RELEASE_LEASE).bind(run_id).bind(owner).bind(tenant).execute(&self.db.pool).await?;
         Ok(())
     }
 }

@@ -1,0 +1,223 @@
+//! Every statement the store runs, by name, and the rows they read. The
+//! statements that take a variable number of rows are built here too; the
+//! two that only Postgres runs say so.
+
+use std::fmt::Write;
+
+use sqlx::FromRow;
+
+/// The columns of a run's summary row, in [`RunRow`]'s order.
+macro_rules! run_columns {
+    () => {
+        "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, lease_owner, \
+         lease_until, created_at, updated_at, parent_id"
+    };
+}
+
+/// The columns of an event row, in the order the builders bind them.
+const EVENT_COLUMNS: &str = "run_id, seq, tenant_id, kind, step, body, at";
+
+// Workflows.
+
+pub(crate) const INSERT_WORKFLOW: &str = "INSERT INTO workflows (tenant_id, hash, name, definition, created_at) \
+                                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, hash) DO NOTHING";
+
+pub(crate) const SELECT_WORKFLOW: &str = "SELECT definition FROM workflows WHERE tenant_id = $1 AND hash = $2";
+
+// Runs.
+
+/// A run's summary row: id, tenant, name, hash, input ($5), lease owner and
+/// until ($6, $7), created ($8), last seq ($9), parent ($10), status ($11),
+/// output and error ($12, $13).
+pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, \
+                                     last_seq, lease_owner, lease_until, created_at, updated_at, parent_id, output, \
+                                     error) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, $7, $8, $8, $10, $12, $13)";
+
+pub(crate) const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1 AND tenant_id = $2");
+
+/// Up to five runs whose id is LIKE `$1` (escaped with `\`).
+pub(crate) const SELECT_RUNS_BY_PREFIX: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 ORDER BY id LIMIT 5"
+);
+
+pub(crate) const LIST_RUNS: &str =
+    concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
+
+/// Top-level runs still running, oldest first.
+pub(crate) const UNFINISHED_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE tenant_id = $1 AND status = 'running' AND parent_id IS NULL ORDER BY created_at, id"
+);
+
+/// Owner $1 takes the lease until $2 of run $3 (tenant $6) if it is free,
+/// expired as of $4, its own, or held by $5.
+pub(crate) const ACQUIRE_LEASE: &str = "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND \
+                                        tenant_id = $6 AND status = 'running' AND (lease_owner IS NULL OR \
+                                        lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)";
+
+pub(crate) const RELEASE_LEASE: &str = "UPDATE runs SET lease_owner = NULL, lease_until = NULL \
+                                        WHERE id = $1 AND lease_owner = $2 AND tenant_id = $3";
+
+// The journal.
+
+pub(crate) const SELECT_EVENTS: &str =
+    "SELECT seq, at, body FROM events WHERE run_id = $1 AND seq > $2 AND tenant_id = $3 ORDER BY seq";
+
+/// Reserves $1 seqs of run $3 (tenant $7) at $2, records its end (status
+/// $4, output $5, error $6) if it ends, and returns its new last seq. Also
+/// takes the run's row lock.
+pub(crate) const RESERVE_SEQS: &str = "UPDATE runs SET last_seq = last_seq + $1, updated_at = $2, \
+                                       status = COALESCE($4, status), output = COALESCE($5, output), \
+                                       error = COALESCE($6, error), \
+                                       lease_owner = CASE WHEN $4 IS NULL THEN lease_owner END, \
+                                       lease_until = CASE WHEN $4 IS NULL THEN lease_until END \
+                                       WHERE id = $3 AND tenant_id = $7 RETURNING last_seq";
+
+/// Inserts `rows` events, parameters numbered from 1.
+pub(crate) fn insert_events(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
+    push_event_rows(&mut sql, 0, rows);
+    sql
+}
+
+/// Postgres only: [`INSERT_RUN`] and its first `events` in one statement.
+pub(crate) fn insert_run_with_events(events: usize) -> String {
+    let mut sql = format!("WITH r AS ({INSERT_RUN} RETURNING id) INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
+    push_event_rows(&mut sql, 13, events);
+    sql
+}
+
+/// Postgres only: one statement that reserves the seqs of `runs` runs,
+/// records the end of those that end, and inserts their `events` events.
+/// `$1` is the time; then per run (id, tenant, event count, status, output,
+/// error); then per event (run id, tenant, its place in its run's events
+/// from 1, kind, step, body). Returns (run_id, tenant_id, seq) per event.
+pub(crate) fn append_runs(runs: usize, events: usize) -> String {
+    let mut sql = String::from("WITH v(run_id, tenant_id, n, status, output, error) AS (VALUES ");
+    let mut p = 1;
+    push_rows(&mut sql, &mut p, runs, &["text", "text", "bigint", "text", "text", "text"]);
+    // A run that ends takes its status, output or error, and gives up its lease.
+    sql.push_str(
+        "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1, \
+         status = COALESCE(v.status, runs.status), output = COALESCE(v.output, runs.output), \
+         error = COALESCE(v.error, runs.error), \
+         lease_owner = CASE WHEN v.status IS NULL THEN runs.lease_owner END, \
+         lease_until = CASE WHEN v.status IS NULL THEN runs.lease_until END \
+         FROM v WHERE runs.id = v.run_id AND runs.tenant_id = v.tenant_id \
+         RETURNING runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
+         e(run_id, tenant_id, k, kind, step, body) AS (VALUES ",
+    );
+    push_rows(&mut sql, &mut p, events, &["text", "text", "bigint", "text", "text", "text"]);
+    let _ = write!(
+        sql,
+        ") INSERT INTO events ({EVENT_COLUMNS}) \
+         SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 \
+         FROM e JOIN r ON r.id = e.run_id AND r.tenant_id = e.tenant_id \
+         RETURNING run_id, tenant_id, seq"
+    );
+    sql
+}
+
+/// Appends `rows` comma-separated rows of typed placeholders (`$n::type`,
+/// one per column), numbered after `last`.
+fn push_rows(sql: &mut String, last: &mut usize, rows: usize, columns: &[&str]) {
+    for row in 0..rows {
+        sql.push_str(if row > 0 { ", (" } else { "(" });
+        for (c, column) in columns.iter().enumerate() {
+            *last += 1;
+            let _ = write!(sql, "{}${}::{column}", if c > 0 { ", " } else { "" }, *last);
+        }
+        sql.push(')');
+    }
+}
+
+/// Appends `rows` placeholder rows of the events table's seven columns,
+/// numbering parameters after `offset`.
+fn push_event_rows(sql: &mut String, offset: usize, rows: usize) {
+    for row in 0..rows {
+        let p = offset + row * 7;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+    }
+}
+
+// Connectors.
+
+/// Installs a component unless its tenant has one under that name@version.
+pub(crate) const INSERT_CONNECTOR: &str = "INSERT INTO connectors (tenant_id, name, version, digest, manifest, \
+                                           component, installed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                                           ON CONFLICT (tenant_id, name, version) DO NOTHING";
+
+pub(crate) const SELECT_CONNECTOR_DIGEST: &str =
+    "SELECT digest FROM connectors WHERE tenant_id = $1 AND name = $2 AND version = $3";
+
+pub(crate) const SELECT_CONNECTORS: &str = "SELECT name, version, digest, component, installed_at FROM connectors \
+                                            WHERE tenant_id = $1 ORDER BY installed_at, name, version";
+
+// Rows.
+
+/// A row of [`SELECT_RUN`] and the other run queries.
+#[derive(FromRow)]
+pub(crate) struct RunRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub workflow_name: String,
+    pub workflow_hash: String,
+    pub status: String,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub last_seq: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub parent_id: Option<String>,
+}
+
+/// A row of [`SELECT_EVENTS`].
+#[derive(FromRow)]
+pub(crate) struct EventRow {
+    pub seq: i64,
+    pub at: i64,
+    pub body: String,
+}
+
+/// A row that [`append_runs`] returns: one per event written.
+#[derive(FromRow)]
+pub(crate) struct AppendedRow {
+    pub run_id: String,
+    pub tenant_id: String,
+    pub seq: i64,
+}
+
+/// A row of [`SELECT_CONNECTORS`].
+#[derive(FromRow)]
+pub(crate) struct ConnectorRow {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub component: Vec<u8>,
+    pub installed_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn builders_number_their_parameters_in_order() {
+        assert_eq!(
+            super::insert_events(2),
+            "INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
+        );
+        let batch = super::append_runs(1, 2);
+        assert!(batch.contains("(VALUES ($2::text, $3::text, $4::bigint, $5::text, $6::text, $7::text))"), "{batch}");
+        assert!(batch.contains("($14::text, $15::text, $16::bigint, $17::text, $18::text, $19::text)"), "{batch}");
+        assert!(super::insert_run_with_events(1).ends_with("($14, $15, $16, $17, $18, $19, $20)"));
+    }
+}
