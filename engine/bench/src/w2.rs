@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -37,8 +37,8 @@ pub struct CallTimes {
     /// The floor: a fresh store with an empty context, instantiation from an
     /// `InstancePre` of the same component on an engine with the host's
     /// configuration, and the call; no limits, no deadline timer, no JSON
-    /// parsing. Weft's own imports are linked as traps (the action calls
-    /// none of them).
+    /// parsing. Weft's own imports are linked as stubs that refuse (the
+    /// action calls none of them).
     pub bare: Vec<f64>,
 }
 
@@ -65,6 +65,56 @@ impl WasiHttpView for Bare {
     }
 }
 
+/// Weft's own imports, each refusing: the floor's action calls none of them.
+fn add_refusing_imports(linker: &mut Linker<Bare>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    use wit::weft::connector::{log, oauth, secrets, types};
+    types::add_to_linker::<Bare, HasSelf<Bare>>(linker, |s| s)?;
+    log::add_to_linker::<Bare, HasSelf<Bare>>(linker, |s| s)?;
+    secrets::add_to_linker::<Bare, HasSelf<Bare>>(linker, |s| s)?;
+    oauth::add_to_linker::<Bare, HasSelf<Bare>>(linker, |s| s)
+}
+
+const REFUSED: &str = "the benchmark floor grants no secrets and no tokens";
+
+impl wit::weft::connector::types::Host for Bare {}
+
+impl wit::weft::connector::log::Host for Bare {
+    fn log(&mut self, _level: wit::weft::connector::log::Level, _message: String) {}
+}
+
+impl wit::weft::connector::secrets::Host for Bare {
+    fn get(
+        &mut self,
+        _name: String,
+    ) -> Result<Resource<wit::weft::connector::secrets::Secret>, wit::weft::connector::types::Error> {
+        Err(wit::weft::connector::types::Error::Unauthorized(REFUSED.into()))
+    }
+}
+
+impl wit::weft::connector::secrets::HostSecret for Bare {
+    fn name(&mut self, _secret: Resource<wit::weft::connector::secrets::Secret>) -> String {
+        String::new()
+    }
+
+    fn reveal(
+        &mut self,
+        _secret: Resource<wit::weft::connector::secrets::Secret>,
+    ) -> Result<String, wit::weft::connector::types::Error> {
+        Err(wit::weft::connector::types::Error::Unauthorized(REFUSED.into()))
+    }
+
+    fn drop(&mut self, _secret: Resource<wit::weft::connector::secrets::Secret>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl wit::weft::connector::oauth::Host for Bare {
+    fn access_token(&mut self, _provider: String) -> Result<String, wit::weft::connector::types::Error> {
+        Err(wit::weft::connector::types::Error::Unauthorized(REFUSED.into()))
+    }
+}
+
 /// Times `calls` calls of `action` with `input` of `component` (which must
 /// be installed on `host`) each way, after a warm-up batch each. Fails if
 /// either way fails once.
@@ -83,7 +133,7 @@ pub async fn time_calls(
     let mut linker = Linker::<Bare>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    linker.define_unknown_imports_as_traps(&component)?;
+    add_refusing_imports(&mut linker)?;
     let pre = wit::ConnectorPre::new(linker.instantiate_pre(&component)?)?;
 
     let ctx = CallContext {
