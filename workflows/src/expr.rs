@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
+use crate::limits::{self, CappedBuffer, MAX_VALUE_BYTES, TEMPLATE_FUEL};
+
 /// An expression or template failed to compile or evaluate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (in `{source_text}`)")]
@@ -30,6 +32,7 @@ fn environment() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env
     })
 }
@@ -40,6 +43,20 @@ fn scope_value(scope: &Value) -> minijinja::Value {
 
 fn error(source_text: &str, err: impl std::fmt::Display) -> ExprError {
     ExprError { message: err.to_string(), source_text: source_text.to_string() }
+}
+
+/// A template engine's error, with its limits named.
+fn engine_error(source_text: &str, err: minijinja::Error) -> ExprError {
+    match err.kind() {
+        minijinja::ErrorKind::OutOfFuel => {
+            error(source_text, format!("the template ran past its budget of {TEMPLATE_FUEL} operations"))
+        }
+        _ => error(source_text, err),
+    }
+}
+
+fn too_large(source_text: &str, limit: usize) -> ExprError {
+    error(source_text, format!("the result is over the size limit of {limit} bytes"))
 }
 
 /// Whether a string is a template rather than a literal.
@@ -60,13 +77,35 @@ fn bare(expr: &str) -> &str {
 
 /// Evaluates one expression to JSON.
 pub fn eval(expr: &str, scope: &Value) -> Result<Value, ExprError> {
+    eval_within(expr, scope, MAX_VALUE_BYTES)
+}
+
+/// Evaluates one expression to JSON of at most `limit` bytes. The result is
+/// written out under that cap before it is read back, so a value that a few
+/// operations made huge (a list repeated many times) is refused, not built.
+fn eval_within(expr: &str, scope: &Value, limit: usize) -> Result<Value, ExprError> {
     let text = bare(expr);
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
-    let value = compiled.eval(scope_value(scope)).map_err(|e| error(text, e))?;
+    let value = compiled.eval(scope_value(scope)).map_err(|e| engine_error(text, e))?;
     if value.is_undefined() {
         return Err(error(text, "the expression is undefined"));
     }
-    serde_json::to_value(&value).map_err(|e| error(text, e))
+    let mut out = CappedBuffer { bytes: Vec::new(), limit };
+    if let Err(e) = serde_json::to_writer(&mut out, &value) {
+        return Err(if e.is_io() { too_large(text, limit) } else { error(text, e) });
+    }
+    serde_json::from_slice(&out.bytes).map_err(|e| error(text, e))
+}
+
+/// Renders a text template to at most `limit` bytes.
+fn render_text(text: &str, scope: &Value, limit: usize) -> Result<String, ExprError> {
+    let template = environment().template_from_str(text).map_err(|e| error(text, e))?;
+    let mut out = CappedBuffer { bytes: Vec::new(), limit };
+    match template.render_captured_to(scope_value(scope), &mut out) {
+        Ok(_) => String::from_utf8(out.bytes).map_err(|e| error(text, e)),
+        Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(too_large(text, limit)),
+        Err(e) => Err(engine_error(text, e)),
+    }
 }
 
 /// Evaluates a condition with Jinja truthiness (empty lists, `0`, `""`,
@@ -74,23 +113,51 @@ pub fn eval(expr: &str, scope: &Value) -> Result<Value, ExprError> {
 pub fn eval_condition(expr: &str, scope: &Value) -> Result<bool, ExprError> {
     let text = bare(expr);
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
-    let value = compiled.eval(scope_value(scope)).map_err(|e| error(text, e))?;
+    let value = compiled.eval(scope_value(scope)).map_err(|e| engine_error(text, e))?;
     Ok(value.is_true())
 }
 
-/// Renders every template string inside a JSON value.
+/// Renders every template string inside a JSON value. Each template has a
+/// budget of operations, and the result must fit the limits on values
+/// ([`limits::MAX_DEPTH`], [`MAX_VALUE_BYTES`]), which apply while it is
+/// built.
 pub fn render(template: &Value, scope: &Value) -> Result<Value, ExprError> {
+    let mut budget = MAX_VALUE_BYTES;
+    let value = render_within(template, scope, &mut budget)?;
+    limits::check_value(&value, "the result", MAX_VALUE_BYTES).map_err(|e| error(&template_text(template), e))?;
+    Ok(value)
+}
+
+/// `render`, spending `budget` bytes on the templates' results.
+fn render_within(template: &Value, scope: &Value, budget: &mut usize) -> Result<Value, ExprError> {
     Ok(match template {
-        Value::String(text) if is_template(text) => match single_expression(text) {
-            Some(expr) => eval(expr, scope)?,
-            None => Value::String(environment().render_str(text, scope_value(scope)).map_err(|e| error(text, e))?),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(|v| render(v, scope)).collect::<Result<_, _>>()?),
+        Value::String(text) if is_template(text) => {
+            let value = match single_expression(text) {
+                Some(expr) => eval_within(expr, scope, *budget)?,
+                None => Value::String(render_text(text, scope, *budget)?),
+            };
+            let size = limits::json_size(&value, *budget);
+            *budget = budget.checked_sub(size).ok_or_else(|| too_large(text, MAX_VALUE_BYTES))?;
+            value
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| render_within(v, scope, budget)).collect::<Result<_, _>>()?)
+        }
         Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| Ok((k.clone(), render(v, scope)?))).collect::<Result<_, ExprError>>()?,
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_within(v, scope, budget)?)))
+                .collect::<Result<_, ExprError>>()?,
         ),
         other => other.clone(),
     })
+}
+
+/// A template value as text for an error message, cut short.
+fn template_text(template: &Value) -> String {
+    match template {
+        Value::String(text) => text.clone(),
+        other => limits::truncate_message(&other.to_string(), 200),
+    }
 }
 
 /// The variables a template (or, with `bare_expression`, an expression)
@@ -144,5 +211,26 @@ mod tests {
         assert!(refs.iter().any(|r| r.starts_with("steps.fetch")), "{refs:?}");
         assert!(refs.iter().any(|r| r.starts_with("input")), "{refs:?}");
         assert!(references("{{ oops(", false).is_err());
+    }
+
+    #[test]
+    fn templates_stop_at_their_budget_and_size_limit() {
+        let scope = json!({ "input": { "n": 100_000 } });
+        // Nested loops: 10^10 iterations are stopped by the budget.
+        let looping = json!("{% for a in range(input.n) %}{% for b in range(input.n) %}.{% endfor %}{% endfor %}");
+        let error = render(&looping, &scope).unwrap_err();
+        assert!(error.message.contains("ran past its budget of 10000000 operations"), "{error}");
+        // String and list multiplication are refused past the size limit, as
+        // text and as one expression.
+        for huge in ["x{{ 'a' * 50000000 }}", "{{ 'a' * 50000000 }}", "{{ ['abcdefgh'] * 10000000 }}"] {
+            let error = render(&json!(huge), &scope).unwrap_err();
+            assert!(error.message.contains("over the size limit of 4194304 bytes"), "{huge}: {error}");
+        }
+        // Many templates share one budget.
+        let many = json!(["{{ 'a' * 3000000 }}", "{{ 'a' * 3000000 }}"]);
+        assert!(render(&many, &scope).unwrap_err().message.contains("over the size limit"));
+        // Nesting is limited like any value's.
+        let deep = json!(format!("{{{{ {}1{} }}}}", "[".repeat(70), "]".repeat(70)));
+        assert!(render(&deep, &scope).unwrap_err().message.contains("nests deeper than the limit of 64"));
     }
 }

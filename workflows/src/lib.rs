@@ -21,6 +21,7 @@
 mod catalog;
 mod diagnostic;
 pub mod expr;
+pub mod limits;
 mod locate;
 mod model;
 mod schema;
@@ -153,7 +154,8 @@ impl Loader for Files {
     fn child(&self, parent: &str, path: &str) -> Result<Source, String> {
         let file = Path::new(parent).parent().unwrap_or(Path::new("")).join(path);
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read child workflow `{name}`: {e}"))?;
+        let text = limits::read_text_file(&file, limits::MAX_FILE_BYTES)
+            .map_err(|e| format!("cannot read child workflow `{name}`: {e}"))?;
         Ok(Source { name, text })
     }
 
@@ -191,7 +193,7 @@ pub fn load_with(file: &str, text: &str, catalog: &Catalog, loader: &dyn Loader)
 /// Reads and loads a workflow file, and its child workflows from files.
 pub fn load_file(file: &Path, catalog: &Catalog) -> Result<Definition, Diagnostics> {
     let name = file.display().to_string();
-    match std::fs::read_to_string(file) {
+    match limits::read_text_file(file, limits::MAX_FILE_BYTES) {
         Ok(text) => load_with(&name, &text, catalog, &Files),
         Err(e) => Err(Diagnostics {
             file: name,
@@ -244,16 +246,22 @@ fn load_nested(
         Diagnostics { file: file.to_string(), items }
     };
 
+    if let Some(path) = limits::too_deep_at(&doc, limits::MAX_DEPTH) {
+        let message = format!("the workflow nests deeper than the limit of {} levels", limits::MAX_DEPTH);
+        return Err(fail(vec![(path, message)]));
+    }
     let problems = validate::structure(&doc);
     if !problems.is_empty() {
         return Err(fail(problems));
     }
     // The rules beyond the schema read the steps' file form, so that a step
     // that does not say what it does is reported with everything else.
-    let steps: Vec<model::StepDocument> = match doc.get("steps").cloned().map(serde_json::from_value).transpose() {
-        Ok(steps) => steps.unwrap_or_default(),
-        Err(e) => return Err(fail(vec![(JsonPath::root().key("steps"), e.to_string())])),
-    };
+    let steps: Vec<model::StepDocument> =
+        match doc.get("steps").map(|steps| decode(steps, JsonPath::root().key("steps"))) {
+            None => Vec::new(),
+            Some(Ok(steps)) => steps,
+            Some(Err(problem)) => return Err(fail(vec![problem])),
+        };
     let mut problems = validate::semantics(&steps, doc.get("output"), catalog);
     let mut children = BTreeMap::new();
     chain.push(loader.identity(file));
@@ -271,11 +279,25 @@ fn load_nested(
     if !problems.is_empty() {
         return Err(fail(problems));
     }
-    let workflow: Workflow = match serde_json::from_value(doc) {
-        Ok(workflow) => workflow,
-        Err(e) => return Err(fail(vec![(JsonPath::root(), e.to_string())])),
-    };
+    let workflow: Workflow = decode(&doc, JsonPath::root()).map_err(|problem| fail(vec![problem]))?;
     Ok(Definition::with_children(workflow, children))
+}
+
+/// Reads the typed form of `value`, found at `at` in the document; a
+/// problem (a duration too long, a number out of range) is reported at the
+/// member that has it.
+fn decode<T: serde::de::DeserializeOwned>(value: &Value, at: JsonPath) -> Result<T, (JsonPath, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path = at;
+        for segment in e.path().iter() {
+            path = match segment {
+                serde_path_to_error::Segment::Seq { index } => path.index(*index),
+                serde_path_to_error::Segment::Map { key } => path.key(key.as_str()),
+                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => path,
+            };
+        }
+        (path, e.into_inner().to_string())
+    })
 }
 
 /// Loads a child workflow that `parent` names `path`. Its problems come back

@@ -472,9 +472,15 @@ impl Serialize for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(Duration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+        let duration = humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))?;
+        if duration > crate::limits::MAX_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "the duration {text:?} is longer than the limit of {}",
+                crate::limits::MAX_DURATION_TEXT
+            )));
+        }
+        Ok(Duration(duration))
     }
 }
 

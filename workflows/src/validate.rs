@@ -295,7 +295,12 @@ pub(crate) fn semantics(steps: &[StepDocument], output: Option<&Value>, catalog:
             (step.id.as_str(), step.needs.as_slice(), document_templates(step, &steps_path.index(i)))
         }));
     if let Some(cycle) = find_cycle(&deps) {
-        let names: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
+        let mut names: Vec<String> = cycle.iter().map(|&i| steps[i].id.clone()).collect();
+        // A long cycle is named by its ends.
+        if names.len() > 12 {
+            let cut = names.len() - 10;
+            names.splice(6..names.len() - 4, [format!("… {cut} more …")]);
+        }
         problems.push((steps_path.index(cycle[0]), format!("dependency cycle: {}", names.join(" -> "))));
     }
     problems
@@ -410,7 +415,9 @@ fn check_uses(uses: &str, step: &StepDocument, path: &JsonPath, catalog: &Catalo
     }
 }
 
-/// A dependency cycle as step indexes, first step repeated at the end.
+/// A dependency cycle as step indexes, first step repeated at the end. A
+/// depth-first search with its own stack, so that a long chain of `needs`
+/// cannot overflow the thread's.
 fn find_cycle(deps: &[BTreeSet<usize>]) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -418,31 +425,34 @@ fn find_cycle(deps: &[BTreeSet<usize>]) -> Option<Vec<usize>> {
         Open,
         Done,
     }
-    fn visit(node: usize, deps: &[BTreeSet<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
-        marks[node] = Mark::Open;
-        stack.push(node);
-        for &next in &deps[node] {
-            match marks[next] {
-                Mark::Open => {
-                    let start = stack.iter().position(|&n| n == next).unwrap_or(0);
-                    let mut cycle: Vec<usize> = stack[start..].to_vec();
+    let mut marks = vec![Mark::New; deps.len()];
+    for start in 0..deps.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // The open path, each node with the dependencies it has yet to visit.
+        let mut path: Vec<(usize, std::collections::btree_set::Iter<'_, usize>)> = vec![(start, deps[start].iter())];
+        marks[start] = Mark::Open;
+        while let Some((node, pending)) = path.last_mut() {
+            let node = *node;
+            match pending.next() {
+                Some(&next) if marks[next] == Mark::Open => {
+                    let from = path.iter().position(|(n, _)| *n == next).unwrap_or(0);
+                    let mut cycle: Vec<usize> = path[from..].iter().map(|(n, _)| *n).collect();
                     cycle.push(next);
                     return Some(cycle);
                 }
-                Mark::New => {
-                    if let Some(cycle) = visit(next, deps, marks, stack) {
-                        return Some(cycle);
-                    }
+                Some(&next) if marks[next] == Mark::New => {
+                    marks[next] = Mark::Open;
+                    path.push((next, deps[next].iter()));
                 }
-                Mark::Done => {}
+                Some(_) => {}
+                None => {
+                    marks[node] = Mark::Done;
+                    path.pop();
+                }
             }
         }
-        stack.pop();
-        marks[node] = Mark::Done;
-        None
     }
-    let mut marks = vec![Mark::New; deps.len()];
-    (0..deps.len()).find_map(|start| {
-        if marks[start] == Mark::New { visit(start, deps, &mut marks, &mut Vec::new()) } else { None }
-    })
+    None
 }

@@ -51,8 +51,75 @@ impl Positions {
 /// A YAML problem that stops reading: a message and its line and column.
 pub(crate) type YamlError = (String, (usize, usize));
 
+/// How many nodes aliases may add to a document, all told: each alias adds
+/// the whole subtree its anchor names, keys included.
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
+
+/// Reads the document's events once, without building anything, and
+/// refuses it when its aliases would expand past [`MAX_ALIAS_NODES`] or it
+/// (aliases included) nests deeper than the limit on values. This walk is
+/// iterative, so that neither an alias bomb (through values or keys) nor
+/// deep nesting reaches the loader. Syntax errors are left to the loader,
+/// which reports them.
+fn check_size_and_depth(text: &str) -> Result<(), YamlError> {
+    use saphyr_parser::{Event, Parser};
+    /// An anchored node's size in nodes and its height in levels.
+    #[derive(Clone, Copy, Default)]
+    struct Shape {
+        nodes: usize,
+        height: usize,
+    }
+    let max_depth = crate::limits::MAX_DEPTH;
+    let mut anchors: std::collections::HashMap<usize, Shape> = std::collections::HashMap::new();
+    // Open containers: their anchor and their shape so far.
+    let mut open: Vec<(usize, Shape)> = Vec::new();
+    let mut aliased = 0usize;
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { return Ok(()) };
+        let here = (span.start.line().max(1), span.start.col() + 1);
+        let done = match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= max_depth {
+                    return Err((format!("the workflow nests deeper than the limit of {max_depth} levels"), here));
+                }
+                open.push((anchor, Shape::default()));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some((anchor, shape)) = open.pop() else { continue };
+                (anchor, Shape { nodes: shape.nodes + 1, height: shape.height + 1 })
+            }
+            Event::Scalar(_, _, anchor, _) => (anchor, Shape { nodes: 1, height: 0 }),
+            Event::Alias(id) => {
+                let shape = anchors.get(&id).copied().unwrap_or_default();
+                aliased = aliased.saturating_add(shape.nodes);
+                if aliased > MAX_ALIAS_NODES {
+                    let message = format!("YAML aliases here expand past the limit of {MAX_ALIAS_NODES} nodes");
+                    return Err((message, here));
+                }
+                if open.len() + shape.height > max_depth {
+                    let message = format!("this YAML alias nests deeper than the limit of {max_depth} levels");
+                    return Err((message, here));
+                }
+                (0, shape)
+            }
+            _ => continue,
+        };
+        let (anchor, shape) = done;
+        if anchor != 0 {
+            anchors.insert(anchor, shape);
+        }
+        if let Some((_, parent)) = open.last_mut() {
+            parent.nodes = parent.nodes.saturating_add(shape.nodes);
+            parent.height = parent.height.max(shape.height);
+        }
+    }
+    Ok(())
+}
+
 /// Reads a YAML document into JSON, with its positions.
 pub(crate) fn parse(text: &str) -> Result<(Value, Positions), YamlError> {
+    check_size_and_depth(text)?;
     let documents = MarkedYaml::load_from_str(text).map_err(|e| {
         let marker = e.marker();
         (format!("invalid YAML: {}", e.info()), (marker.line().max(1), marker.col() + 1))
@@ -64,15 +131,21 @@ pub(crate) fn parse(text: &str) -> Result<(Value, Positions), YamlError> {
     if let Some(second) = documents.next() {
         return Err(("a workflow file holds one YAML document; this one has more".into(), at(&second)));
     }
-    convert(&document)
+    convert(&document, 1)
 }
 
 fn at(node: &MarkedYaml<'_>) -> (usize, usize) {
     (node.span.start.line().max(1), node.span.start.col() + 1)
 }
 
-fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
+/// Converts a node `level` levels deep; nesting past the limit on values is
+/// refused here, which also bounds this recursion.
+fn convert(node: &MarkedYaml<'_>, level: usize) -> Result<(Value, Positions), YamlError> {
     let here = at(node);
+    if level > crate::limits::MAX_DEPTH && matches!(node.data, YamlData::Sequence(_) | YamlData::Mapping(_)) {
+        let message = format!("the workflow nests deeper than the limit of {} levels", crate::limits::MAX_DEPTH);
+        return Err((message, here));
+    }
     let leaf = |value: Value| Ok((value, Positions { at: here, children: Children::None }));
     match &node.data {
         YamlData::Value(scalar) => leaf(scalar_value(scalar, here)?),
@@ -81,7 +154,7 @@ fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
         YamlData::Sequence(items) => {
             let (mut values, mut positions) = (Vec::new(), Vec::new());
             for item in items {
-                let (value, position) = convert(item)?;
+                let (value, position) = convert(item, level + 1)?;
                 values.push(value);
                 positions.push(position);
             }
@@ -91,7 +164,7 @@ fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
             let (mut map, mut members) = (Map::new(), Vec::new());
             for (key, value) in entries {
                 let name = key_name(key)?;
-                let (value, position) = convert(value)?;
+                let (value, position) = convert(value, level + 1)?;
                 map.insert(name.clone(), value);
                 members.push((name, at(key), position));
             }

@@ -304,3 +304,67 @@ fn child_workflows_come_from_the_loader_given() {
     let cycle = weft_workflows::load_with("kid", parent, &catalog(), &looped).unwrap_err();
     assert!(cycle.to_string().contains("cycle"), "{cycle}");
 }
+
+/// Hostile YAML and long chains: alias bombs (through values or keys),
+/// nesting past the limit, and a 50,000-step `needs` chain end in bounded
+/// time and memory with a positioned error, and do not overflow the stack.
+#[test]
+fn hostile_documents_are_refused_or_loaded_without_blowing_up() {
+    let mut bomb = String::from("name: x\na0: &a0 {k: v}\n");
+    for i in 1..30 {
+        bomb.push_str(&format!("a{i}: &a{i} {{ *a{p} : 1, x: *a{p} }}\n", p = i - 1));
+    }
+    bomb.push_str("steps: []\n");
+    let mut keys_only = String::from("name: x\nk0: &k0 {k: v}\n");
+    for i in 1..30 {
+        keys_only.push_str(&format!("k{i}: &k{i} {{ *k{p} : 1, ? *k{p} : 2 }}\n", p = i - 1));
+    }
+    keys_only.push_str("steps: []\n");
+    let flow = format!("name: x\nsteps: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let mut block = String::from("name: x\nsteps:\n");
+    for level in 0..3000 {
+        block.push_str(&format!("{}- k:\n", " ".repeat(2 + 2 * level)));
+    }
+    let aliased_depth = format!("name: x\nd: &d {}1{}\nsteps: [[[[[[[*d]]]]]]]\n", "[".repeat(60), "]".repeat(60));
+    let cases = [
+        (bomb, "expand past the limit of 100000 nodes"),
+        (keys_only, "expand past the limit of 100000 nodes"),
+        (flow, "recursion limit exceeded"),
+        (block, "the workflow nests deeper than the limit of 64 levels"),
+        (aliased_depth, "nests deeper than the limit of 64 levels"),
+    ];
+    for (text, expected) in cases {
+        let errors = load("w.yaml", &text, &catalog()).unwrap_err();
+        assert!(errors.items[0].message.contains(expected), "expected {expected:?}, got {errors}");
+    }
+    // Aliases within the limits still work.
+    let fine = "name: x\nsteps:\n  - &step { id: a, sleep: 1s }\n  - { id: b, sleep: 1s, needs: [a] }\n";
+    assert_eq!(load("w.yaml", fine, &catalog()).unwrap().workflow.steps.len(), 2);
+
+    // A 50,000-step chain, and the same chain closed into a cycle.
+    let steps: Vec<serde_json::Value> = (0..50_000)
+        .map(|i| match i {
+            0 => json!({ "id": "s0", "sleep": "1ms" }),
+            _ => json!({ "id": format!("s{i}"), "sleep": "1ms", "needs": [format!("s{}", i - 1)] }),
+        })
+        .collect();
+    let mut chain = json!({ "name": "chain", "steps": steps });
+    let child = std::thread::Builder::new().stack_size(256 << 10);
+    let loaded = child
+        .spawn({
+            let text = chain.to_string();
+            move || load("w.json", &text, &Catalog::default()).map(|d| d.workflow.steps.len())
+        })
+        .unwrap()
+        .join()
+        .expect("loading a long chain overflowed a 256 KiB stack");
+    assert_eq!(loaded.unwrap(), 50_000);
+    chain["steps"][0]["needs"] = json!(["s49999"]);
+    let errors = load("w.json", &chain.to_string(), &Catalog::default()).unwrap_err();
+    let expected = "dependency cycle: s0 -> s49999 -> s49998 -> s49997 -> s49996 -> s49995 -> … 49991 more … -> s3 -> s2 -> s1 -> s0";
+    assert!(
+        errors.items.iter().any(|d| d.message == expected),
+        "{}",
+        &errors.to_string()[..500.min(errors.to_string().len())]
+    );
+}
