@@ -1,8 +1,8 @@
 //! A test-only connector whose actions misbehave on purpose, so that tests can
 //! prove the host's limits: `trap` panics, `spin` never returns, `hog`
-//! allocates without bound, and the probes reach for secrets, tokens, hosts,
-//! files and environment variables. It is not installed as a built-in
-//! connector.
+//! allocates without bound, `big`, `nest` and `shout` return too much, and
+//! the probes reach for secrets, tokens, hosts, files and environment
+//! variables. It is not installed as a built-in connector.
 //!
 //! It declares the secret `declared`, the OAuth provider `github` and the
 //! egress host `localhost`; anything else it asks for must be refused.
@@ -56,6 +56,16 @@ fn big(_cx: &Context, input: Value) -> Result<Value, Error> {
     Ok(Value::String("x".repeat(bytes)))
 }
 
+fn nest(_cx: &Context, input: Value) -> Result<Value, Error> {
+    let levels = input["levels"].as_u64().unwrap_or(100);
+    Ok((0..levels).fold(json!(1), |inner, _| json!([inner])))
+}
+
+fn shout(_cx: &Context, input: Value) -> Result<Value, Error> {
+    let bytes = input["bytes"].as_u64().unwrap_or(1 << 20) as usize;
+    Err(Error::fatal("x".repeat(bytes)))
+}
+
 fn trap(_cx: &Context, _input: Value) -> Result<Value, Error> {
     panic!("testkit trap requested")
 }
@@ -88,6 +98,8 @@ impl Connector for Testkit {
             .action(Action::new("snoop", "Count what the sandbox lets the guest see.", snoop))
             .action(Action::new("upload", "POST `bytes` bytes to `url`; returns the status.", upload))
             .action(Action::new("big", "Return a string of `bytes` bytes.", big))
+            .action(Action::new("nest", "Return a list nested `levels` deep.", nest))
+            .action(Action::new("shout", "Fail with a message of `bytes` bytes.", shout))
             .secret("declared")
             .oauth("github", &["repo"])
             .egress("localhost")

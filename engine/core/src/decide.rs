@@ -324,12 +324,12 @@ fn start(definition: &Definition, state: &RunState, id: AttemptId, now: Millis) 
     };
     let input = match &step.kind {
         StepKind::Sleep(duration) => {
-            let fire_at = now + duration.as_millis() as Millis;
+            let fire_at = later(now, duration.as_millis());
             let events = vec![started(Value::Null, None, None), Event::TimerSet { step: step.id.clone(), fire_at }];
             return Decision { events, effects: Vec::new() };
         }
         StepKind::WaitForSignal(wait) => {
-            let timeout_at = wait.timeout.map(|t| now + t.as_millis() as Millis);
+            let timeout_at = wait.timeout.map(|t| later(now, t.as_millis()));
             let events = vec![started(json!({ "signal": wait.name }), timeout_at, None)];
             return Decision { events, effects: Vec::new() };
         }
@@ -394,7 +394,7 @@ pub fn on_outcome(
     match outcome {
         Ok(output) => vec![Event::StepCompleted { step: step.id.clone(), iteration, attempt, output }],
         Err(error) => {
-            let retry_at = retry_delay(step, &error, attempt, key).map(|delay| now + delay);
+            let retry_at = retry_delay(step, &error, attempt, key).map(|delay| now.saturating_add(delay));
             vec![Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at }]
         }
     }
@@ -453,6 +453,11 @@ pub fn next_wake(state: &RunState) -> Option<Millis> {
     iterations.chain(state.timeout_at).min()
 }
 
+/// `ms` milliseconds after `now`; a time past the end of the clock stays there.
+pub fn later(now: Millis, ms: u64) -> Millis {
+    now.saturating_add(Millis::try_from(ms).unwrap_or(Millis::MAX))
+}
+
 /// How long to wait before the next attempt, or `None` when the step has
 /// failed for good. Exponential backoff with "equal jitter": half the delay is
 /// fixed and half is drawn from a hash of the key and attempt, so replays and
@@ -475,6 +480,6 @@ pub fn retry_delay(step: &Step, error: &StepError, attempt: u32, key: &str) -> O
     let digest = Sha256::digest(format!("{key}#{attempt}").as_bytes());
     let unit = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
     let delay = (capped / 2.0 + capped / 2.0 * unit).round() as Millis;
-    let asked = error.retry_after_ms.unwrap_or(0) as Millis;
+    let asked = Millis::try_from(error.retry_after_ms.unwrap_or(0)).unwrap_or(Millis::MAX);
     Some(delay.max(asked))
 }

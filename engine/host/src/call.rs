@@ -11,7 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-use weft_workflows::ErrorKind;
+use weft_workflows::{ErrorKind, limits};
 
 use crate::bindings::weft::connector::types as wit;
 use crate::egress::Egress;
@@ -48,8 +48,17 @@ pub struct CallError {
 }
 
 impl CallError {
+    /// An error of `kind`; a message longer than
+    /// [`limits::MAX_ERROR_MESSAGE_BYTES`] is cut there, so that no
+    /// connector can journal megabytes per attempt.
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        CallError { kind, message: message.into(), retry_after_ms: None }
+        let message = message.into();
+        let message = if message.len() > limits::MAX_ERROR_MESSAGE_BYTES {
+            limits::truncate_message(&message, limits::MAX_ERROR_MESSAGE_BYTES)
+        } else {
+            message
+        };
+        CallError { kind, message, retry_after_ms: None }
     }
 }
 
@@ -59,7 +68,7 @@ impl From<wit::Error> for CallError {
             wit::Error::InvalidInput(m) => CallError::new(ErrorKind::InvalidInput, m),
             wit::Error::Unauthorized(m) => CallError::new(ErrorKind::Unauthorized, m),
             wit::Error::RateLimited(r) => {
-                CallError { kind: ErrorKind::RateLimited, message: r.message, retry_after_ms: r.retry_after_ms }
+                CallError { retry_after_ms: r.retry_after_ms, ..CallError::new(ErrorKind::RateLimited, r.message) }
             }
             wit::Error::Transient(m) => CallError::new(ErrorKind::Transient, m),
             wit::Error::Fatal(m) => CallError::new(ErrorKind::Fatal, m),
@@ -238,9 +247,19 @@ impl Host {
                 ),
             ));
         }
-        serde_json::from_str(&output).map_err(|e| {
+        let output: Value = serde_json::from_str(&output).map_err(|e| {
             CallError::new(ErrorKind::Fatal, format!("{name} `{action}` returned output that is not JSON: {e}"))
-        })
+        })?;
+        if let Some(path) = limits::too_deep_at(&output, limits::MAX_DEPTH) {
+            return Err(CallError::new(
+                ErrorKind::Fatal,
+                format!(
+                    "{name} `{action}` returned output that nests deeper than the limit of {} levels (at {path})",
+                    limits::MAX_DEPTH
+                ),
+            ));
+        }
+        Ok(output)
     }
 
     /// Names why a call trapped: its deadline, a limit its store's limiter

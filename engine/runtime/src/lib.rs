@@ -37,7 +37,7 @@ use serde_json::Value;
 use weft_core::{Effect, Event, RunState, RunStatus, StepError};
 use weft_host::Host;
 use weft_store::{NewRun, RunRecord, Store};
-use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step};
+use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step, limits};
 
 pub use assemble::{Assembly, AssemblyError};
 pub use driver::Outcome;
@@ -52,6 +52,9 @@ pub enum Error {
     /// The run input does not fit the workflow's input schema.
     #[error("the run input does not fit the workflow's `input` schema:\n  {}", .0.join("\n  "))]
     InvalidInput(Vec<String>),
+    /// A run input or signal payload over the limits on values.
+    #[error(transparent)]
+    Limit(#[from] weft_workflows::limits::LimitError),
     /// A stored definition no longer loads.
     #[error("the stored workflow {hash} cannot be loaded: {message}")]
     Definition {
@@ -214,6 +217,7 @@ impl Engine {
         parent: Option<&str>,
         first_steps: bool,
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
+        limits::check_value(&input, "the run input", limits::MAX_VALUE_BYTES)?;
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
         let mut connectors = BTreeMap::new();
         for uses in definition.workflow.steps.iter().filter_map(Step::call) {
@@ -231,7 +235,7 @@ impl Engine {
             workflow_hash: definition.hash.clone(),
             input: input.clone(),
             connectors,
-            timeout_at: definition.workflow.timeout.map(|t| now + t.as_millis() as i64),
+            timeout_at: definition.workflow.timeout.map(|t| weft_core::later(now, t.as_millis())),
         };
         let mut events = vec![started];
         let mut effects = Vec::new();
@@ -306,6 +310,7 @@ impl Engine {
     /// Delivers a signal to a run. A run that is not waiting for it yet
     /// keeps it until a `wait_for_signal` step asks.
     pub async fn signal(&self, tenant: &str, run_id: &str, name: &str, payload: Value) -> Result<RunRecord> {
+        limits::check_value(&payload, "the signal's payload", limits::MAX_VALUE_BYTES)?;
         let run = self.store.find_run(tenant, run_id).await?;
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });

@@ -140,3 +140,54 @@ async fn a_spinning_step_holds_neither_the_thread_nor_its_run() {
         .unwrap();
     assert_eq!(outcome.status, RunStatus::Cancelled);
 }
+
+/// One policy on values at every door: a run input, a signal payload, a
+/// rendered step input and a connector's output or error are checked before
+/// anything is journaled, so every journal can be read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_over_the_limits_are_refused_before_they_are_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&testing::sqlite_url(dir.path())).await;
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+
+    // A connector's output nested too deep, and an error message of 1 MiB.
+    let outcome = run(&engine, hostile("nest", json!({ "levels": 100 }), None), json!({})).await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let error = outcome.error.unwrap().message;
+    assert!(error.contains("returned output that nests deeper than the limit of 64 levels"), "{error}");
+    let outcome = run(&engine, hostile("shout", json!({ "bytes": 1 << 20 }), None), json!({})).await;
+    let error = outcome.error.unwrap().message;
+    assert!(error.len() < 9 << 10 && error.ends_with("more bytes cut)"), "{} bytes: {}", error.len(), &error[..80]);
+    let journal = engine.store().load_events(DEFAULT_TENANT, &outcome.run_id, 0).await.unwrap();
+    let journaled: usize = journal.iter().map(|e| serde_json::to_string(&e.event).unwrap().len()).sum();
+    assert!(journaled < 40 << 10, "the journal holds {journaled} bytes");
+
+    // A rendered input over the size limit fails its step unjournaled.
+    let mut workflow = hostile("big", json!({ "bytes": "{{ 'x' * 5000000 }}" }), None);
+    workflow["steps"][0]["uses"] = json!("transform/echo");
+    let outcome = run(&engine, workflow, json!({})).await;
+    let error = outcome.error.unwrap().message;
+    assert!(error.contains("over the size limit of 4194304 bytes"), "{error}");
+    let journal = engine.store().load_events(DEFAULT_TENANT, &outcome.run_id, 0).await.unwrap();
+    assert!(journal.iter().all(|e| e.event.kind() != "step_started"), "{journal:?}");
+
+    // A run input and a signal payload nested too deep are refused at the door.
+    let definition =
+        weft_workflows::load("w.json", &weft_bench::workloads::chain(1).to_string(), &engine.catalog(DEFAULT_TENANT))
+            .unwrap();
+    let runs_before = engine.store().list_runs(DEFAULT_TENANT, 1000).await.unwrap().len();
+    let refused = engine.start(DEFAULT_TENANT, &definition, json!({ "value": nested(70) })).await.unwrap_err();
+    assert!(refused.to_string().starts_with("the run input nests deeper than the limit of 64 levels"), "{refused}");
+    assert_eq!(engine.store().list_runs(DEFAULT_TENANT, 1000).await.unwrap().len(), runs_before);
+    let waiting = json!({
+        "name": "waits",
+        "steps": [{ "id": "w", "wait_for_signal": { "name": "go", "timeout": "1m" } }],
+    });
+    let definition = weft_workflows::load("w.json", &waiting.to_string(), &engine.catalog(DEFAULT_TENANT)).unwrap();
+    let run_id = engine.start(DEFAULT_TENANT, &definition, json!({})).await.unwrap();
+    let refused = engine.signal(DEFAULT_TENANT, &run_id, "go", nested(70)).await.unwrap_err();
+    assert!(refused.to_string().starts_with("the signal's payload nests deeper than the limit"), "{refused}");
+    let huge = json!("x".repeat(5 << 20));
+    let refused = engine.signal(DEFAULT_TENANT, &run_id, "go", huge).await.unwrap_err();
+    assert_eq!(refused.to_string(), "the signal's payload is over the size limit of 4194304 bytes");
+}
