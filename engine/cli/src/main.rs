@@ -20,6 +20,7 @@ use weft_core::RunStatus;
 use weft_host::{EnvSecrets, Host};
 use weft_runtime::{Assembly, AssemblyError, Engine, Outcome};
 use weft_store::{DEFAULT_TENANT, Store};
+use weft_workflows::limits;
 
 /// Weft runs durable workflows: every step's result is journaled, so a run
 /// that is interrupted picks up where it stopped.
@@ -179,7 +180,9 @@ fn failed(error: impl Into<anyhow::Error>) -> Failure {
 fn classify(error: weft_runtime::Error) -> Failure {
     use weft_runtime::Error as E;
     match &error {
-        E::InvalidInput(_) | E::UnknownConnector(_) | E::Finished { .. } | E::LeaseHeld { .. } => bad(error),
+        E::InvalidInput(_) | E::Limit(_) | E::UnknownConnector(_) | E::Finished { .. } | E::LeaseHeld { .. } => {
+            bad(error)
+        }
         E::Store(weft_store::Error::RunNotFound(_) | weft_store::Error::AmbiguousRun { .. }) => bad(error),
         _ => failed(error),
     }
@@ -223,7 +226,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     Ok(def) => println!("{}: ok ({} steps, {})", file.display(), def.workflow.steps.len(), def.hash),
                     Err(e) => {
                         broken += 1;
-                        eprint!("{}", e.error);
+                        let text = format!("{:#}", e.error);
+                        eprint!("{text}");
+                        if !text.ends_with('\n') {
+                            eprintln!();
+                        }
                     }
                 }
             }
@@ -252,11 +259,21 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 eprintln!("no unfinished runs");
                 return Ok(0);
             }
-            // Every run is driven at once, so that one waiting for a signal does not hold up the rest.
+            // Every run is driven at once, so that one waiting for a signal
+            // does not hold up the rest; one that cannot be driven is
+            // reported and the others carry on.
+            let all = run.is_none();
             let several = runs.len() > 1;
+            let mut worst = 0;
             let mut tasks = tokio::task::JoinSet::new();
             for run in runs {
-                let definition = engine.definition(&run).await.map_err(classify)?;
+                let definition = match engine.definition(&run).await {
+                    Ok(definition) => definition,
+                    Err(error) => {
+                        worst = worst.max(resume_failed(&run.id, error, all));
+                        continue;
+                    }
+                };
                 let mut progress = progress::Progress::new(&definition, !*json);
                 if several {
                     progress.prefix_lines(&run.id[..8]);
@@ -266,18 +283,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 tasks.spawn(async move {
                     let outcome = engine.drive(DEFAULT_TENANT, &run.id, &mut progress).await;
                     progress.finish();
-                    outcome
+                    (run.id, outcome)
                 });
             }
-            let mut worst = 0;
             loop {
                 tokio::select! {
                     next = tasks.join_next() => match next {
                         None => break,
-                        Some(joined) => {
-                            let outcome = joined.map_err(failed)?.map_err(classify)?;
-                            worst = worst.max(report(&outcome, *json)?);
-                        }
+                        Some(joined) => match joined.map_err(failed)? {
+                            (_, Ok(outcome)) => worst = worst.max(report(&outcome, *json)?),
+                            (id, Err(error)) => worst = worst.max(resume_failed(&id, error, all)),
+                        },
                     },
                     _ = tokio::signal::ctrl_c() => return Err(interrupted(None)),
                 }
@@ -354,6 +370,20 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// Reports a run that `resume` could not drive, and returns its exit code.
+/// When every unfinished run is resumed (`all`), one that another live
+/// process drives is skipped, which is no failure; any other error fails
+/// that run alone.
+fn resume_failed(run_id: &str, error: weft_runtime::Error, all: bool) -> u8 {
+    if all && let weft_runtime::Error::LeaseHeld { owner, .. } = &error {
+        eprintln!("run {run_id}: skipped, another process ({owner}) is driving it");
+        return 0;
+    }
+    let Failure { code, error } = classify(error);
+    eprintln!("error: run {run_id} cannot be resumed: {error:#}");
+    code
+}
+
 /// Ctrl-C: the run is saved in its journal; say how to continue it.
 fn interrupted(run_id: Option<&str>) -> Failure {
     let how = match run_id {
@@ -390,8 +420,9 @@ fn report(outcome: &Outcome, json: bool) -> Result<u8, Failure> {
 pub(crate) fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
     let (source, text) = match text.strip_prefix('@') {
         Some(path) => {
-            let body =
-                std::fs::read_to_string(path).with_context(|| format!("reading {what} from {path}")).map_err(bad)?;
+            let body = limits::read_text_file(path.as_ref(), limits::MAX_FILE_BYTES)
+                .with_context(|| format!("reading {what} from {path}"))
+                .map_err(bad)?;
             (path.to_string(), body)
         }
         None => (what.to_string(), text.to_string()),
@@ -399,8 +430,10 @@ pub(crate) fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
     serde_json::from_str(&text).map_err(|e| bad(anyhow::anyhow!("{source} is not valid JSON: {e}")))
 }
 
-fn read_workflow(file: &PathBuf, catalog: &weft_workflows::Catalog) -> Result<weft_workflows::Definition, Failure> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
+fn read_workflow(file: &std::path::Path, catalog: &weft_workflows::Catalog) -> Result<weft_workflows::Definition, Failure> {
+    let text = limits::read_text_file(file, limits::MAX_FILE_BYTES)
+        .with_context(|| format!("reading {}", file.display()))
+        .map_err(bad)?;
     weft_workflows::load_with(&file.display().to_string(), &text, catalog, &weft_workflows::Files)
         .map_err(|d| bad(anyhow::anyhow!("{d}")))
 }

@@ -98,6 +98,9 @@ impl RunRow {
     }
 }
 
+/// The length of a run id (a UUID in text).
+const RUN_ID_LEN: usize = 36;
+
 impl Store {
     /// Creates a run and writes its first events, atomically. On Postgres
     /// this is one statement (one round trip, one fsync).
@@ -147,6 +150,16 @@ impl Store {
 
     /// The tenant's run with this id, or with this unique id prefix.
     pub async fn find_run(&self, tenant: &str, id_or_prefix: &str) -> Result<RunRecord> {
+        // Run ids are UUIDs: an empty prefix names no run, and nothing longer
+        // than a UUID's 36 characters is one (nor is it repeated whole in the
+        // error).
+        if id_or_prefix.is_empty() || id_or_prefix.len() > RUN_ID_LEN {
+            let shown = match id_or_prefix.char_indices().nth(RUN_ID_LEN) {
+                Some((cut, _)) => format!("{}…", &id_or_prefix[..cut]),
+                None => id_or_prefix.to_string(),
+            };
+            return Err(Error::RunNotFound(shown));
+        }
         if let Some(run) = self.get_run(tenant, id_or_prefix).await? {
             return Ok(run);
         }

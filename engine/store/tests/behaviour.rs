@@ -175,6 +175,11 @@ async fn runs_are_found_by_prefix(store: Store) {
     let err = store.find_run(DEFAULT_TENANT, "ffff").await.unwrap_err().to_string();
     assert!(err.contains("no run matches"), "{err}");
     assert!(store.find_run(DEFAULT_TENANT, "0190aaaa_%").await.is_err(), "LIKE wildcards are literal");
+    // An empty id names no run; an overlong one is not repeated whole.
+    let err = store.find_run(DEFAULT_TENANT, "").await.unwrap_err().to_string();
+    assert_eq!(err, "no run matches \"\"");
+    let err = store.find_run(DEFAULT_TENANT, &"0".repeat(100_000)).await.unwrap_err().to_string();
+    assert!(err.starts_with("no run matches") && err.len() < 100, "{err}");
     assert!(
         store.append(DEFAULT_TENANT, "nope", &[Event::CancelRequested { reason: "x".into() }], now_ms()).await.is_err()
     );

@@ -1,0 +1,150 @@
+//! The `weft` command against hostile input: files that are not files or
+//! are too large, values nested too deep, durations past the end of the
+//! clock, and a journal that cannot be read. Each gets a precise error, and
+//! nothing else is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Workspace, text, wait_until};
+use serde_json::json;
+
+fn nested(levels: usize) -> String {
+    format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+#[tokio::test]
+async fn bad_files_and_values_are_refused_with_a_precise_error_and_write_nothing() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let echo = json!({
+        "name": "echo",
+        "steps": [{ "id": "a", "uses": "transform/echo", "with": { "x": "{{ input }}" } }],
+        "output": "{{ steps.a.output }}"
+    });
+    let workflow = ws.write("echo.json", &echo.to_string());
+    let workflow = workflow.to_str().unwrap();
+    let fifo = ws.dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo = fifo.to_str().unwrap();
+    let large = ws.write("large.json", &format!("{{\"name\": \"{}\", \"steps\": []}}", "x".repeat(5 << 20)));
+    let deep = ws.write("deep.json", &nested(100));
+    let deep_input = format!("@{}", deep.display());
+    let fifo_input = format!("@{fifo}");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["validate", "/dev/zero"], "reading /dev/zero: not a regular file"),
+        (vec!["run", fifo], "not a regular file"),
+        (vec!["validate", large.to_str().unwrap()], "over the size limit of 4194304 bytes"),
+        (vec!["run", workflow, "--input", "@/dev/zero"], "not a regular file"),
+        (vec!["run", workflow, "--input", &fifo_input], "not a regular file"),
+        (vec!["run", workflow, "--input", &deep_input], "the run input nests deeper than the limit of 64 levels"),
+        (vec!["signal", "0000", "go", &deep_input], "the signal's payload nests deeper than the limit of 64 levels"),
+    ];
+    for (args, expected) in cases {
+        // A FIFO that is opened would block until a writer comes; a timeout
+        // turns that hang into a failure.
+        let mut child = ws.spawn(&args);
+        let finished = common::poll_until(Duration::from_secs(30), || child.try_wait().unwrap().is_some()).await;
+        if !finished {
+            child.kill().ok();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(finished, "`weft {}` hung", args.join(" "));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(expected), "{args:?}: expected {expected:?} in {}", text(&out.stderr));
+    }
+    assert!(ws.run_ids().is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn deep_yaml_huge_durations_and_numbers_out_of_range_are_reported_at_their_field() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    // Block nesting deeper than the limit on values, in YAML.
+    let mut deep = String::from("name: deep\nsteps:\n  - id: a\n    uses: transform/echo\n    with:\n");
+    for level in 0..2000 {
+        deep.push_str(&format!("{}k:\n", " ".repeat(6 + level)));
+    }
+    deep.push_str(&format!("{}1\n", " ".repeat(2006)));
+    let out = ws.run(&["validate", ws.write("deep.yaml", &deep).to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("deep.yaml:67:") && stderr.contains("nests deeper than the limit of 64 levels"),
+        "{stderr}"
+    );
+
+    let sleep = ws.write("sleep.yaml", "name: s\nsteps:\n  - id: a\n    sleep: 99999999999d\n");
+    let out = ws.run(&["validate", sleep.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"sleep.yaml:4:5: $.steps[0].sleep: the duration "99999999999d" is longer than the limit of 36500d"#
+        ),
+        "{stderr}"
+    );
+    // Each problem the typed form meets is reported at its own line.
+    let too_many = json!({
+        "name": "t",
+        "steps": [
+            { "id": "w", "wait_for_signal": { "name": "go", "timeout": "1s" } },
+            { "id": "b", "uses": "transform/echo", "retry": { "max_attempts": 99_999_999_999u64 } }
+        ]
+    });
+    let file = ws.write("t.json", &serde_json::to_string_pretty(&too_many).unwrap());
+    let out = ws.run(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("t.json:15:9: $.steps[1].retry.max_attempts: invalid value"), "{stderr}");
+    let too_long = json!({ "name": "t", "timeout": "40000d", "steps": [{ "id": "w", "sleep": "1s" }] });
+    std::fs::write(&file, serde_json::to_string_pretty(&too_long).unwrap()).unwrap();
+    let stderr = text(&ws.run(&["validate", file.to_str().unwrap()]).stderr);
+    assert!(stderr.contains("t.json:3:3: $.timeout: the duration \"40000d\" is longer than the limit"), "{stderr}");
+    assert!(!stderr.contains(":1:1:"), "{stderr}");
+}
+
+/// A run whose journal cannot be decoded is reported, and `weft resume`
+/// carries on with every other run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_reports_a_run_it_cannot_read_and_carries_on_with_the_rest() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let sleepy = ws.write(
+        "sleepy.json",
+        &json!({ "name": "sleepy", "steps": [ { "id": "nap", "sleep": "1s" } ], "output": "rested" }).to_string(),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut child = ws.spawn(&["run", sleepy.to_str().unwrap()]);
+        wait_until("the run to start", Duration::from_secs(30), || ws.run_ids().len() > ids.len()).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        ids.push(ws.run_ids().remove(0));
+    }
+    let (broken, healthy) = (&ids[0], &ids[1]);
+    {
+        use sqlx::ConnectOptions as _;
+        let options: sqlx::sqlite::SqliteConnectOptions = ws.db.parse().unwrap();
+        let mut db = options.connect().await.unwrap();
+        let changed = sqlx::query("UPDATE events SET body = '{\"type\": ' WHERE run_id = ? AND seq = 1")
+            .bind(broken)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected(), 1);
+    }
+    let out = ws.run(&["resume"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: run {broken} cannot be resumed: corrupt stored data in event 1 of run {broken}"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(ws.journal(healthy)["status"], "completed", "{stderr}");
+    // Its own commands say what is wrong, and the rest of the store works.
+    let out = ws.run(&["runs", "show", broken]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&format!("event 1 of run {broken}")), "{}", text(&out.stderr));
+    assert_eq!(ws.run_ids().len(), 2);
+}
