@@ -430,7 +430,10 @@ pub(crate) fn parse_json_arg(text: &str, what: &str) -> Result<Value, Failure> {
     serde_json::from_str(&text).map_err(|e| bad(anyhow::anyhow!("{source} is not valid JSON: {e}")))
 }
 
-fn read_workflow(file: &std::path::Path, catalog: &weft_workflows::Catalog) -> Result<weft_workflows::Definition, Failure> {
+fn read_workflow(
+    file: &std::path::Path,
+    catalog: &weft_workflows::Catalog,
+) -> Result<weft_workflows::Definition, Failure> {
     let text = limits::read_text_file(file, limits::MAX_FILE_BYTES)
         .with_context(|| format!("reading {}", file.display()))
         .map_err(bad)?;
