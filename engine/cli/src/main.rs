@@ -7,6 +7,7 @@
 
 mod connector;
 mod progress;
+mod terminal;
 mod timeline;
 
 use std::path::PathBuf;
@@ -204,7 +205,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure { code, error }) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", terminal::safe_lines(&format!("{error:#}")));
             ExitCode::from(code)
         }
     }
@@ -226,7 +227,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     Ok(def) => println!("{}: ok ({} steps, {})", file.display(), def.workflow.steps.len(), def.hash),
                     Err(e) => {
                         broken += 1;
-                        let text = format!("{:#}", e.error);
+                        let text = terminal::safe_lines(&format!("{:#}", e.error)).into_owned();
                         eprint!("{text}");
                         if !text.ends_with('\n') {
                             eprintln!();
@@ -380,7 +381,7 @@ fn resume_failed(run_id: &str, error: weft_runtime::Error, all: bool) -> u8 {
         return 0;
     }
     let Failure { code, error } = classify(error);
-    eprintln!("error: run {run_id} cannot be resumed: {error:#}");
+    eprintln!("error: run {run_id} cannot be resumed: {}", terminal::safe_lines(&format!("{error:#}")));
     code
 }
 
@@ -411,7 +412,9 @@ fn report(outcome: &Outcome, json: bool) -> Result<u8, Failure> {
     }
     match (&outcome.output, &outcome.error) {
         (Some(output), _) => println!("{}", serde_json::to_string_pretty(output).expect("JSON")),
-        (_, Some(error)) => eprintln!("run {} {}: {error}", outcome.run_id, outcome.status.as_str()),
+        (_, Some(error)) => {
+            eprintln!("run {} {}: {}", outcome.run_id, outcome.status.as_str(), terminal::safe(&error.to_string()))
+        }
         _ => eprintln!("run {} {}", outcome.run_id, outcome.status.as_str()),
     }
     Ok(code)

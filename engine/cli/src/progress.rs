@@ -72,6 +72,7 @@ impl Progress {
 
     /// Prints a line above the bars.
     pub fn note(&self, line: &str) {
+        let line = crate::terminal::safe(line);
         match &self.multi {
             Some(multi) => {
                 let _ = multi.println(line);
@@ -106,6 +107,7 @@ impl Progress {
 
     /// Shows a step's state: on its bar, or as a plain line.
     fn update(&mut self, step: &str, message: String, finished: bool) {
+        let message = crate::terminal::safe(&message).into_owned();
         if self.plain {
             eprintln!("{}{step}: {message}", self.prefix);
             return;

@@ -18,8 +18,9 @@ fn duration(ms: i64) -> String {
     humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
 }
 
+/// `text` on one line, safe for a terminal, cut to `max` characters.
 fn short(text: &str, max: usize) -> String {
-    let one_line = text.replace('\n', " ");
+    let one_line = crate::terminal::safe(&text.replace('\n', " ")).into_owned();
     if one_line.chars().count() <= max {
         return one_line;
     }
@@ -101,7 +102,7 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         _ => None,
     });
     println!("run       {}", run.id);
-    println!("workflow  {} ({})", run.workflow_name, run.workflow_hash);
+    println!("workflow  {} ({})", crate::terminal::safe(&run.workflow_name), run.workflow_hash);
     if let Some(parent) = &run.parent_id {
         println!("parent    {parent}");
     }
@@ -121,11 +122,14 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         .map(|entry| {
             let step = match (&entry.step, &entry.signal) {
                 (Some(step), _) => label(step, entry.iteration),
-                (None, signal) => format!("(signal {})", signal.as_deref().unwrap_or_default()),
+                (None, signal) => format!("(signal {})", crate::terminal::safe(signal.as_deref().unwrap_or_default())),
             };
             let child = entry.child.as_deref();
             let detail = match entry.status {
-                EntryStatus::Waiting => format!("waiting for signal `{}`", entry.signal.as_deref().unwrap_or_default()),
+                EntryStatus::Waiting => format!(
+                    "waiting for signal `{}`",
+                    crate::terminal::safe(entry.signal.as_deref().unwrap_or_default())
+                ),
                 EntryStatus::Running => child.map(|id| format!("child run {id}")).unwrap_or_default(),
                 EntryStatus::Sleeping => {
                     entry.sleeping_until.map(|t| format!("until {}", timestamp(t))).unwrap_or_default()

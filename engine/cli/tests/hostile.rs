@@ -148,3 +148,31 @@ async fn resume_reports_a_run_it_cannot_read_and_carries_on_with_the_rest() {
     assert!(text(&out.stderr).contains(&format!("event 1 of run {broken}")), "{}", text(&out.stderr));
     assert_eq!(ws.run_ids().len(), 2);
 }
+
+/// Text from outputs, errors and names reaches the terminal with its control
+/// characters escaped: a step cannot clear the screen or recolour a line.
+#[tokio::test]
+async fn control_characters_from_outputs_errors_and_names_are_escaped() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let workflow = json!({
+        "name": "clear\u{1b}[2Jscreen",
+        "steps": [
+            { "id": "say", "uses": "transform/echo", "with": { "text": "red\u{1b}[31m\u{7}" } },
+            { "id": "oops", "uses": "transform/echo", "needs": ["say"], "with": { "x": "\u{1b}]0;title\u{7}{{ input.missing }}" } }
+        ]
+    });
+    let file = ws.write("ansi.json", &workflow.to_string());
+    let run = ws.run(&["run", file.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr));
+    let id = ws.run_ids().remove(0);
+    let list = ws.run(&["runs", "list"]);
+    let show = ws.run(&["runs", "show", &id]);
+    for (what, bytes) in [("run", &run.stderr), ("runs list", &list.stdout), ("runs show", &show.stdout)] {
+        let shown = text(bytes);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{what} printed a control character:\n{shown:?}"
+        );
+        assert!(shown.contains("\\u{1b}"), "{what} shows the escape:\n{shown}");
+    }
+}
