@@ -176,3 +176,37 @@ async fn control_characters_from_outputs_errors_and_names_are_escaped() {
         assert!(shown.contains("\\u{1b}"), "{what} shows the escape:\n{shown}");
     }
 }
+
+/// A run that a live process drives is not taken from it: `weft resume RUN`
+/// says who holds it and for how long, in words, and a plain `weft resume`
+/// skips it with a line and carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_driven_by_a_live_process_is_skipped_and_named() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let waiting = json!({
+        "name": "waits",
+        "steps": [{ "id": "w", "wait_for_signal": { "name": "go", "timeout": "5m" } }],
+        "output": "{{ steps.w.output }}"
+    });
+    let file = ws.write("waits.json", &waiting.to_string());
+    let mut driver = ws.spawn(&["run", file.to_str().unwrap()]);
+    let mut run = String::new();
+    wait_until("the run to start", Duration::from_secs(30), || {
+        run = ws.run_ids().first().cloned().unwrap_or_default();
+        !run.is_empty()
+    })
+    .await;
+    let one = ws.run(&["resume", &run]);
+    let stderr = text(&one.stderr);
+    assert_eq!(one.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is being driven by") && stderr.contains("its lease holds for another"), "{stderr}");
+    assert!(!stderr.contains("lease until 1"), "times are for people: {stderr}");
+    let all = ws.run(&["resume"]);
+    let stderr = text(&all.stderr);
+    assert_eq!(all.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("run {run}: skipped, another process")), "{stderr}");
+    let out = ws.run(&["signal", &run, "go", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(driver.wait().unwrap().success());
+    let _ = driver.kill();
+}

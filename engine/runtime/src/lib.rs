@@ -77,7 +77,7 @@ pub enum Error {
     #[error("connector `{0}` is not installed")]
     UnknownConnector(String),
     /// Another live process drives the run.
-    #[error("run {run} is being driven by {owner} (lease until {until}); wait for it or stop that process")]
+    #[error("run {run} is being driven by {owner} (its lease {}); wait for it or stop that process", lease_left(*until))]
     LeaseHeld {
         /// The run.
         run: String,
@@ -94,6 +94,17 @@ pub enum Error {
         /// Its status.
         status: RunStatus,
     },
+}
+
+/// How long a lease that ends at `until` (ms) still holds, for people.
+fn lease_left(until: i64) -> String {
+    let left = until - now_ms();
+    if left <= 0 {
+        return "has just run out".to_string();
+    }
+    // Whole seconds: a lease is renewed every few seconds.
+    let left = Duration::from_secs((left as u64).div_ceil(1000));
+    format!("holds for another {}", humantime::format_duration(left))
 }
 
 /// `Result` with the runtime's error.
