@@ -13,6 +13,11 @@ use crate::state::{Iteration, RunState, RunStatus, StepPhase};
 /// How many `foreach` items run at once when the step does not say.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 
+/// How many times one step iteration may be interrupted (its process
+/// stopped mid-attempt) before it fails; interruptions do not use up
+/// `max_attempts`.
+pub const MAX_INTERRUPTIONS: u32 = 10;
+
 /// The idempotency key of a step iteration: stable across its attempts.
 pub fn idempotency_key(run_id: &str, step_id: &str, iteration: Option<u32>) -> String {
     format!("{run_id}:{step_id}:{}", iteration.unwrap_or(0))
@@ -393,8 +398,24 @@ pub fn on_outcome(
     let step = &definition.workflow.steps[i];
     match outcome {
         Ok(output) => vec![Event::StepCompleted { step: step.id.clone(), iteration, attempt, output }],
-        Err(error) => {
-            let retry_at = retry_delay(step, &error, attempt, key).map(|delay| now.saturating_add(delay));
+        Err(mut error) => {
+            // Interrupted attempts are bounded on their own and retried at
+            // once; the others count only the attempts that ran to an end.
+            let interrupted = state.steps[i].interrupted(iteration);
+            let retry_at = if error.kind == ErrorKind::Interrupted {
+                if interrupted < MAX_INTERRUPTIONS {
+                    Some(now)
+                } else {
+                    error.message = format!(
+                        "{} (interrupted {} times; the limit is {MAX_INTERRUPTIONS})",
+                        error.message,
+                        interrupted + 1
+                    );
+                    None
+                }
+            } else {
+                retry_delay(step, &error, attempt.saturating_sub(interrupted), key).map(|d| now.saturating_add(d))
+            };
             vec![Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at }]
         }
     }

@@ -29,8 +29,8 @@ mod state;
 mod timeline;
 
 pub use decide::{
-    DEFAULT_CONCURRENCY, advance, child_run_id, decide, idempotency_key, later, next_wake, on_outcome, recover,
-    retry_delay, scope,
+    DEFAULT_CONCURRENCY, MAX_INTERRUPTIONS, advance, child_run_id, decide, idempotency_key, later, next_wake,
+    on_outcome, recover, retry_delay, scope,
 };
 pub use effect::{AttemptId, Call, ChildStart, Decision, Effect};
 pub use event::{Event, Millis, StepError};

@@ -1,7 +1,7 @@
 //! A run's state: the fold of its journal.
 
 use serde_json::Value;
-use weft_workflows::{ConnectorId, Definition, StepKind};
+use weft_workflows::{ConnectorId, Definition, ErrorKind, StepKind};
 
 use crate::effect::AttemptId;
 use crate::event::{Event, Millis, StepError};
@@ -109,6 +109,17 @@ pub struct StepState {
     pub items: Option<Vec<Value>>,
     /// One entry per item (one in all without `foreach`).
     pub iterations: Vec<Iteration>,
+    /// Per item, how many of its attempts were cut short because the
+    /// process driving them stopped; they do not count against
+    /// `max_attempts`.
+    pub interruptions: Vec<u32>,
+}
+
+impl StepState {
+    /// How many attempts of `iteration` were interrupted.
+    pub fn interrupted(&self, iteration: Option<u32>) -> u32 {
+        self.interruptions.get(iteration.unwrap_or(0) as usize).copied().unwrap_or(0)
+    }
 }
 
 /// The connector build a step of the run is pinned to.
@@ -171,7 +182,12 @@ impl RunState {
                 .workflow
                 .steps
                 .iter()
-                .map(|_| StepState { phase: StepPhase::Pending, items: None, iterations: Vec::new() })
+                .map(|_| StepState {
+                    phase: StepPhase::Pending,
+                    items: None,
+                    iterations: Vec::new(),
+                    interruptions: Vec::new(),
+                })
                 .collect(),
             signals: Vec::new(),
             cancel_requested: None,
@@ -264,6 +280,14 @@ impl RunState {
                         // Failed before it could start (bad condition or foreach).
                         self.steps[i].phase = StepPhase::Active;
                         self.steps[i].iterations = vec![Iteration::Idle];
+                    }
+                    if error.kind == ErrorKind::Interrupted {
+                        let slot = iteration.unwrap_or(0) as usize;
+                        let counts = &mut self.steps[i].interruptions;
+                        if counts.len() <= slot {
+                            counts.resize(slot + 1, 0);
+                        }
+                        counts[slot] += 1;
                     }
                     let next = match retry_at {
                         Some(at) => Iteration::Backoff { attempt: *attempt, retry_at: *at },

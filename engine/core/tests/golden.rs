@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 use weft_core::{
-    AttemptId, Call, ChildStart, Decision, Effect, Event, RunState, RunStatus, StepError, advance, decide, next_wake,
-    on_outcome, recover,
+    AttemptId, Call, ChildStart, Decision, Effect, Event, MAX_INTERRUPTIONS, RunState, RunStatus, StepError, advance,
+    decide, next_wake, on_outcome, recover,
 };
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, ErrorKind, load};
 
@@ -316,6 +316,52 @@ fn signals_complete_waits_and_waits_time_out() {
     let out = sim.settle();
     assert_eq!(kinds(&out), ["step_failed:late", "run_failed"]);
     assert!(matches!(&out[0], Event::StepFailed { error, .. } if error.kind == ErrorKind::Timeout));
+}
+
+/// Three kills during one call do not fail a step that may be attempted
+/// once: interruptions are counted apart from `max_attempts`, and bounded
+/// on their own.
+#[test]
+fn interruptions_do_not_use_up_max_attempts_and_are_bounded_on_their_own() {
+    let workflow = json!({ "name": "w", "steps": [
+        { "id": "a", "uses": "t/echo", "retry": { "max_attempts": 1 } }
+    ] });
+    let mut sim = Sim::new(workflow, json!({}));
+    sim.settle();
+    let interrupt = |sim: &mut Sim| {
+        let state = RunState::replay("r1", &sim.def, &sim.journal);
+        let recovered = recover(&sim.def, &state, sim.now);
+        sim.commit(recovered.events.clone());
+        recovered.events
+    };
+    for kill in 1..=MAX_INTERRUPTIONS {
+        let events = interrupt(&mut sim);
+        assert!(
+            matches!(&events[..], [Event::StepFailed { retry_at: Some(_), .. }]),
+            "interruption {kill} ended the step: {events:?}"
+        );
+        let restarted = sim.settle();
+        let attempt = kill + 1;
+        assert!(matches!(&restarted[..], [Event::StepStarted { attempt: a, .. }] if *a == attempt), "{restarted:?}");
+    }
+    let events = interrupt(&mut sim);
+    assert!(
+        matches!(&events[..], [Event::StepFailed { retry_at: None, error, .. }, ..]
+            if error.message.ends_with("(interrupted 11 times; the limit is 10)")),
+        "{events:?}"
+    );
+    // A real failure after an interruption still counts as the one attempt.
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [ { "id": "a", "uses": "t/echo", "retry": { "max_attempts": 1 } } ] }),
+        json!({}),
+    );
+    sim.settle();
+    interrupt(&mut sim);
+    sim.settle();
+    let state = RunState::replay("r1", &sim.def, &sim.journal);
+    let id = AttemptId { step: 0, iteration: None, attempt: 2 };
+    let failed = on_outcome(&sim.def, &state, id, Err(StepError::new(ErrorKind::Transient, "no")), sim.now);
+    assert!(matches!(&failed[..], [Event::StepFailed { retry_at: None, .. }]), "{failed:?}");
 }
 
 #[test]
