@@ -77,13 +77,14 @@ fn bare(expr: &str) -> &str {
 
 /// Evaluates one expression to JSON.
 pub fn eval(expr: &str, scope: &Value) -> Result<Value, ExprError> {
-    eval_within(expr, scope, MAX_VALUE_BYTES)
+    eval_within(expr, scope, MAX_VALUE_BYTES).map(|(value, _)| value)
 }
 
-/// Evaluates one expression to JSON of at most `limit` bytes. The result is
-/// written out under that cap before it is read back, so a value that a few
-/// operations made huge (a list repeated many times) is refused, not built.
-fn eval_within(expr: &str, scope: &Value, limit: usize) -> Result<Value, ExprError> {
+/// Evaluates one expression to JSON of at most `limit` bytes, with its size.
+/// The result is written out under that cap before it is read back, so a
+/// value that a few operations made huge (a list repeated many times) is
+/// refused, not built.
+fn eval_within(expr: &str, scope: &Value, limit: usize) -> Result<(Value, usize), ExprError> {
     let text = bare(expr);
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
     let value = compiled.eval(scope_value(scope)).map_err(|e| engine_error(text, e))?;
@@ -94,7 +95,8 @@ fn eval_within(expr: &str, scope: &Value, limit: usize) -> Result<Value, ExprErr
     if let Err(e) = serde_json::to_writer(&mut out, &value) {
         return Err(if e.is_io() { too_large(text, limit) } else { error(text, e) });
     }
-    serde_json::from_slice(&out.bytes).map_err(|e| error(text, e))
+    let value = serde_json::from_slice(&out.bytes).map_err(|e| error(text, e))?;
+    Ok((value, out.bytes.len()))
 }
 
 /// Renders a text template to at most `limit` bytes.
@@ -132,12 +134,15 @@ pub fn render(template: &Value, scope: &Value) -> Result<Value, ExprError> {
 fn render_within(template: &Value, scope: &Value, budget: &mut usize) -> Result<Value, ExprError> {
     Ok(match template {
         Value::String(text) if is_template(text) => {
-            let value = match single_expression(text) {
+            let (value, size) = match single_expression(text) {
                 Some(expr) => eval_within(expr, scope, *budget)?,
-                None => Value::String(render_text(text, scope, *budget)?),
+                None => render_text(text, scope, *budget).map(|text| {
+                    let size = text.len();
+                    (Value::String(text), size)
+                })?,
             };
-            let size = limits::json_size(&value, *budget);
-            *budget = budget.checked_sub(size).ok_or_else(|| too_large(text, MAX_VALUE_BYTES))?;
+            // Within the cap by construction: what is left shrinks by it.
+            *budget -= size;
             value
         }
         Value::Array(items) => {
@@ -156,7 +161,7 @@ fn render_within(template: &Value, scope: &Value, budget: &mut usize) -> Result<
 fn template_text(template: &Value) -> String {
     match template {
         Value::String(text) => text.clone(),
-        other => limits::truncate_message(&other.to_string(), 200),
+        other => limits::truncate_message(other.to_string(), 200),
     }
 }
 

@@ -57,18 +57,22 @@ pub enum LimitError {
     },
 }
 
-/// How deeply `value` nests (a scalar is 0), found without recursion.
+/// How deeply `value` nests (a scalar is 0), found without recursion and
+/// without allocating more than a stack of the containers still to visit.
 pub fn depth(value: &Value) -> usize {
+    let is_container = |v: &&Value| matches!(v, Value::Array(_) | Value::Object(_));
     let mut deepest = 0;
-    let mut pending = vec![(value, 0)];
+    let mut pending: Vec<(&Value, usize)> = Vec::new();
+    if is_container(&value) {
+        pending.push((value, 1));
+    }
     while let Some((value, level)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
-            _ => continue,
-        };
-        deepest = deepest.max(level + 1);
-        pending.extend(children.map(|child| (child, level + 1)));
+        deepest = deepest.max(level);
+        match value {
+            Value::Array(items) => pending.extend(items.iter().filter(is_container).map(|c| (c, level + 1))),
+            Value::Object(map) => pending.extend(map.values().filter(is_container).map(|c| (c, level + 1))),
+            _ => {}
+        }
     }
     deepest
 }
@@ -174,10 +178,10 @@ impl std::io::Write for CappedBuffer {
 }
 
 /// `message` cut to at most `limit` bytes (on a character boundary), saying
-/// how much was cut.
-pub fn truncate_message(message: &str, limit: usize) -> String {
+/// how much was cut; a message within the limit is returned as it is.
+pub fn truncate_message(message: String, limit: usize) -> String {
     if message.len() <= limit {
-        return message.to_string();
+        return message;
     }
     let mut end = limit;
     while !message.is_char_boundary(end) {
@@ -241,8 +245,8 @@ mod tests {
 
     #[test]
     fn messages_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate_message("short", 10), "short");
-        let cut = truncate_message(&"é".repeat(10), 5);
+        assert_eq!(truncate_message("short".into(), 10), "short");
+        let cut = truncate_message("é".repeat(10), 5);
         assert!(cut.starts_with("éé…"), "{cut}");
         assert!(cut.ends_with("(16 more bytes cut)"), "{cut}");
     }

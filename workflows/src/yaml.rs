@@ -131,21 +131,17 @@ pub(crate) fn parse(text: &str) -> Result<(Value, Positions), YamlError> {
     if let Some(second) = documents.next() {
         return Err(("a workflow file holds one YAML document; this one has more".into(), at(&second)));
     }
-    convert(&document, 1)
+    convert(&document)
 }
 
 fn at(node: &MarkedYaml<'_>) -> (usize, usize) {
     (node.span.start.line().max(1), node.span.start.col() + 1)
 }
 
-/// Converts a node `level` levels deep; nesting past the limit on values is
-/// refused here, which also bounds this recursion.
-fn convert(node: &MarkedYaml<'_>, level: usize) -> Result<(Value, Positions), YamlError> {
+/// Converts a node. The recursion is bounded: `check_size_and_depth` has
+/// refused any document nested deeper than the limit on values.
+fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
     let here = at(node);
-    if level > crate::limits::MAX_DEPTH && matches!(node.data, YamlData::Sequence(_) | YamlData::Mapping(_)) {
-        let message = format!("the workflow nests deeper than the limit of {} levels", crate::limits::MAX_DEPTH);
-        return Err((message, here));
-    }
     let leaf = |value: Value| Ok((value, Positions { at: here, children: Children::None }));
     match &node.data {
         YamlData::Value(scalar) => leaf(scalar_value(scalar, here)?),
@@ -154,7 +150,7 @@ fn convert(node: &MarkedYaml<'_>, level: usize) -> Result<(Value, Positions), Ya
         YamlData::Sequence(items) => {
             let (mut values, mut positions) = (Vec::new(), Vec::new());
             for item in items {
-                let (value, position) = convert(item, level + 1)?;
+                let (value, position) = convert(item)?;
                 values.push(value);
                 positions.push(position);
             }
@@ -164,7 +160,7 @@ fn convert(node: &MarkedYaml<'_>, level: usize) -> Result<(Value, Positions), Ya
             let (mut map, mut members) = (Map::new(), Vec::new());
             for (key, value) in entries {
                 let name = key_name(key)?;
-                let (value, position) = convert(value, level + 1)?;
+                let (value, position) = convert(value)?;
                 map.insert(name.clone(), value);
                 members.push((name, at(key), position));
             }

@@ -52,12 +52,7 @@ impl CallError {
     /// [`limits::MAX_ERROR_MESSAGE_BYTES`] is cut there, so that no
     /// connector can journal megabytes per attempt.
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        let message = message.into();
-        let message = if message.len() > limits::MAX_ERROR_MESSAGE_BYTES {
-            limits::truncate_message(&message, limits::MAX_ERROR_MESSAGE_BYTES)
-        } else {
-            message
-        };
+        let message = limits::truncate_message(message.into(), limits::MAX_ERROR_MESSAGE_BYTES);
         CallError { kind, message, retry_after_ms: None }
     }
 }
