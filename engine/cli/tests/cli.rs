@@ -254,12 +254,7 @@ async fn cancelling_stops_a_live_run_and_an_orphaned_one() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let file = ws.write("approval.json", &wait_workflow());
     let child = ws.spawn(&["run", file.to_str().unwrap()]);
-    let mut run = String::new();
-    wait_until("the run to start", Duration::from_secs(30), || {
-        run = ws.run_ids().first().cloned().unwrap_or_default();
-        !run.is_empty()
-    })
-    .await;
+    let run = ws.newest_run_except("").await;
     let out = ws.run(&["cancel", &run]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = child.wait_with_output().unwrap();
@@ -269,12 +264,7 @@ async fn cancelling_stops_a_live_run_and_an_orphaned_one() {
 
     // A run whose process died is cancelled by the cancel command itself.
     let mut child = ws.spawn(&["run", file.to_str().unwrap()]);
-    let mut second = String::new();
-    wait_until("the second run", Duration::from_secs(30), || {
-        second = ws.run_ids().first().cloned().unwrap_or_default();
-        second != run && !second.is_empty()
-    })
-    .await;
+    let second = ws.newest_run_except(&run).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let out = ws.run(&["cancel", &second]);

@@ -190,12 +190,7 @@ async fn a_run_driven_by_a_live_process_is_skipped_and_named() {
     });
     let file = ws.write("waits.json", &waiting.to_string());
     let mut driver = ws.spawn(&["run", file.to_str().unwrap()]);
-    let mut run = String::new();
-    wait_until("the run to start", Duration::from_secs(30), || {
-        run = ws.run_ids().first().cloned().unwrap_or_default();
-        !run.is_empty()
-    })
-    .await;
+    let run = ws.newest_run_except("").await;
     let one = ws.run(&["resume", &run]);
     let stderr = text(&one.stderr);
     assert_eq!(one.status.code(), Some(2), "{stderr}");

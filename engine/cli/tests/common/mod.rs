@@ -71,6 +71,18 @@ impl Workspace {
         runs.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
     }
 
+    /// Waits (up to 30 s) for the store to hold a run other than `not`,
+    /// and returns the newest run's id.
+    pub async fn newest_run_except(&self, not: &str) -> String {
+        let mut run = String::new();
+        wait_until("a run to start", Duration::from_secs(30), || {
+            run = self.run_ids().first().cloned().unwrap_or_default();
+            !run.is_empty() && run != not
+        })
+        .await;
+        run
+    }
+
     /// A run's journal, from `weft runs show --json`.
     pub fn journal(&self, run: &str) -> Value {
         let out = self.run(&["runs", "show", run, "--json"]);
