@@ -27,6 +27,10 @@ pub struct ExprError {
     pub source_text: String,
 }
 
+/// The functions every template and expression can call (minijinja's
+/// built-in globals); any other free name must be a variable of the scope.
+pub const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "namespace"];
+
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -37,8 +41,83 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-fn scope_value(scope: &Value) -> minijinja::Value {
-    minijinja::Value::from(minijinja::value::Serde(scope))
+/// A value as templates read it: converted from JSON once, then shared, so
+/// that handing it to many scopes (one per `foreach` item, say) copies
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScopeValue(minijinja::Value);
+
+impl ScopeValue {
+    /// Converts a JSON value (in time proportional to its size).
+    pub fn new(value: &Value) -> ScopeValue {
+        ScopeValue(minijinja::Value::from(minijinja::value::Serde(value)))
+    }
+
+    /// A map of these values, keeping their order.
+    pub fn map(entries: impl IntoIterator<Item = (String, ScopeValue)>) -> ScopeValue {
+        ScopeValue(minijinja::Value::from_object(Fields(entries.into_iter().map(|(k, v)| (k, v.0)).collect())))
+    }
+}
+
+/// What templates can read: named values (`input`, `steps`, `run`, `item`,
+/// `index`), each shared rather than copied.
+#[derive(Debug, Clone, Default)]
+pub struct Scope(Vec<(String, minijinja::Value)>);
+
+impl Scope {
+    /// A scope with nothing in it.
+    pub fn new() -> Scope {
+        Scope::default()
+    }
+
+    /// The scope with `name` bound to `value` (replacing an earlier binding).
+    pub fn with(mut self, name: &str, value: ScopeValue) -> Scope {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, slot)) => *slot = value.0,
+            None => self.0.push((name.to_string(), value.0)),
+        }
+        self
+    }
+
+    fn value(&self) -> minijinja::Value {
+        minijinja::Value::from_object(Fields(self.0.clone()))
+    }
+}
+
+impl From<&Value> for Scope {
+    /// The members of a JSON object, each a name of the scope.
+    fn from(scope: &Value) -> Scope {
+        match scope {
+            Value::Object(map) => Scope(map.iter().map(|(k, v)| (k.clone(), ScopeValue::new(v).0)).collect()),
+            _ => Scope::default(),
+        }
+    }
+}
+
+/// A map for templates, in insertion order, looked up by name (scopes and
+/// their `steps` maps hold few names).
+#[derive(Debug)]
+struct Fields(Vec<(String, minijinja::Value)>);
+
+impl minijinja::value::Object for Fields {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let key = key.as_str()?;
+        self.0.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone())
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(
+            self.0.iter().map(|(name, _)| minijinja::Value::from(name.as_str())).collect(),
+        )
+    }
+
+    fn enumerator_len(self: &std::sync::Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
+    }
 }
 
 fn error(source_text: &str, err: impl std::fmt::Display) -> ExprError {
@@ -77,17 +156,22 @@ fn bare(expr: &str) -> &str {
 
 /// Evaluates one expression to JSON.
 pub fn eval(expr: &str, scope: &Value) -> Result<Value, ExprError> {
-    eval_within(expr, scope, MAX_VALUE_BYTES).map(|(value, _)| value)
+    eval_in(expr, &Scope::from(scope))
+}
+
+/// Evaluates one expression to JSON, in a [`Scope`].
+pub fn eval_in(expr: &str, scope: &Scope) -> Result<Value, ExprError> {
+    eval_within(expr, &scope.value(), MAX_VALUE_BYTES).map(|(value, _)| value)
 }
 
 /// Evaluates one expression to JSON of at most `limit` bytes, with its size.
 /// The result is written out under that cap before it is read back, so a
 /// value that a few operations made huge (a list repeated many times) is
 /// refused, not built.
-fn eval_within(expr: &str, scope: &Value, limit: usize) -> Result<(Value, usize), ExprError> {
+fn eval_within(expr: &str, scope: &minijinja::Value, limit: usize) -> Result<(Value, usize), ExprError> {
     let text = bare(expr);
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
-    let value = compiled.eval(scope_value(scope)).map_err(|e| engine_error(text, e))?;
+    let value = compiled.eval(scope.clone()).map_err(|e| engine_error(text, e))?;
     if value.is_undefined() {
         return Err(error(text, "the expression is undefined"));
     }
@@ -100,10 +184,10 @@ fn eval_within(expr: &str, scope: &Value, limit: usize) -> Result<(Value, usize)
 }
 
 /// Renders a text template to at most `limit` bytes.
-fn render_text(text: &str, scope: &Value, limit: usize) -> Result<String, ExprError> {
+fn render_text(text: &str, scope: &minijinja::Value, limit: usize) -> Result<String, ExprError> {
     let template = environment().template_from_str(text).map_err(|e| error(text, e))?;
     let mut out = CappedBuffer { bytes: Vec::new(), limit };
-    match template.render_captured_to(scope_value(scope), &mut out) {
+    match template.render_captured_to(scope.clone(), &mut out) {
         Ok(_) => String::from_utf8(out.bytes).map_err(|e| error(text, e)),
         Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(too_large(text, limit)),
         Err(e) => Err(engine_error(text, e)),
@@ -113,9 +197,14 @@ fn render_text(text: &str, scope: &Value, limit: usize) -> Result<String, ExprEr
 /// Evaluates a condition with Jinja truthiness (empty lists, `0`, `""`,
 /// `none` and `false` are false).
 pub fn eval_condition(expr: &str, scope: &Value) -> Result<bool, ExprError> {
+    eval_condition_in(expr, &Scope::from(scope))
+}
+
+/// [`eval_condition`] in a [`Scope`].
+pub fn eval_condition_in(expr: &str, scope: &Scope) -> Result<bool, ExprError> {
     let text = bare(expr);
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
-    let value = compiled.eval(scope_value(scope)).map_err(|e| engine_error(text, e))?;
+    let value = compiled.eval(scope.value()).map_err(|e| engine_error(text, e))?;
     Ok(value.is_true())
 }
 
@@ -124,14 +213,19 @@ pub fn eval_condition(expr: &str, scope: &Value) -> Result<bool, ExprError> {
 /// ([`limits::MAX_DEPTH`], [`MAX_VALUE_BYTES`]), which apply while it is
 /// built.
 pub fn render(template: &Value, scope: &Value) -> Result<Value, ExprError> {
+    render_in(template, &Scope::from(scope))
+}
+
+/// [`render`] in a [`Scope`].
+pub fn render_in(template: &Value, scope: &Scope) -> Result<Value, ExprError> {
     let mut budget = MAX_VALUE_BYTES;
-    let value = render_within(template, scope, &mut budget)?;
+    let value = render_within(template, &scope.value(), &mut budget)?;
     limits::check_value(&value, "the result", MAX_VALUE_BYTES).map_err(|e| error(&template_text(template), e))?;
     Ok(value)
 }
 
 /// `render`, spending `budget` bytes on the templates' results.
-fn render_within(template: &Value, scope: &Value, budget: &mut usize) -> Result<Value, ExprError> {
+fn render_within(template: &Value, scope: &minijinja::Value, budget: &mut usize) -> Result<Value, ExprError> {
     Ok(match template {
         Value::String(text) if is_template(text) => {
             let (value, size) = match single_expression(text) {
@@ -193,6 +287,16 @@ mod tests {
         assert_eq!(render(&json!("{{ input.tags }}"), &scope).unwrap(), json!(["a", "b"]));
         assert_eq!(render(&json!("n={{ input.n }}"), &scope).unwrap(), json!("n=21"));
         assert_eq!(render(&json!({ "x": ["{{ input.n }}", 1] }), &scope).unwrap(), json!({ "x": [21, 1] }));
+    }
+
+    #[test]
+    fn the_global_functions_exist() {
+        let scope = json!({ "input": { "n": 3 } });
+        assert_eq!(eval("range(input.n)", &scope).unwrap(), json!([0, 1, 2]));
+        assert_eq!(eval("dict(a=1)", &scope).unwrap(), json!({ "a": 1 }));
+        for name in GLOBAL_FUNCTIONS {
+            assert_eq!(eval(&format!("{name} is defined"), &scope).unwrap(), json!(true), "{name}");
+        }
     }
 
     #[test]

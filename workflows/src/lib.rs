@@ -28,7 +28,7 @@ mod schema;
 mod validate;
 mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -57,6 +57,12 @@ pub struct Definition {
     pub deps: Vec<BTreeSet<usize>>,
     /// The child workflow of each `workflow` step, by step id.
     pub children: BTreeMap<String, Definition>,
+    /// Each step's index, by id: every journal event names its step, so a
+    /// long workflow must not search its steps per event.
+    index: HashMap<String, usize>,
+    /// For each step (by index), the step whose errors it handles, if it is
+    /// a handler.
+    handles: Vec<Option<usize>>,
 }
 
 impl Definition {
@@ -70,14 +76,28 @@ impl Definition {
     /// definitions of its child workflow steps (by step id).
     pub fn with_children(workflow: Workflow, children: BTreeMap<String, Definition>) -> Self {
         let deps = dependencies(&workflow);
-        let mut definition = Definition { workflow, hash: String::new(), deps, children };
+        let index: HashMap<String, usize> = workflow.steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let mut handles = vec![None; workflow.steps.len()];
+        for (i, step) in workflow.steps.iter().enumerate() {
+            if let OnError::Handler { handler } = &step.on_error
+                && let Some(&h) = index.get(handler)
+            {
+                handles[h].get_or_insert(i);
+            }
+        }
+        let mut definition = Definition { workflow, hash: String::new(), deps, children, index, handles };
         definition.hash = content_hash(&definition.stored_form());
         definition
     }
 
+    /// The step whose errors step `handler` handles, if it is a handler.
+    pub fn handled_by(&self, handler: usize) -> Option<usize> {
+        self.handles.get(handler).copied().flatten()
+    }
+
     /// The index of the step with this id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
-        self.workflow.steps.iter().position(|s| s.id == id)
+        self.index.get(id).copied()
     }
 
     /// The JSON a store keeps under [`Definition::hash`]: the document itself,

@@ -325,6 +325,8 @@ fn check_references(
         let mut parts = reference.split('.');
         match parts.next().unwrap_or_default() {
             "input" | "run" => {}
+            // The template engine's global functions.
+            name if expr::GLOBAL_FUNCTIONS.contains(&name) => {}
             "item" | "index" if foreach_scope => {}
             "item" | "index" => problems.push((
                 site.path.clone(),

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use weft_workflows::expr::{Scope, ScopeValue};
 use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, StepKind, expr};
 
 use crate::effect::{AttemptId, Call, ChildStart, Decision, Effect};
@@ -34,7 +35,7 @@ pub fn child_run_id(run_id: &str, step_id: &str, iteration: Option<u32>, attempt
 
 /// The template scope for a step: `input`, `run`, `steps`, and for `foreach`
 /// iterations `item` and `index`.
-pub fn scope(definition: &Definition, state: &RunState, iteration: Option<(u32, &Value)>) -> Value {
+pub fn scope(definition: &Definition, state: &RunState, iteration: Option<(u32, &Value)>) -> Scope {
     scope_of(definition, state, 0..definition.workflow.steps.len(), iteration)
 }
 
@@ -42,37 +43,27 @@ pub fn scope(definition: &Definition, state: &RunState, iteration: Option<(u32, 
 /// are all the steps its templates can read (validation makes every
 /// reference a dependency), so a long workflow does not copy every earlier
 /// output into each step's scope.
-fn step_scope(definition: &Definition, state: &RunState, i: usize, iteration: Option<(u32, &Value)>) -> Value {
+fn step_scope(definition: &Definition, state: &RunState, i: usize, iteration: Option<(u32, &Value)>) -> Scope {
     scope_of(definition, state, definition.deps[i].iter().copied(), iteration)
 }
 
+/// A scope shares the run input and the steps' results (each converted for
+/// templates once), so building one per `foreach` item copies only the item.
 fn scope_of(
     definition: &Definition,
     state: &RunState,
     visible: impl Iterator<Item = usize>,
     iteration: Option<(u32, &Value)>,
-) -> Value {
-    let mut steps = Map::new();
-    for (step, st) in visible.map(|i| (&definition.workflow.steps[i], &state.steps[i])) {
-        let (output, error) = match &st.phase {
-            StepPhase::Completed(output) => (output.clone(), Value::Null),
-            StepPhase::Failed(error) => (Value::Null, json!({ "kind": error.kind, "message": error.message })),
-            _ => (Value::Null, Value::Null),
-        };
-        steps.insert(step.id.clone(), json!({ "output": output, "error": error }));
+) -> Scope {
+    let steps = ScopeValue::map(visible.map(|i| (definition.workflow.steps[i].id.clone(), state.steps[i].scope())));
+    let scope = Scope::new()
+        .with("input", state.input_scope())
+        .with("run", ScopeValue::new(&json!({ "id": state.run_id })))
+        .with("steps", steps);
+    match iteration {
+        Some((index, item)) => scope.with("item", ScopeValue::new(item)).with("index", ScopeValue::new(&json!(index))),
+        None => scope,
     }
-    let mut scope = json!({ "input": state.input, "run": { "id": state.run_id }, "steps": steps });
-    if let Some((index, item)) = iteration {
-        scope["item"] = item.clone();
-        scope["index"] = json!(index);
-    }
-    scope
-}
-
-/// The step whose errors `step` handles, if it is a handler.
-fn handled_by(definition: &Definition, handler: usize) -> Option<usize> {
-    let id = &definition.workflow.steps[handler].id;
-    definition.workflow.steps.iter().position(|s| matches!(&s.on_error, OnError::Handler { handler } if handler == id))
 }
 
 /// Whether a step is over as far as its dependents and the run are
@@ -148,8 +139,20 @@ pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decisio
         let step = &steps[i];
         let foreach = st.items.is_some();
         let limit = if foreach { step.concurrency.unwrap_or(DEFAULT_CONCURRENCY) as usize } else { 1 };
-        let mut busy = st.iterations.iter().filter(|it| matches!(it, Iteration::Running { .. })).count();
-        for (n, it) in st.iterations.iter().enumerate() {
+        // The iterations under way, and as many idle ones as the limit
+        // leaves room for, in order: never all of a large `foreach`.
+        let room = limit.saturating_sub(st.running_count());
+        let mut active = st.active().peekable();
+        let mut idle = st.idle().take(room).peekable();
+        let idle_it = Iteration::Idle;
+        let mut busy = st.running_count();
+        loop {
+            let (n, it) = match (active.peek(), idle.peek()) {
+                (Some(&(a, _)), Some(&b)) if b < a => (idle.next().expect("peeked"), &idle_it),
+                (Some(_), _) => active.next().expect("peeked"),
+                (None, Some(_)) => (idle.next().expect("peeked"), &idle_it),
+                (None, None) => break,
+            };
             let iteration = foreach.then_some(n as u32);
             match it {
                 Iteration::Running { attempt, wake_at, .. } => {
@@ -205,7 +208,7 @@ pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decisio
             continue;
         }
         let step = &steps[i];
-        if let Some(handled) = handled_by(definition, i) {
+        if let Some(handled) = definition.handled_by(i) {
             if matches!(state.steps[handled].phase, StepPhase::Failed(_)) {
                 events.push(schedule(definition, state, i));
             } else if all_others_settled(i) {
@@ -231,7 +234,7 @@ pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decisio
     if decision.is_empty() && (0..steps.len()).all(|i| settled(definition, state, i)) {
         let scope = scope(definition, state, None);
         let output = match &definition.workflow.output {
-            Some(template) => expr::render(template, &scope),
+            Some(template) => expr::render_in(template, &scope),
             None => Ok(state
                 .steps
                 .last()
@@ -291,7 +294,7 @@ fn schedule(definition: &Definition, state: &RunState, i: usize) -> Event {
         retry_at: None,
     };
     if let Some(condition) = &step.condition {
-        match expr::eval_condition(condition, &scope) {
+        match expr::eval_condition_in(condition, &scope) {
             Ok(true) => {}
             Ok(false) => {
                 return Event::StepSkipped { step: step.id.clone(), reason: format!("`{condition}` is false") };
@@ -301,7 +304,7 @@ fn schedule(definition: &Definition, state: &RunState, i: usize) -> Event {
     }
     let items = match &step.foreach {
         None => None,
-        Some(foreach) => match expr::eval(foreach, &scope) {
+        Some(foreach) => match expr::eval_in(foreach, &scope) {
             Ok(Value::Array(items)) => Some(items),
             Ok(other) => return fail(format!("`foreach` must yield a list, got {other}")),
             Err(e) => return fail(format!("`foreach`: {e}")),
@@ -341,7 +344,7 @@ fn start(definition: &Definition, state: &RunState, id: AttemptId, now: Millis) 
         StepKind::Call { .. } | StepKind::Workflow(_) => {
             let empty = Value::Object(Map::new());
             let (template, member) = step.input_template().unwrap_or((&empty, "with"));
-            match expr::render(template, &step_scope(definition, state, i, item)) {
+            match expr::render_in(template, &step_scope(definition, state, i, item)) {
                 Ok(input) => input,
                 Err(e) => {
                     let error = StepError::new(ErrorKind::InvalidInput, format!("rendering `{member}`: {e}"));
@@ -391,7 +394,7 @@ pub fn on_outcome(
     now: Millis,
 ) -> Vec<Event> {
     let AttemptId { step: i, iteration, attempt } = id;
-    let key = match state.steps[i].iterations.get(iteration.unwrap_or(0) as usize) {
+    let key = match state.steps[i].iterations().get(iteration.unwrap_or(0) as usize) {
         Some(Iteration::Running { attempt: a, key, .. }) if *a == attempt && !state.status.is_terminal() => key,
         _ => return Vec::new(),
     };
@@ -466,7 +469,7 @@ pub fn recover(definition: &Definition, state: &RunState, now: Millis) -> Decisi
 /// The earliest time at which [`decide`] will have something to do without any
 /// new event: a timer, a retry, a wait's timeout or the run's timeout.
 pub fn next_wake(state: &RunState) -> Option<Millis> {
-    let iterations = state.steps.iter().flat_map(|s| s.iterations.iter()).filter_map(|it| match it {
+    let iterations = state.steps.iter().flat_map(|s| s.active()).filter_map(|(_, it)| match it {
         Iteration::Running { wake_at, .. } => *wake_at,
         Iteration::Backoff { retry_at, .. } => Some(*retry_at),
         _ => None,

@@ -1,6 +1,10 @@
 //! A run's state: the fold of its journal.
 
-use serde_json::Value;
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use weft_workflows::expr::ScopeValue;
 use weft_workflows::{ConnectorId, Definition, ErrorKind, StepKind};
 
 use crate::effect::AttemptId;
@@ -108,17 +112,159 @@ pub struct StepState {
     /// For `foreach`, the items; otherwise none.
     pub items: Option<Vec<Value>>,
     /// One entry per item (one in all without `foreach`).
-    pub iterations: Vec<Iteration>,
+    iterations: Vec<Iteration>,
     /// Per item, how many of its attempts were cut short because the
     /// process driving them stopped; they do not count against
     /// `max_attempts`.
     pub interruptions: Vec<u32>,
+    /// Counts and sets kept with `iterations`, so that an event and a
+    /// decision cost the iterations under way, not all of them: a `foreach`
+    /// over a million items is then linear in its size.
+    tally: Tally,
+    /// What templates read of the step, once it is needed.
+    scope: Cache<ScopeValue>,
+}
+
+/// A value derived from the state on first use and kept with it until the
+/// state changes. It takes no part in comparisons: a replayed state equals
+/// the original whether or not either has filled it.
+#[derive(Clone, Default)]
+struct Cache<T>(OnceLock<T>);
+
+impl<T> PartialEq for Cache<T> {
+    fn eq(&self, _: &Cache<T>) -> bool {
+        true
+    }
+}
+
+impl<T> std::fmt::Debug for Cache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cache")
+    }
+}
+
+impl<T: Clone> Cache<T> {
+    fn get(&self, make: impl FnOnce() -> T) -> T {
+        self.0.get_or_init(make).clone()
+    }
+
+    fn clear(&mut self) {
+        self.0 = OnceLock::new();
+    }
+}
+
+/// What [`StepState`] keeps of its iterations besides the list itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Tally {
+    /// How many iterations are done.
+    done: usize,
+    /// How many attempts are under way.
+    running: usize,
+    /// Iterations running or backing off.
+    active: BTreeSet<usize>,
+    /// Iterations that failed for good.
+    failed: BTreeSet<usize>,
+    /// No iteration below this one is idle.
+    next_idle: usize,
 }
 
 impl StepState {
+    fn new() -> StepState {
+        StepState {
+            phase: StepPhase::Pending,
+            items: None,
+            iterations: Vec::new(),
+            interruptions: Vec::new(),
+            tally: Tally::default(),
+            scope: Cache::default(),
+        }
+    }
+
+    /// The step as templates read it, `{ output, error }`: converted once
+    /// for all the templates that read it until it changes.
+    pub fn scope(&self) -> ScopeValue {
+        self.scope.get(|| {
+            let (output, error) = match &self.phase {
+                StepPhase::Completed(output) => (ScopeValue::new(output), ScopeValue::new(&Value::Null)),
+                StepPhase::Failed(error) => (
+                    ScopeValue::new(&Value::Null),
+                    ScopeValue::new(&json!({ "kind": error.kind, "message": error.message })),
+                ),
+                _ => (ScopeValue::new(&Value::Null), ScopeValue::new(&Value::Null)),
+            };
+            ScopeValue::map([("output".to_string(), output), ("error".to_string(), error)])
+        })
+    }
+
     /// How many attempts of `iteration` were interrupted.
     pub fn interrupted(&self, iteration: Option<u32>) -> u32 {
         self.interruptions.get(iteration.unwrap_or(0) as usize).copied().unwrap_or(0)
+    }
+
+    /// Its iterations, one per item (one in all without `foreach`).
+    pub fn iterations(&self) -> &[Iteration] {
+        &self.iterations
+    }
+
+    /// How many attempts are under way.
+    pub fn running_count(&self) -> usize {
+        self.tally.running
+    }
+
+    /// The iterations that are running or backing off, in order.
+    pub fn active(&self) -> impl Iterator<Item = (usize, &Iteration)> + '_ {
+        self.tally.active.iter().map(|&n| (n, &self.iterations[n]))
+    }
+
+    /// The iterations not started yet, in order.
+    pub fn idle(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.tally.next_idle..self.iterations.len()).filter(|&n| self.iterations[n] == Iteration::Idle)
+    }
+
+    /// Starts over with `n` idle iterations.
+    fn reset(&mut self, n: usize) {
+        self.iterations = vec![Iteration::Idle; n];
+        self.tally = Tally::default();
+    }
+
+    /// Puts iteration `n` in a new state; false when there is no such
+    /// iteration.
+    fn set(&mut self, n: usize, next: Iteration) -> bool {
+        let Some(slot) = self.iterations.get_mut(n) else { return false };
+        let tally = &mut self.tally;
+        match slot {
+            Iteration::Idle => {}
+            Iteration::Running { .. } => {
+                tally.running -= 1;
+                tally.active.remove(&n);
+            }
+            Iteration::Backoff { .. } => {
+                tally.active.remove(&n);
+            }
+            Iteration::Done(_) => tally.done -= 1,
+            Iteration::Failed(_) => {
+                tally.failed.remove(&n);
+            }
+        }
+        match &next {
+            Iteration::Idle => tally.next_idle = tally.next_idle.min(n),
+            Iteration::Running { .. } => {
+                tally.running += 1;
+                tally.active.insert(n);
+            }
+            Iteration::Backoff { .. } => {
+                tally.active.insert(n);
+            }
+            Iteration::Done(_) => tally.done += 1,
+            Iteration::Failed(_) => {
+                tally.failed.insert(n);
+            }
+        }
+        *slot = next;
+        while self.iterations.get(tally.next_idle).is_some_and(|it| *it != Iteration::Idle) {
+            tally.next_idle += 1;
+        }
+        true
     }
 }
 
@@ -167,6 +313,8 @@ pub struct RunState {
     pub error: Option<StepError>,
     /// How many events have been applied.
     pub applied: u64,
+    /// The run input as templates read it, once it is needed.
+    input_scope: Cache<ScopeValue>,
 }
 
 impl RunState {
@@ -178,22 +326,13 @@ impl RunState {
             input: Value::Null,
             timeout_at: None,
             pins: vec![None; definition.workflow.steps.len()],
-            steps: definition
-                .workflow
-                .steps
-                .iter()
-                .map(|_| StepState {
-                    phase: StepPhase::Pending,
-                    items: None,
-                    iterations: Vec::new(),
-                    interruptions: Vec::new(),
-                })
-                .collect(),
+            steps: definition.workflow.steps.iter().map(|_| StepState::new()).collect(),
             signals: Vec::new(),
             cancel_requested: None,
             output: None,
             error: None,
             applied: 0,
+            input_scope: Cache::default(),
         }
     }
 
@@ -211,9 +350,13 @@ impl RunState {
     pub fn apply(&mut self, definition: &Definition, event: &Event) {
         self.applied += 1;
         let index = event.step().and_then(|id| definition.step_index(id));
+        if let Some(i) = index {
+            self.steps[i].scope.clear();
+        }
         match event {
             Event::RunStarted { input, timeout_at, connectors, .. } => {
                 self.input = input.clone();
+                self.input_scope.clear();
                 self.timeout_at = *timeout_at;
                 self.pins = definition
                     .workflow
@@ -230,7 +373,7 @@ impl RunState {
             }
             Event::StepScheduled { items, .. } => {
                 if let Some(step) = index.map(|i| &mut self.steps[i]) {
-                    step.iterations = vec![Iteration::Idle; items.as_ref().map_or(1, Vec::len)];
+                    step.reset(items.as_ref().map_or(1, Vec::len));
                     step.items = items.clone();
                     step.phase = match items {
                         Some(items) if items.is_empty() => StepPhase::Completed(Value::Array(Vec::new())),
@@ -244,18 +387,24 @@ impl RunState {
                 }
             }
             Event::StepStarted { iteration, attempt, input, timeout_at, key, child, .. } => {
-                if let Some(slot) = index.and_then(|i| self.iteration_mut(i, *iteration)) {
-                    *slot = Iteration::Running {
-                        attempt: *attempt,
-                        input: input.clone(),
-                        wake_at: *timeout_at,
-                        key: key.clone(),
-                        child: child.clone(),
-                    };
+                if let Some(i) = index {
+                    self.steps[i].set(
+                        iteration.unwrap_or(0) as usize,
+                        Iteration::Running {
+                            attempt: *attempt,
+                            input: input.clone(),
+                            wake_at: *timeout_at,
+                            key: key.clone(),
+                            child: child.clone(),
+                        },
+                    );
                 }
             }
             Event::TimerSet { fire_at, .. } => {
-                if let Some(Iteration::Running { wake_at, .. }) = index.and_then(|i| self.iteration_mut(i, None)) {
+                if let Some(Iteration::Running { wake_at, .. }) =
+                    index.and_then(|i| self.steps[i].iterations.get_mut(0))
+                {
+                    // Only the wake-up time changes, not the iteration's state.
                     *wake_at = Some(*fire_at);
                 }
             }
@@ -279,7 +428,7 @@ impl RunState {
                     if self.steps[i].phase == StepPhase::Pending {
                         // Failed before it could start (bad condition or foreach).
                         self.steps[i].phase = StepPhase::Active;
-                        self.steps[i].iterations = vec![Iteration::Idle];
+                        self.steps[i].reset(1);
                     }
                     if error.kind == ErrorKind::Interrupted {
                         let slot = iteration.unwrap_or(0) as usize;
@@ -312,47 +461,129 @@ impl RunState {
         }
     }
 
-    fn iteration_mut(&mut self, step: usize, iteration: Option<u32>) -> Option<&mut Iteration> {
-        self.steps[step].iterations.get_mut(iteration.unwrap_or(0) as usize)
-    }
-
     /// Records an iteration's new state and settles the step when every
-    /// iteration is done or one failed for good.
+    /// iteration is done or one failed for good (the first such, in order,
+    /// is the step's error).
     fn finish_iteration(&mut self, step: usize, iteration: Option<u32>, next: Iteration) {
-        let Some(slot) = self.iteration_mut(step, iteration) else { return };
-        *slot = next;
         let state = &mut self.steps[step];
-        if let Some(error) = state.iterations.iter().find_map(|it| match it {
-            Iteration::Failed(e) => Some(e.clone()),
-            _ => None,
-        }) {
-            state.phase = StepPhase::Failed(error);
-        } else if state.iterations.iter().all(|it| matches!(it, Iteration::Done(_))) {
-            let outputs: Vec<Value> = state
-                .iterations
-                .iter()
-                .map(|it| match it {
-                    Iteration::Done(v) => v.clone(),
-                    _ => Value::Null,
-                })
-                .collect();
+        if !state.set(iteration.unwrap_or(0) as usize, next) {
+            return;
+        }
+        if let Some(&first) = state.tally.failed.first() {
+            if let Iteration::Failed(error) = &state.iterations[first] {
+                state.phase = StepPhase::Failed(error.clone());
+            }
+        } else if state.tally.done == state.iterations.len() {
+            let mut outputs = state.iterations.iter().map(|it| match it {
+                Iteration::Done(v) => v.clone(),
+                _ => Value::Null,
+            });
             state.phase = StepPhase::Completed(match state.items {
-                Some(_) => Value::Array(outputs),
-                None => outputs.into_iter().next().unwrap_or(Value::Null),
+                Some(_) => Value::Array(outputs.collect()),
+                None => outputs.next().unwrap_or(Value::Null),
             });
         }
+    }
+
+    /// The run input as templates read it, converted once per run.
+    pub fn input_scope(&self) -> ScopeValue {
+        self.input_scope.get(|| ScopeValue::new(&self.input))
     }
 
     /// The attempts under way, with their iterations' state.
     pub fn running(&self) -> impl Iterator<Item = (AttemptId, &Iteration)> {
         self.steps.iter().enumerate().flat_map(|(step, state)| {
             let foreach = state.items.is_some();
-            state.iterations.iter().enumerate().filter_map(move |(n, it)| match it {
+            state.active().filter_map(move |(n, it)| match it {
                 Iteration::Running { attempt, .. } => {
                     Some((AttemptId { step, iteration: foreach.then_some(n as u32), attempt: *attempt }, it))
                 }
                 _ => None,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+    use weft_workflows::{Catalog, ConnectorSpec};
+
+    use super::*;
+
+    impl StepState {
+        /// The tally counted afresh from the iterations.
+        fn recount(&self) -> Tally {
+            let mut tally = Tally { next_idle: self.iterations.len(), ..Tally::default() };
+            for (n, it) in self.iterations.iter().enumerate() {
+                match it {
+                    Iteration::Idle => tally.next_idle = tally.next_idle.min(n),
+                    Iteration::Running { .. } => {
+                        tally.running += 1;
+                        tally.active.insert(n);
+                    }
+                    Iteration::Backoff { .. } => {
+                        tally.active.insert(n);
+                    }
+                    Iteration::Done(_) => tally.done += 1,
+                    Iteration::Failed(_) => {
+                        tally.failed.insert(n);
+                    }
+                }
+            }
+            tally
+        }
+    }
+
+    /// One event of a `foreach` step of five items, in any order, stale or not.
+    fn event() -> impl Strategy<Value = Event> {
+        let step = || "each".to_string();
+        let it = prop::option::of(0u32..7);
+        prop_oneof![
+            Just(Event::StepScheduled { step: step(), items: Some(vec![json!(1); 5]) }),
+            (it.clone(), 1u32..3).prop_map(move |(iteration, attempt)| Event::StepStarted {
+                step: step(),
+                iteration,
+                attempt,
+                input: json!({}),
+                key: "k".into(),
+                timeout_at: None,
+                child: None,
+            }),
+            it.clone().prop_map(move |iteration| Event::StepCompleted {
+                step: step(),
+                iteration,
+                attempt: 1,
+                output: json!(iteration)
+            }),
+            (it, any::<bool>(), any::<bool>()).prop_map(move |(iteration, retry, interrupted)| Event::StepFailed {
+                step: step(),
+                iteration,
+                attempt: 1,
+                error: StepError::new(if interrupted { ErrorKind::Interrupted } else { ErrorKind::Fatal }, "no"),
+                retry_at: retry.then_some(5),
+            }),
+        ]
+    }
+
+    proptest! {
+        /// However events arrive, the counts kept with the iterations are
+        /// the counts of the iterations.
+        #[test]
+        fn the_tally_matches_the_iterations(events in prop::collection::vec(event(), 0..40)) {
+            let action = weft_workflows::ActionSpec { name: "echo".into(), input_schema: json!({}) };
+            let catalog = Catalog::new(vec![ConnectorSpec { name: "t".into(), version: "1".into(), actions: vec![action] }]);
+            let workflow = json!({ "name": "w", "steps": [
+                { "id": "each", "uses": "t/echo", "foreach": "input.items" }
+            ] });
+            let def = weft_workflows::load("w.json", &workflow.to_string(), &catalog).unwrap();
+            let mut state = RunState::new("r", &def);
+            for event in &events {
+                state.apply(&def, event);
+                let step = &state.steps[0];
+                prop_assert_eq!(&step.tally, &step.recount(), "after {:?}", event);
+            }
+        }
     }
 }
