@@ -11,7 +11,20 @@ use serde_json::Value;
 use weft_core::{Effect, RunStatus, StepError};
 use weft_workflows::{Definition, ErrorKind};
 
+use crate::driver::Opened;
 use crate::{Engine, Error, Result};
+
+/// How many child runs one engine finds or creates at once.
+pub(crate) const CHILDREN_OPENED_AT_ONCE: usize = 8;
+
+/// A child run ready to drive (held for a moment, so its size is no matter).
+#[allow(clippy::large_enum_variant)]
+enum Child {
+    /// It existed (a restart): found, leased and loaded.
+    Found(Opened),
+    /// Created now, with its journal and the effects of its creating commit.
+    Created(weft_store::RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>),
+}
 
 impl Engine {
     /// Creates the child run `id` of `parent` unless it exists, drives it to
@@ -25,17 +38,33 @@ impl Engine {
         input: Value,
     ) -> Result<Value, StepError> {
         loop {
-            let outcome = match self.store.get_run(tenant, id).await {
-                Ok(Some(_)) => self.drive(tenant, id, &mut ()).await,
-                Ok(None) => match self.create(tenant, definition, input.clone(), Some(id), Some(parent), true).await {
-                    Ok((run, events, effects)) => self.drive_created(run, definition, events, effects, &mut ()).await,
-                    Err(Error::InvalidInput(problems)) => {
-                        let message = format!("the child workflow's input: {}", problems.join("; "));
-                        return Err(StepError::new(ErrorKind::InvalidInput, message));
+            // Finding or creating the child takes store connections; a
+            // parent with thousands of children opens a few at a time
+            // instead of queueing them all on the pool (where the last
+            // would time out). Driving them is not limited.
+            let opened = {
+                let _opening = self.opening.acquire().await.expect("the opening semaphore is never closed");
+                match self.store.get_run(tenant, id).await {
+                    Ok(Some(_)) => self.open(tenant, id).await.map(Child::Found),
+                    Ok(None) => {
+                        match self.create(tenant, definition, input.clone(), Some(id), Some(parent), true).await {
+                            Ok((run, events, effects)) => Ok(Child::Created(run, events, effects)),
+                            Err(Error::InvalidInput(problems)) => {
+                                let message = format!("the child workflow's input: {}", problems.join("; "));
+                                return Err(StepError::new(ErrorKind::InvalidInput, message));
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e.into()),
+                    Err(e) => Err(e.into()),
+                }
+            };
+            let outcome = match opened {
+                Ok(Child::Found(opened)) => self.drive_opened(opened, &mut ()).await,
+                Ok(Child::Created(run, events, effects)) => {
+                    self.drive_created(run, definition, events, effects, &mut ()).await
+                }
+                Err(e) => Err(e),
             };
             return match outcome {
                 Ok(outcome) => match outcome.status {

@@ -30,6 +30,13 @@ pub struct Outcome {
     pub error: Option<StepError>,
 }
 
+/// A run found, leased and loaded, ready to drive.
+pub(crate) struct Opened {
+    run: RunRecord,
+    definition: Definition,
+    events: Vec<weft_store::StoredEvent>,
+}
+
 /// The result of one connector call or child run, tagged with its attempt.
 struct Finished {
     attempt: AttemptId,
@@ -109,24 +116,46 @@ impl Engine {
     /// were under way when a previous driver died are recorded as
     /// interrupted and retried with the same idempotency key.
     pub async fn drive(&self, tenant: &str, run_id: &str, observer: &mut dyn Observer) -> Result<Outcome> {
+        let opened = self.open(tenant, run_id).await?;
+        self.drive_opened(opened, observer).await
+    }
+
+    /// Finds a run, takes its lease (unless it is over) and loads its
+    /// definition and journal: everything [`Engine::drive`] asks of the
+    /// store before it drives.
+    pub(crate) async fn open(&self, tenant: &str, run_id: &str) -> Result<Opened> {
         let run = self.store.find_run(tenant, run_id).await?;
         let ours_for_a_while = run.lease_owner.as_deref() == Some(self.owner.as_str())
             && run.lease_until.unwrap_or(0) > now_ms() + self.config.lease_ttl.as_millis() as i64 / 2;
         if !run.status.is_terminal() && !ours_for_a_while {
             self.take_lease(tenant, &run.id).await?;
         }
-        let result = self.drive_leased(run, observer).await;
-        // A finished run's last commit already cleared its lease.
-        if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
-            self.release_lease(tenant, run_id).await;
+        let loaded = async {
+            let definition = self.definition(&run).await?;
+            let events = self.store.load_events(&run.tenant, &run.id, 0).await?;
+            Ok::<_, Error>((definition, events))
+        };
+        match loaded.await {
+            Ok((definition, events)) => Ok(Opened { run, definition, events }),
+            Err(e) => {
+                if !run.status.is_terminal() {
+                    self.release_lease(tenant, &run.id).await;
+                }
+                Err(e)
+            }
         }
-        result
     }
 
-    async fn drive_leased(&self, run: RunRecord, observer: &mut dyn Observer) -> Result<Outcome> {
-        let definition = self.definition(&run).await?;
-        let events = self.store.load_events(&run.tenant, &run.id, 0).await?;
-        self.drive_loaded(run, definition, events, None, observer).await
+    /// Drives an opened run to its end, then lets its lease go.
+    pub(crate) async fn drive_opened(&self, opened: Opened, observer: &mut dyn Observer) -> Result<Outcome> {
+        let Opened { run, definition, events } = opened;
+        let (tenant, run_id) = (run.tenant.clone(), run.id.clone());
+        let result = self.drive_loaded(run, definition, events, None, observer).await;
+        // A finished run's last commit already cleared its lease.
+        if !matches!(&result, Ok(outcome) if outcome.status.is_terminal()) {
+            self.release_lease(&tenant, &run_id).await;
+        }
+        result
     }
 
     /// Drives a run whose definition and journal are already in hand. With
@@ -204,17 +233,12 @@ impl Drive<'_> {
                     self.finish(finished);
                 }
                 Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                    match joined {
-                        Ok((id, finished)) => {
-                            self.tasks.remove(&id);
-                            self.finish(finished);
-                        }
-                        Err(e) => {
-                            let attempt = self.tasks.remove(&e.id());
-                            if let (Some(attempt), Ok(panic)) = (attempt, e.try_into_panic()) {
-                                self.finish(panicked(attempt, &*panic));
-                            }
-                        }
+                    self.joined(joined);
+                    // Whatever else has finished meanwhile goes into the
+                    // same commit: a wide `foreach` then commits a batch of
+                    // results at a time, not one.
+                    while let Some(joined) = self.in_flight.try_join_next_with_id() {
+                        self.joined(joined);
                     }
                 }
                 _ = tokio::time::sleep(wait) => {
@@ -301,6 +325,23 @@ impl Drive<'_> {
         let batch = std::mem::take(&mut self.staged);
         self.append(batch).await?;
         Ok(decision.effects)
+    }
+
+    /// Stages what a task's end leads to: its attempt's result, or a trap
+    /// when it panicked.
+    fn joined(&mut self, joined: std::result::Result<(tokio::task::Id, Finished), tokio::task::JoinError>) {
+        match joined {
+            Ok((id, finished)) => {
+                self.tasks.remove(&id);
+                self.finish(finished);
+            }
+            Err(e) => {
+                let attempt = self.tasks.remove(&e.id());
+                if let (Some(attempt), Ok(panic)) = (attempt, e.try_into_panic()) {
+                    self.finish(panicked(attempt, &*panic));
+                }
+            }
+        }
     }
 
     /// Stages what a finished attempt leads to.

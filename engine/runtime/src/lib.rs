@@ -150,6 +150,8 @@ pub struct Engine {
     /// here must leave the ending to their drivers.
     /// (How many drivers, should two drive one run.)
     driving: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    /// Child runs being found or created now (see `run_child`).
+    opening: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
@@ -162,6 +164,7 @@ impl Engine {
             owner: lease::owner_id(),
             stored: Default::default(),
             driving: Default::default(),
+            opening: Arc::new(tokio::sync::Semaphore::new(children::CHILDREN_OPENED_AT_ONCE)),
         }
     }
 
