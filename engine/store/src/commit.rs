@@ -10,7 +10,6 @@
 //! in a task of its own, so that a caller dropped mid-commit cannot lose
 //! their answers.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -195,15 +194,27 @@ async fn commit_run_by_run(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job
 async fn commit_across_runs(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Vec<Result<i64>> {
     // Each run once, its jobs' events in order; `batch` is sorted by run.
     // (Appends to one run id under two tenants stay apart: at most one of
-    // them finds the run.)
+    // them finds the run.) `place` is each job's run in `runs`, and how many
+    // of that run's events come before the job's.
     let mut runs: Vec<RunEvents<'_>> = Vec::new();
+    let mut place = Vec::with_capacity(batch.len());
     for job in batch {
+        if job.events.is_empty() {
+            place.push(None);
+            continue;
+        }
+        let n = runs.len();
         match runs.last_mut() {
-            Some(run) if run.run == job.run_id && run.tenant == job.tenant => run.events.extend(&job.events),
-            _ => runs.push(RunEvents { tenant: &job.tenant, run: &job.run_id, events: job.events.iter().collect() }),
+            Some(run) if run.run == job.run_id && run.tenant == job.tenant => {
+                place.push(Some((n - 1, run.events.len() as i64)));
+                run.events.extend(&job.events);
+            }
+            _ => {
+                place.push(Some((n, 0)));
+                runs.push(RunEvents { tenant: &job.tenant, run: &job.run_id, events: job.events.iter().collect() });
+            }
         }
     }
-    runs.retain(|run| !run.events.is_empty());
     let at = batch.iter().map(|job| job.at).max().unwrap_or_default();
     let mut chunks: Vec<&[RunEvents<'_>]> = Vec::new();
     let (mut start, mut size) = (0, 0);
@@ -218,40 +229,34 @@ async fn commit_across_runs(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Ve
         chunks.push(&runs[start..]);
     }
 
-    let written: Result<HashMap<(String, String), i64>> = async {
+    let firsts: Result<Vec<Option<i64>>> = async {
         match chunks[..] {
-            [] => return Ok(HashMap::new()),
+            [] => return Ok(Vec::new()),
             [chunk] => return append_runs(&mut *conn, chunk, at).await,
             _ => {}
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        let mut firsts = HashMap::new();
-        for chunk in &chunks {
+        let mut firsts = Vec::new();
+        for chunk in chunks {
             firsts.extend(append_runs(&mut *tx, chunk, at).await?);
         }
         tx.commit().await?;
         Ok(firsts)
     }
     .await;
-    let firsts = match written {
+    let firsts = match firsts {
         Ok(firsts) => firsts,
         Err(e) => return batch.iter().map(|_| Err(e.duplicate())).collect(),
     };
-    // Hand each job its own first seq: its run's first, plus the events of
-    // the run's earlier jobs in this batch.
-    let mut offsets: HashMap<(String, String), i64> = HashMap::new();
+    // Each job's own first seq: its run's first, plus the events of the
+    // run's earlier jobs in this batch.
     batch
         .iter()
-        .map(|job| {
-            if job.events.is_empty() {
-                return Ok(0);
-            }
-            let key = (job.run_id.clone(), job.tenant.clone());
-            let first = *firsts.get(&key).ok_or_else(|| Error::RunNotFound(job.run_id.clone()))?;
-            let offset = offsets.entry(key).or_insert(0);
-            let seq = first + *offset;
-            *offset += job.events.len() as i64;
-            Ok(seq)
+        .zip(place)
+        .map(|(job, place)| {
+            let Some((run, before)) = place else { return Ok(0) };
+            let first = firsts.get(run).copied().flatten().ok_or_else(|| Error::RunNotFound(job.run_id.clone()))?;
+            Ok(first + before)
         })
         .collect()
 }

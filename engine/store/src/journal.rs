@@ -109,18 +109,14 @@ impl Db {
 /// events and records the end of the runs that end, however many runs the
 /// batch holds (one round trip, and in autocommit one fsync). `runs` holds
 /// each run once, with its tenant and its events in order. Returns each
-/// run's first seq by (run, tenant); a run missing from the answer does not
-/// exist under its tenant.
-pub(crate) async fn append_runs<'e, E>(
-    executor: E,
-    runs: &[RunEvents<'_>],
-    now: i64,
-) -> Result<std::collections::HashMap<(String, String), i64>>
+/// run's first seq, in `runs`' order; `None` for a run that does not exist
+/// under its tenant.
+pub(crate) async fn append_runs<'e, E>(executor: E, runs: &[RunEvents<'_>], now: i64) -> Result<Vec<Option<i64>>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let events = runs.iter().map(|r| r.events.len()).sum();
-    let sql = sql::append_runs(runs.len(), events);
+    let counts: Vec<usize> = runs.iter().map(|r| r.events.len()).collect();
+    let sql = sql::append_runs(&counts);
     // A lone run's statement has few shapes and is worth preparing once per
     // connection; a batch's shape rarely repeats.
     let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now);
@@ -129,27 +125,24 @@ where
         query = query
             .bind(*run)
             .bind(*tenant)
-            .bind(events.len() as i64)
             .bind(end.as_ref().map(|e| e.status.as_str()))
             .bind(end.as_ref().and_then(|e| e.output.clone()))
             .bind(end.and_then(|e| e.error));
     }
-    for RunEvents { tenant, run, events } in runs {
-        for (k, event) in events.iter().enumerate() {
+    for RunEvents { events, .. } in runs {
+        for event in events {
             query = query
-                .bind(*run)
-                .bind(*tenant)
-                .bind(k as i64 + 1)
                 .bind(event.kind())
                 .bind(event.step())
                 .bind(serde_json::to_string(event).expect("events serialize"));
         }
     }
-    let mut firsts = std::collections::HashMap::new();
+    let mut firsts = vec![None; runs.len()];
     for row in query.fetch_all(executor).await? {
-        let AppendedRow { run_id, tenant_id, seq } = AppendedRow::from_row(&row)?;
-        let entry = firsts.entry((run_id, tenant_id)).or_insert(seq);
-        *entry = (*entry).min(seq);
+        let AppendedRow { i, base } = AppendedRow::from_row(&row)?;
+        if let Some(first) = usize::try_from(i).ok().and_then(|i| firsts.get_mut(i)) {
+            *first = Some(base + 1);
+        }
     }
     Ok(firsts)
 }
@@ -161,7 +154,7 @@ pub(crate) struct RunEvents<'a> {
     pub(crate) events: Vec<&'a Event>,
 }
 
-/// Events one batched statement takes at most (5 parameters each).
+/// Events one batched statement takes at most (3 parameters each).
 pub(crate) const EVENTS_PER_BATCH_STATEMENT: usize = 2000;
 
 /// Rows per INSERT statement (7 parameters each, well under every backend's limit).

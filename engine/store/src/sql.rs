@@ -90,15 +90,23 @@ pub(crate) fn insert_run_with_events(events: usize) -> String {
     sql
 }
 
-/// Postgres only: one statement that reserves the seqs of `runs` runs,
-/// records the end of those that end, and inserts their `events` events.
-/// `$1` is the time; then per run (id, tenant, event count, status, output,
-/// error); then per event (run id, tenant, its place in its run's events
-/// from 1, kind, step, body). Returns (run_id, tenant_id, seq) per event.
-pub(crate) fn append_runs(runs: usize, events: usize) -> String {
-    let mut sql = String::from("WITH v(run_id, tenant_id, n, status, output, error) AS (VALUES ");
+/// Postgres only: one statement that reserves the seqs of the runs whose
+/// event counts are `events`, records the end of those that end, and inserts
+/// their events. `$1` is the time; then per run (id, tenant, status, output,
+/// error); then per event (kind, step, body). A run's place in the batch and
+/// an event's place in its run are literals, so an event costs three
+/// parameters and the join is on an integer. Returns (place, base) for each
+/// run found: its events take seqs `base + 1 …`.
+pub(crate) fn append_runs(events: &[usize]) -> String {
+    let mut sql = String::from("WITH v(i, run_id, tenant_id, n, status, output, error) AS (VALUES ");
     let mut p = 1;
-    push_rows(&mut sql, &mut p, runs, &["text", "text", "bigint", "text", "text", "text"]);
+    for (i, n) in events.iter().enumerate() {
+        let _ = write!(sql, "{}({i}, ", if i > 0 { ", " } else { "" });
+        push_params(&mut sql, &mut p, &["text", "text"]);
+        let _ = write!(sql, ", {n}::bigint, ");
+        push_params(&mut sql, &mut p, &["text", "text", "text"]);
+        sql.push(')');
+    }
     // A run that ends takes its status, output or error, and gives up its lease.
     sql.push_str(
         "), r AS (UPDATE runs SET last_seq = runs.last_seq + v.n, updated_at = $1, \
@@ -107,30 +115,33 @@ pub(crate) fn append_runs(runs: usize, events: usize) -> String {
          lease_owner = CASE WHEN v.status IS NULL THEN runs.lease_owner END, \
          lease_until = CASE WHEN v.status IS NULL THEN runs.lease_until END \
          FROM v WHERE runs.id = v.run_id AND runs.tenant_id = v.tenant_id \
-         RETURNING runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
-         e(run_id, tenant_id, k, kind, step, body) AS (VALUES ",
+         RETURNING v.i, runs.id, runs.tenant_id, runs.last_seq - v.n AS base), \
+         e(i, k, kind, step, body) AS (VALUES ",
     );
-    push_rows(&mut sql, &mut p, events, &["text", "text", "bigint", "text", "text", "text"]);
+    let mut first = true;
+    for (i, n) in events.iter().enumerate() {
+        for k in 1..=*n {
+            let _ = write!(sql, "{}({i}, {k}, ", if first { "" } else { ", " });
+            push_params(&mut sql, &mut p, &["text", "text", "text"]);
+            sql.push(')');
+            first = false;
+        }
+    }
     let _ = write!(
         sql,
-        ") INSERT INTO events ({EVENT_COLUMNS}) \
-         SELECT e.run_id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 \
-         FROM e JOIN r ON r.id = e.run_id AND r.tenant_id = e.tenant_id \
-         RETURNING run_id, tenant_id, seq"
+        "), w AS (INSERT INTO events ({EVENT_COLUMNS}) \
+         SELECT r.id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.i = e.i) \
+         SELECT i, base FROM r"
     );
     sql
 }
 
-/// Appends `rows` comma-separated rows of typed placeholders (`$n::type`,
-/// one per column), numbered after `last`.
-fn push_rows(sql: &mut String, last: &mut usize, rows: usize, columns: &[&str]) {
-    for row in 0..rows {
-        sql.push_str(if row > 0 { ", (" } else { "(" });
-        for (c, column) in columns.iter().enumerate() {
-            *last += 1;
-            let _ = write!(sql, "{}${}::{column}", if c > 0 { ", " } else { "" }, *last);
-        }
-        sql.push(')');
+/// Appends typed placeholders (`$n::type`, one per column), comma-separated,
+/// numbered after `last`.
+fn push_params(sql: &mut String, last: &mut usize, columns: &[&str]) {
+    for (c, column) in columns.iter().enumerate() {
+        *last += 1;
+        let _ = write!(sql, "{}${}::{column}", if c > 0 { ", " } else { "" }, *last);
     }
 }
 
@@ -188,12 +199,13 @@ pub(crate) struct EventRow {
     pub body: String,
 }
 
-/// A row that [`append_runs`] returns: one per event written.
+/// A row that [`append_runs`] returns: one per run found.
 #[derive(FromRow)]
 pub(crate) struct AppendedRow {
-    pub run_id: String,
-    pub tenant_id: String,
-    pub seq: i64,
+    /// The run's place in the batch.
+    pub i: i32,
+    /// Its last seq before the batch.
+    pub base: i64,
 }
 
 /// A row of [`SELECT_CONNECTORS`].
@@ -215,9 +227,14 @@ mod tests {
             "INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES \
              ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
         );
-        let batch = super::append_runs(1, 2);
-        assert!(batch.contains("(VALUES ($2::text, $3::text, $4::bigint, $5::text, $6::text, $7::text))"), "{batch}");
-        assert!(batch.contains("($14::text, $15::text, $16::bigint, $17::text, $18::text, $19::text)"), "{batch}");
+        let batch = super::append_runs(&[1, 2]);
+        assert!(
+            batch.contains("(VALUES (0, $2::text, $3::text, 1::bigint, $4::text, $5::text, $6::text), "),
+            "{batch}"
+        );
+        assert!(batch.contains(", (1, $7::text, $8::text, 2::bigint, $9::text, $10::text, $11::text))"), "{batch}");
+        assert!(batch.contains("e(i, k, kind, step, body) AS (VALUES (0, 1, $12::text, $13::text, $14::text), "));
+        assert!(batch.contains(", (1, 2, $18::text, $19::text, $20::text)), w AS"), "{batch}");
         assert!(super::insert_run_with_events(1).ends_with("($14, $15, $16, $17, $18, $19, $20)"));
     }
 }
