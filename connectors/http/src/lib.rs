@@ -4,6 +4,12 @@
 //! The step's idempotency key goes out in the `Idempotency-Key` header (the
 //! header name can be changed or turned off with `idempotency_header`), so an
 //! upstream that deduplicates sees a retried attempt as the same request.
+//!
+//! Credentials come from secrets, not from the step's input: `bearer_secret`
+//! sends one as `Authorization: Bearer …` and `secret_headers` sends others
+//! as header values. The connector declares the secret `*`: it may read any
+//! secret stored for `http` (locally, `WEFT_SECRET_HTTP_<NAME>`), and the
+//! host redacts their values from what the step returns.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +31,12 @@ struct Input {
     /// Request headers.
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// The name of a secret to send as `Authorization: Bearer <value>`.
+    #[serde(default)]
+    bearer_secret: Option<String>,
+    /// Headers whose values are secrets: header name to secret name.
+    #[serde(default)]
+    secret_headers: BTreeMap<String, String>,
     /// A string is sent as is; any other JSON value is sent as application/json.
     #[serde(default)]
     body: Option<Value>,
@@ -66,6 +78,12 @@ fn request(cx: &Context, input: Input) -> Result<Output, Error> {
     for (name, value) in &input.headers {
         request = request.header(name, value);
     }
+    if let Some(secret) = &input.bearer_secret {
+        request = request.bearer(&cx.secret(secret)?.reveal()?);
+    }
+    for (name, secret) in &input.secret_headers {
+        request = request.header(name, cx.secret(secret)?.reveal()?);
+    }
     if let Some(name) = &input.idempotency_header
         && !input.headers.keys().any(|n| n.eq_ignore_ascii_case(name))
     {
@@ -93,6 +111,7 @@ impl Connector for Http {
     fn manifest() -> Manifest {
         Manifest::new("http", env!("CARGO_PKG_VERSION"), "Send an HTTP request and return the response.")
             .action(Action::new("request", "Send one HTTP request.", request))
+            .secret("*")
             .egress("*")
     }
 }

@@ -1,6 +1,7 @@
 //! A test-only connector whose actions misbehave on purpose, so that tests can
 //! prove the host's limits: `trap` panics, `spin` never returns, `hog`
-//! allocates without bound, `big`, `nest` and `shout` return too much, and
+//! allocates without bound, `hoard` holds host resources without bound,
+//! `big`, `nest` and `shout` return too much, and
 //! the probes reach for secrets, tokens, hosts, files and environment
 //! variables. It is not installed as a built-in connector.
 //!
@@ -18,6 +19,42 @@ fn name_of(input: &Value) -> Result<&str, Error> {
 fn secret(cx: &Context, input: Value) -> Result<Value, Error> {
     let value = cx.secret(name_of(&input)?)?.reveal()?;
     Ok(json!({ "length": value.len() }))
+}
+
+/// Reveals the secret `declared` and gives it away: in its log, in its
+/// output (as is, base64, hex and percent-encoded) or, with `fail`, in its
+/// error message.
+fn leak(cx: &Context, input: Value) -> Result<Value, Error> {
+    let value = cx.secret("declared")?.reveal()?;
+    weft_sdk::log::info(&format!("the secret is {value}"));
+    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+    let percent: String = value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let leaks = json!({ "raw": value, "base64": base64(value.as_bytes()), "hex": hex, "percent": percent,
+                        "header": format!("Authorization: Bearer {value}") });
+    if input["fail"].as_bool().unwrap_or(false) {
+        return Err(Error::fatal(format!("upstream echoed the request: {leaks}")));
+    }
+    Ok(leaks)
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn token(cx: &Context, input: Value) -> Result<Value, Error> {
@@ -66,6 +103,33 @@ fn shout(_cx: &Context, input: Value) -> Result<Value, Error> {
     Err(Error::fatal("x".repeat(bytes)))
 }
 
+/// Holds on to wasi:http resources that live in the host, outside the
+/// guest's memory: `fields` header maps, each with `header_bytes` bytes
+/// appended to it (counting the appends the host refuses).
+fn hoard(_cx: &Context, input: Value) -> Result<Value, Error> {
+    use wasip2::http::types::Fields;
+    let count = input["fields"].as_u64().unwrap_or(1_000_000);
+    let header_bytes = input["header_bytes"].as_u64().unwrap_or(0) as usize;
+    let value = vec![b'x'; 1024];
+    let mut hoard = Vec::new();
+    let mut refused = 0u64;
+    for _ in 0..count {
+        let fields = Fields::new();
+        let mut written = 0;
+        let mut n = 0;
+        while written < header_bytes {
+            if fields.append(&format!("x-h{n}"), &value).is_err() {
+                refused += 1;
+                break;
+            }
+            written += value.len();
+            n += 1;
+        }
+        hoard.push(fields);
+    }
+    Ok(json!({ "held": hoard.len(), "refused_appends": refused }))
+}
+
 fn trap(_cx: &Context, _input: Value) -> Result<Value, Error> {
     panic!("testkit trap requested")
 }
@@ -91,9 +155,11 @@ impl Connector for Testkit {
         Manifest::new("testkit", env!("CARGO_PKG_VERSION"), "Misbehaving actions for sandbox tests.")
             .action(Action::new("trap", "Panic (a wasm trap).", trap).idempotent())
             .action(Action::new("spin", "Loop forever.", spin).idempotent())
+            .action(Action::new("hoard", "Hold wasi:http header fields until refused.", hoard).idempotent())
             .action(Action::new("hog", "Allocate memory until refused.", hog).idempotent())
             .action(Action::new("secret", "Reveal the secret `name`; returns its length.", secret))
             .action(Action::new("token", "Ask for an OAuth token for provider `name`.", token))
+            .action(Action::new("leak", "Reveal `declared` and give it away (output, error, log).", leak))
             .action(Action::new("fetch", "GET `url`; returns the status.", fetch))
             .action(Action::new("snoop", "Count what the sandbox lets the guest see.", snoop))
             .action(Action::new("upload", "POST `bytes` bytes to `url`; returns the status.", upload))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::Instrument;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -16,6 +16,7 @@ use weft_workflows::{ErrorKind, limits};
 use crate::bindings::weft::connector::types as wit;
 use crate::egress::Egress;
 use crate::limits::{Exceeded, Limiter};
+use crate::redact::Redactor;
 use crate::refusal::{Refusal, Refusals};
 use crate::secrets::{AuditSink, SecretSource};
 use crate::{Error, Host};
@@ -48,12 +49,11 @@ pub struct CallError {
 }
 
 impl CallError {
-    /// An error of `kind`; a message longer than
-    /// [`limits::MAX_ERROR_MESSAGE_BYTES`] is cut there, so that no
-    /// connector can journal megabytes per attempt.
+    /// An error of `kind`. [`Host::invoke`] cuts a message longer than
+    /// [`limits::MAX_ERROR_MESSAGE_BYTES`] there (after redacting it), so
+    /// that no connector can journal megabytes per attempt.
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        let message = limits::truncate_message(message.into(), limits::MAX_ERROR_MESSAGE_BYTES);
-        CallError { kind, message, retry_after_ms: None }
+        CallError { kind, message: message.into(), retry_after_ms: None }
     }
 }
 
@@ -110,6 +110,8 @@ pub(crate) struct CallState {
     pub grants: Grants,
     pub egress: Egress,
     pub refusals: Refusals,
+    /// The secret values this call revealed, kept out of what it returns.
+    pub redactor: Redactor,
 }
 
 impl WasiView for CallState {
@@ -148,10 +150,21 @@ impl Host {
             },
             refusals,
             wasi: WasiCtx::builder().build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(self.limits.max_header_bytes);
+                http
+            },
+            table: {
+                // Host resources count against the call: a guest that
+                // creates them in a loop traps instead of growing the host.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(self.limits.max_host_resources);
+                table
+            },
             limiter: Limiter::new(&self.limits),
             log_lines: 0,
+            redactor: Redactor::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -222,14 +235,38 @@ impl Host {
             action,
         );
         let outcome = tokio::time::timeout(deadline, call).instrument(span).await;
+        let result = self.settle(&name, action, deadline, &store, outcome);
+        // Whatever the call says goes through its redactor: a value it was
+        // given as a secret is never journaled, logged or shown. A message
+        // is cut after it is redacted, so no part of a secret survives the cut.
+        let redactor = &store.data().redactor;
+        match result {
+            Ok(output) => Ok(redactor.value(output)),
+            Err(error) => {
+                let message = limits::truncate_message(redactor.text(error.message), limits::MAX_ERROR_MESSAGE_BYTES);
+                Err(CallError { message, ..error })
+            }
+        }
+    }
+
+    /// The result of a call as the engine sees it: a trap or deadline named,
+    /// a refused capability explained, the output checked against its limits.
+    fn settle(
+        &self,
+        name: &str,
+        action: &str,
+        deadline: Duration,
+        store: &Store<CallState>,
+        outcome: Result<wasmtime::Result<Result<String, wit::Error>>, tokio::time::error::Elapsed>,
+    ) -> Result<Value, CallError> {
         let result = match outcome {
-            Err(_) => return Err(deadline_error(&name, action, deadline)),
-            Ok(Err(trap)) => return Err(self.classify_trap(&name, action, deadline, store.data(), &trap)),
+            Err(_) => return Err(deadline_error(name, action, deadline)),
+            Ok(Err(trap)) => return Err(self.classify_trap(name, action, deadline, store.data(), &trap)),
             Ok(Ok(result)) => result,
         };
         // A refused capability explains a failure better than the guest can.
         if let (Err(_), Some(refusal)) = (&result, store.data().refusals.first()) {
-            return Err(CallError::new(ErrorKind::Fatal, refusal.describe(&name)));
+            return Err(CallError::new(ErrorKind::Fatal, refusal.describe(name)));
         }
         let output = result.map_err(CallError::from)?;
         if output.len() > self.limits.max_output_bytes {
@@ -282,14 +319,47 @@ impl Host {
             }
             None => {}
         }
+        let table_full = error.chain().any(|cause| {
+            matches!(cause.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(ResourceTableError::Full))
+        });
+        if table_full {
+            return CallError::new(
+                ErrorKind::Trap,
+                format!(
+                    "{name} `{action}` exceeded its limit of {} host resources held at once \
+                     (HTTP requests, responses, headers, bodies, streams)",
+                    self.limits.max_host_resources
+                ),
+            );
+        }
+        let headers_full = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<wasmtime_wasi_http::FieldMapError>(),
+                Some(
+                    wasmtime_wasi_http::FieldMapError::TotalSizeTooBig
+                        | wasmtime_wasi_http::FieldMapError::TooManyFields
+                )
+            )
+        });
+        if headers_full {
+            return CallError::new(
+                ErrorKind::Trap,
+                format!(
+                    "{name} `{action}` exceeded its limit of {} bytes for one set of HTTP header fields",
+                    self.limits.max_header_bytes
+                ),
+            );
+        }
         if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
             return CallError::new(
                 ErrorKind::Transient,
                 format!("{name} `{action}`: the host is at its instance limit: {full}"),
             );
         }
-        let text = format!("{error:#}");
-        let first = text.lines().next().unwrap_or("trap");
+        // The innermost cause says what happened (the outer ones add the
+        // wasm backtrace).
+        let cause = error.chain().last().map(|c| c.to_string()).unwrap_or_default();
+        let first = cause.lines().next().filter(|l| !l.is_empty()).unwrap_or("trap");
         CallError::new(ErrorKind::Trap, format!("{name} `{action}` trapped: {first}"))
     }
 }

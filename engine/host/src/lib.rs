@@ -38,6 +38,7 @@ mod limits;
 mod log;
 mod manifest;
 mod oauth;
+mod redact;
 mod refusal;
 mod registry;
 mod secrets;
@@ -54,6 +55,7 @@ pub use call::{CallContext, CallError};
 pub use engine::engine_config;
 pub use limits::Limits;
 pub use manifest::{ActionInfo, ConnectorInfo, Manifest, ManifestError, OAuthNeed};
+pub use redact::REDACTED;
 pub use secrets::{
     AuditSink, BoxFuture, EnvSecrets, MemoryAudit, MemorySecrets, Reveal, SecretSource, SourceError, TracingAudit,
 };

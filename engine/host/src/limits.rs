@@ -19,6 +19,12 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Largest body of one outgoing HTTP request.
     pub max_request_body_bytes: usize,
+    /// Host resources a call may hold at once (wasi:http requests,
+    /// responses, header fields, bodies and streams, secret handles): each
+    /// lives in host memory, outside the guest's memory limit.
+    pub max_host_resources: usize,
+    /// Bytes one set of HTTP header fields may hold (in memory).
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +35,8 @@ impl Default for Limits {
             max_input_bytes: 4 << 20,
             max_output_bytes: 4 << 20,
             max_request_body_bytes: 16 << 20,
+            max_host_resources: 1000,
+            max_header_bytes: 64 << 10,
         }
     }
 }

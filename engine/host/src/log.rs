@@ -25,6 +25,7 @@ impl Host for CallState {
             return Ok(());
         }
         self.log_lines += 1;
+        let mut message = self.redactor.text(std::mem::take(&mut message));
         if message.len() > MAX_LINE_BYTES {
             let mut cut = MAX_LINE_BYTES;
             while !message.is_char_boundary(cut) {

@@ -201,7 +201,9 @@ pub struct SecretHandle {
 
 impl secrets::Host for CallState {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<Resource<SecretHandle>, WitError>> {
-        if !self.grants.secrets.contains(&name) {
+        // `*` in a manifest: any secret stored for this connector, named
+        // by the user (the `http` connector's credentials).
+        if !self.grants.secrets.iter().any(|declared| declared == "*" || *declared == name) {
             return Ok(Err(self.refuse(Refusal::Secret(name))));
         }
         // A table that cannot hold another handle is the host's limit, not
@@ -243,6 +245,7 @@ impl secrets::HostSecret for CallState {
             connector: g.connector.clone(),
             secret: name,
         });
+        self.redactor.add(&value);
         Ok(Ok(value))
     }
 

@@ -7,7 +7,7 @@ mod standin;
 
 use serde_json::json;
 use standin::{Reply, StandIn, ctx};
-use weft_host::MemorySecrets;
+use weft_host::{MemorySecrets, REDACTED};
 use weft_workflows::ErrorKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,6 +249,48 @@ async fn discord_posts_through_the_secret_webhook() {
     let err =
         elsewhere.invoke(&discord.digest, &ctx("tell"), "send", &json!({ "content": "x" }), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+}
+
+/// The `http` connector sends credentials from secrets, so a token never
+/// travels through a step's input, and a provider that echoes the request
+/// back gets its echo redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sends_secrets_as_headers_and_never_returns_them() {
+    let stand_in = StandIn::start(|req| {
+        let echo: serde_json::Map<String, serde_json::Value> =
+            req.headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("")))).collect();
+        if req.header("authorization") == Some("Bearer ghp_abcdef123456") {
+            Reply::json(200, json!({ "you_sent": echo }))
+        } else {
+            Reply::json(401, json!({ "message": "Bad credentials", "you_sent": echo }))
+        }
+    })
+    .await;
+    let secrets = MemorySecrets::new().with("github_token", "ghp_abcdef123456").with("api_key", "key-0987654321");
+    let host = stand_in.host(&["api.example.com"], secrets).await;
+    let http = host.resolve("default", "http", None).unwrap();
+    let input = json!({ "url": "https://api.example.com/user", "bearer_secret": "github_token",
+                        "secret_headers": { "X-Api-Key": "api_key" } });
+    let out = host.invoke(&http.digest, &ctx("get"), "request", &input, None).await.unwrap();
+    let sent = &stand_in.requests()[0];
+    assert_eq!(sent.header("authorization"), Some("Bearer ghp_abcdef123456"));
+    assert_eq!(sent.header("x-api-key"), Some("key-0987654321"));
+    assert_eq!(out["body"]["you_sent"]["authorization"], json!(format!("Bearer {REDACTED}")));
+    assert_eq!(out["body"]["you_sent"]["x-api-key"], json!(REDACTED));
+
+    // The provider's error echoes the headers; the step's error does not.
+    let secrets = MemorySecrets::new().with("github_token", "ghp_wrong_000000");
+    let host = stand_in.host(&["api.example.com"], secrets).await;
+    let input = json!({ "url": "https://api.example.com/user", "bearer_secret": "github_token" });
+    let err = host.invoke(&http.digest, &ctx("get"), "request", &input, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(!err.message.contains("ghp_wrong_000000"), "{err}");
+
+    // A secret that is not set says how to set it.
+    let host = stand_in.host(&["api.example.com"], MemorySecrets::new()).await;
+    let err = host.invoke(&http.digest, &ctx("get"), "request", &input, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(err.message.contains("secret `github_token` is not set"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,10 +606,9 @@ async fn wordpress_creates_posts_with_an_application_password() {
 
     let input = json!({ "title": "Hello from Weft", "content": "<p>Body</p>", "tags": [7] });
     let out = host.invoke(&wordpress.digest, &ctx("post"), "create_post", &input, None).await.unwrap();
-    assert_eq!(
-        out,
-        json!({ "id": 1234, "link": "https://blog.example.com/?p=1234", "status": "draft", "slug": "hello-from-weft" })
-    );
+    // `site_url` is a secret, so the post's link (which holds it) comes back
+    // redacted, like every revealed value.
+    assert_eq!(out, json!({ "id": 1234, "link": "[redacted]?p=1234", "status": "draft", "slug": "hello-from-weft" }));
     let sent = &stand_in.requests()[0];
     assert_eq!((sent.method.as_str(), sent.path()), ("POST", "/wp-json/wp/v2/posts"));
     assert_eq!(sent.header("host"), Some("blog.example.com"));

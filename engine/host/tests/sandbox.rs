@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_host::{CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, Reveal, guest_component};
+use weft_host::{CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, REDACTED, Reveal, guest_component};
 use weft_workflows::ErrorKind;
 
 fn ctx() -> CallContext {
@@ -65,6 +65,36 @@ async fn traps_deadlines_and_memory_caps_are_named_errors() {
     assert!(err.message.contains("memory limit of 16 MiB"), "{err}");
 
     // The host keeps serving after all that.
+    let transform = host.resolve("default", "transform", None).unwrap();
+    assert_eq!(host.invoke(&transform.digest, &ctx(), "echo", &json!([1]), None).await.unwrap(), json!([1]));
+}
+
+/// wasi:http resources live in host memory, outside the guest's memory
+/// cap: a guest that creates them without end traps at the call's limit of
+/// host resources, and header fields stop growing at their byte limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_resources_count_against_the_call() {
+    let (host, testkit) = host_with_testkit(Limits::default()).await;
+    let err = host.invoke(&testkit, &ctx(), "hoard", &json!({}), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Trap, "{err}");
+    assert!(err.message.contains("exceeded its limit of 1000 host resources"), "{err}");
+
+    // A header map stops at its byte limit.
+    let input = json!({ "fields": 3, "header_bytes": 1 << 20 });
+    let err = host.invoke(&testkit, &ctx(), "hoard", &input, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Trap, "{err}");
+    assert!(err.message.contains("exceeded its limit of 65536 bytes for one set of HTTP header fields"), "{err}");
+    let input = json!({ "fields": 3, "header_bytes": 32 << 10 });
+    let out = host.invoke(&testkit, &ctx(), "hoard", &input, None).await.unwrap();
+    assert_eq!(out, json!({ "held": 3, "refused_appends": 0 }));
+
+    let limits = Limits { max_host_resources: 50, ..Limits::default() };
+    let (host, testkit) = host_with_testkit(limits).await;
+    let out = host.invoke(&testkit, &ctx(), "hoard", &json!({ "fields": 40 }), None).await.unwrap();
+    assert_eq!(out["held"], 40, "under the limit a call keeps its resources");
+    let err = host.invoke(&testkit, &ctx(), "hoard", &json!({ "fields": 60 }), None).await.unwrap_err();
+    assert!(err.message.contains("limit of 50 host resources"), "{err}");
+    // And the host keeps serving.
     let transform = host.resolve("default", "transform", None).unwrap();
     assert_eq!(host.invoke(&transform.digest, &ctx(), "echo", &json!([1]), None).await.unwrap(), json!([1]));
 }
@@ -232,6 +262,56 @@ async fn declared_secrets_are_revealed_and_audited_and_others_refused() {
     let err = bare.invoke(&testkit, &ctx(), "secret", &json!({ "name": "declared" }), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
     assert!(err.message.contains("secret `declared` is not set"), "{err}");
+}
+
+/// A tracing writer that keeps what it is given.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connector that reveals a secret and then echoes it (in its output, in
+/// an error, in its log, encoded or not) gives nothing away: every form of
+/// the value is redacted before the engine sees the result.
+#[tokio::test]
+async fn a_revealed_secret_never_leaves_the_call() {
+    let secret = "tok_9f8e7d6c/5b4a+3210 x";
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("connector.log=trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let source = MemorySecrets::new().with("declared", secret);
+    let host = Host::new(HostConfig::default()).unwrap().with_secrets(Arc::new(source));
+    let testkit = host.install(testkit_bytes()).await.unwrap().digest;
+
+    let out = host.invoke(&testkit, &ctx(), "leak", &json!({}), None).await.unwrap();
+    assert_eq!(
+        out,
+        json!({ "raw": REDACTED, "base64": REDACTED, "hex": REDACTED, "percent": REDACTED,
+                "header": format!("Authorization: Bearer {REDACTED}") })
+    );
+    let err = host.invoke(&testkit, &ctx(), "leak", &json!({ "fail": true }), None).await.unwrap_err();
+    assert!(err.message.starts_with("upstream echoed the request:"), "{err}");
+    assert!(err.message.contains(REDACTED), "{err}");
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("the secret is [redacted]"), "{logged}");
+    for text in [out.to_string(), err.message.clone(), logged] {
+        for leak in [secret, "tok_9f8e7d6c", "dG9rXzlmOGU3ZDZjLzViNGErMzIxMCB4", "746f6b5f"] {
+            assert!(!text.contains(leak), "`{leak}` leaked in {text}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
