@@ -1,6 +1,8 @@
 //! Kill the real `weft` process with SIGKILL in the middle of a step and in
 //! the middle of a durable sleep; `weft resume` finishes the run, completed
 //! steps never run again, and the interrupted step keeps its idempotency key.
+//! Several `weft resume` processes share the unfinished runs, and killing
+//! them in turn loses no run and completes no step twice.
 
 mod common;
 
@@ -25,7 +27,8 @@ macro_rules! both_stores {
 both_stores!(
     killed_mid_step_resumes_without_redoing_work,
     killed_mid_sleep_keeps_its_timer,
-    killed_inside_a_child_run_resumes_the_child
+    killed_inside_a_child_run_resumes_the_child,
+    concurrent_resumers_killed_in_turn_finish_every_run_once
 );
 
 fn http_step(id: &str, url: String, needs: &[&str]) -> Value {
@@ -190,4 +193,80 @@ async fn killed_inside_a_child_run_resumes_the_child(backend: Backend) {
     assert_eq!(started.len(), 1, "the parent's step was not restarted: it reattached to its child");
     assert_eq!(started[0]["child"], child_run.as_str());
     assert_eq!(ws.journal(&child_run)["status"], "completed");
+}
+
+/// Two `weft resume` processes at a time, one of them killed each round:
+/// the runs are shared (a run another live process drives is skipped with a
+/// line saying so), a dead process's leases are taken over at once, and in
+/// the end every run completes with no step completed twice.
+async fn concurrent_resumers_killed_in_turn_finish_every_run_once(backend: Backend) {
+    const RUNS: usize = 6;
+    let ws = Workspace::new(backend).await;
+    let sink = Sink::start(&[]).await;
+    let mut steps = Vec::new();
+    for n in 0..4 {
+        let needs: Vec<String> = if n == 0 { vec![] } else { vec![format!("nap{}", n - 1)] };
+        let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
+        steps.push(http_step(&format!("s{n}"), format!("{}/s{n}", sink.base), &needs));
+        steps.push(json!({ "id": format!("nap{n}"), "sleep": "1s", "needs": [format!("s{n}")] }));
+    }
+    let workflow = json!({ "name": "shared", "steps": steps, "output": "{{ steps.s3.output.body.path }}" });
+    let file = ws.write("shared.json", &workflow.to_string());
+
+    // Six runs, each killed in its first sleep.
+    let mut first = Vec::new();
+    for n in 0..RUNS {
+        first.push(ws.spawn(&["run", file.to_str().unwrap(), "--input", &format!(r#"{{"who":"r{n}"}}"#)]));
+    }
+    wait_until("every run's first step", Duration::from_secs(60), || sink.hits("/s0").len() >= RUNS).await;
+    for mut process in first {
+        process.kill().unwrap();
+        process.wait().unwrap();
+    }
+    let runs = ws.run_ids();
+    assert_eq!(runs.len(), RUNS);
+
+    // Rounds of two resumers started together; one is killed mid-way.
+    let mut survivor: Option<std::process::Child> = None;
+    let mut stderr = String::new();
+    for round in 0..4 {
+        let mut a = ws.spawn(&["resume"]);
+        let b = match survivor.take() {
+            Some(b) => b,
+            None => ws.spawn(&["resume"]),
+        };
+        tokio::time::sleep(Duration::from_millis(500 + 200 * round)).await;
+        a.kill().unwrap();
+        let out = a.wait_with_output().unwrap();
+        stderr.push_str(&text(&out.stderr));
+        survivor = Some(b);
+    }
+    let out = survivor.unwrap().wait_with_output().unwrap();
+    stderr.push_str(&text(&out.stderr));
+    assert!(out.status.success(), "the last resumer failed: {}", text(&out.stderr));
+    assert!(
+        stderr.contains("skipped, another process") && stderr.contains("is driving it"),
+        "a resumer skips the runs another live process drives:\n{stderr}"
+    );
+    assert!(!stderr.contains("error:"), "no resumer gave up on a run:\n{stderr}");
+
+    // Whatever the killed resumers left is finished by one more.
+    let out = ws.run(&["resume"]);
+    assert!(out.status.success(), "resume failed: {}", text(&out.stderr));
+
+    for run in &runs {
+        let journal = ws.journal(run);
+        assert_eq!(journal["status"], "completed", "run {run}: {journal:#}");
+        let mut completed: Vec<String> =
+            events_of(&journal, "step_completed").iter().map(|e| e["step"].as_str().unwrap().to_string()).collect();
+        completed.sort();
+        let mut once = completed.clone();
+        once.dedup();
+        assert_eq!(completed, once, "run {run} completed a step twice");
+        assert_eq!(completed, ["s0", "s1", "s2", "s3"], "run {run}");
+        assert_eq!(events_of(&journal, "timer_fired").len(), 4, "run {run}: every sleep fired once");
+    }
+    for n in 0..4 {
+        assert!(sink.hits(&format!("/s{n}")).len() >= RUNS, "every run reached step s{n}");
+    }
 }
