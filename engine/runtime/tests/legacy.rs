@@ -33,7 +33,22 @@ async fn engine_with_fixture(url: &str) -> Engine {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let text = |row: &Value, key: &str| row[key].as_str().map(str::to_string);
+    // The fixture's times move to now, as if it had just been written:
+    // otherwise the run's one-day timeout expires a day after the fixture
+    // was made, and the test with it.
+    let last = fixture["events"].as_array().unwrap().iter().filter_map(|e| e["at"].as_i64()).max().unwrap();
+    let shift = weft_runtime::now_ms() - last;
     let int = |row: &Value, key: &str| row[key].as_i64();
+    let time = |row: &Value, key: &str| int(row, key).map(|t| t + shift);
+    let body = |row: &Value| {
+        let mut event: Value = serde_json::from_str(row["body"].as_str().unwrap()).unwrap();
+        for key in ["timeout_at", "fire_at", "retry_at"] {
+            if let Some(t) = event[key].as_i64() {
+                event[key] = json!(t + shift);
+            }
+        }
+        event.to_string().replace(pinned, &now)
+    };
     for row in fixture["workflows"].as_array().unwrap() {
         sqlx::query(
             "INSERT INTO workflows (tenant_id, hash, name, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -42,7 +57,7 @@ async fn engine_with_fixture(url: &str) -> Engine {
         .bind(text(row, "hash"))
         .bind(text(row, "name"))
         .bind(text(row, "definition"))
-        .bind(int(row, "created_at"))
+        .bind(time(row, "created_at"))
         .execute(&pool)
         .await
         .unwrap();
@@ -63,9 +78,9 @@ async fn engine_with_fixture(url: &str) -> Engine {
         .bind(text(row, "error"))
         .bind(int(row, "last_seq"))
         .bind(text(row, "lease_owner"))
-        .bind(int(row, "lease_until"))
-        .bind(int(row, "created_at"))
-        .bind(int(row, "updated_at"))
+        .bind(time(row, "lease_until"))
+        .bind(time(row, "created_at"))
+        .bind(time(row, "updated_at"))
         .bind(text(row, "parent_id"))
         .execute(&pool)
         .await
@@ -80,8 +95,8 @@ async fn engine_with_fixture(url: &str) -> Engine {
         .bind(text(row, "tenant_id"))
         .bind(text(row, "kind"))
         .bind(text(row, "step"))
-        .bind(text(row, "body").map(|body| body.replace(pinned, &now)))
-        .bind(int(row, "at"))
+        .bind(body(row))
+        .bind(time(row, "at"))
         .execute(&pool)
         .await
         .unwrap();
@@ -127,7 +142,7 @@ async fn old_runs_resume(url: &str) {
     // up under the id its journal holds, and nothing done is done again.
     engine.signal(DEFAULT_TENANT, CHILD, "go", json!({ "v": 10 })).await.unwrap();
     let outcome = engine.drive(DEFAULT_TENANT, PARENT, &mut ()).await.unwrap();
-    assert_eq!((outcome.status, outcome.output), (RunStatus::Completed, Some(expected.clone())));
+    assert_eq!((outcome.status, outcome.output), (RunStatus::Completed, Some(expected.clone())), "{:?}", outcome.error);
     let child = engine.store().get_run(DEFAULT_TENANT, CHILD).await.unwrap().unwrap();
     assert_eq!(child.status, RunStatus::Completed);
     assert_eq!(
