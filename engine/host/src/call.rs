@@ -147,6 +147,7 @@ impl Host {
                 max_body: self.limits.max_request_body_bytes,
                 refusals: refusals.clone(),
                 routes: self.routes.clone(),
+                addresses: self.addresses,
             },
             refusals,
             wasi: WasiCtx::builder().build(),

@@ -1,7 +1,7 @@
 //! The egress gate in front of wasi:http: a request leaves only when its
 //! host is in the connector's egress list and in the tenant's policy, and
-//! its body fits the limit. Routes send a provider's hostname to a local
-//! stand-in.
+//! its body fits the limit; `outgoing` then checks the addresses the host
+//! resolves to. Routes send a provider's hostname to a local stand-in.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use wasmtime_wasi_http::WasiHttpHooks;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as HttpErrorCode;
 
+use crate::outgoing::{self, AddressPolicy};
 use crate::refusal::{Refusal, Refusals};
 
 /// The gate in front of wasi:http: a request leaves only when its host is in
@@ -24,6 +25,8 @@ pub(crate) struct Egress {
     pub refusals: Refusals,
     /// Hosts whose requests go to another server (see `Host::with_route`).
     pub routes: Arc<HashMap<String, http::uri::Uri>>,
+    /// The addresses connections may go to.
+    pub addresses: AddressPolicy,
 }
 
 /// Whether `host` matches one of `patterns`: an exact name, `*.domain` (any
@@ -116,7 +119,8 @@ impl WasiHttpHooks for Egress {
             return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestBodySize(declared)) });
         }
         let mut request = request;
-        if let Some(base) = self.routes.get(&host.to_ascii_lowercase()) {
+        let routed = self.routes.get(&host.to_ascii_lowercase());
+        if let Some(base) = routed {
             let mut parts = request.uri().clone().into_parts();
             parts.scheme = base.scheme().cloned();
             parts.authority = base.authority().cloned();
@@ -142,6 +146,9 @@ impl WasiHttpHooks for Egress {
                 })
                 .boxed_unsync()
         });
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+        // The operator chose a route's address; any other is checked.
+        let (policy, check, refusals) = (self.addresses, routed.is_none(), self.refusals.clone());
+        drop(fut);
+        Box::new(outgoing::send(request, options, policy, check, refusals))
     }
 }

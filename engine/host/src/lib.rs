@@ -38,6 +38,7 @@ mod limits;
 mod log;
 mod manifest;
 mod oauth;
+mod outgoing;
 mod redact;
 mod refusal;
 mod registry;
@@ -55,6 +56,7 @@ pub use call::{CallContext, CallError};
 pub use engine::engine_config;
 pub use limits::Limits;
 pub use manifest::{ActionInfo, ConnectorInfo, Manifest, ManifestError, OAuthNeed};
+pub use outgoing::AddressPolicy;
 pub use redact::REDACTED;
 pub use secrets::{
     AuditSink, BoxFuture, EnvSecrets, MemoryAudit, MemorySecrets, Reveal, SecretSource, SourceError, TracingAudit,
@@ -145,6 +147,7 @@ pub struct Host {
     audit: Arc<dyn AuditSink>,
     routes: Arc<HashMap<String, http::uri::Uri>>,
     egress_policies: HashMap<String, Arc<[String]>>,
+    addresses: AddressPolicy,
     _ticker: EpochTicker,
 }
 
@@ -167,6 +170,7 @@ impl Host {
             audit: Arc::new(TracingAudit),
             routes: Arc::new(HashMap::new()),
             egress_policies: HashMap::new(),
+            addresses: AddressPolicy::default(),
             _ticker: ticker,
         })
     }
@@ -191,6 +195,15 @@ impl Host {
     pub fn with_egress_policy<S: AsRef<str>>(mut self, tenant: &str, hosts: &[S]) -> Host {
         let hosts: Arc<[String]> = hosts.iter().map(|h| h.as_ref().trim().to_ascii_lowercase()).collect();
         self.egress_policies.insert(tenant.to_string(), hosts);
+        self
+    }
+
+    /// Which addresses connectors may connect to, checked on the addresses
+    /// a host name resolves to when the connection opens (link-local and
+    /// metadata addresses are always refused; see [`AddressPolicy`]).
+    /// Requests sent elsewhere by [`Host::with_route`] are not checked.
+    pub fn with_address_policy(mut self, policy: AddressPolicy) -> Host {
+        self.addresses = policy;
         self
     }
 

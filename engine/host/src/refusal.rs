@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 pub(crate) enum Refusal {
     Egress { host: String, allowed: Vec<String> },
     TenantPolicy { host: String, tenant: String, allowed: Vec<String> },
+    Address { host: String, ip: std::net::IpAddr, why: &'static str },
     RequestBody(usize),
     Secret(String),
     OAuth(String),
@@ -43,6 +44,10 @@ impl Refusal {
             Refusal::TenantPolicy { host, tenant, allowed } => format!(
                 "egress refused: tenant `{tenant}`'s policy does not allow `{host}` (asked for by {connector}); it allows {}",
                 if allowed.is_empty() { "no hosts".to_string() } else { format!("only {}", allowed.join(", ")) }
+            ),
+            Refusal::Address { host, ip, why } => format!(
+                "egress refused: `{host}` (asked for by {connector}) resolves to {ip}, {why}, which this host's \
+                 address policy does not let connectors reach"
             ),
             Refusal::RequestBody(limit) => {
                 format!("request body refused: {connector} sent more than the limit of {limit} bytes")

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use weft_host::{CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, REDACTED, Reveal, guest_component};
+use weft_host::{
+    AddressPolicy, CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, REDACTED, Reveal, guest_component,
+};
 use weft_workflows::ErrorKind;
 
 fn ctx() -> CallContext {
@@ -348,6 +350,42 @@ async fn egress_outside_the_manifest_is_refused_before_any_connection() {
     let out = host.invoke(&testkit, &ctx(), "fetch", &allowed, None).await.unwrap();
     assert_eq!(out["status"], 204);
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// The address a host name resolves to is checked when the connection
+/// opens: link-local and metadata addresses are refused whatever the
+/// manifest allows, and with `PublicOnly` so is every private or loopback
+/// address, reached by name (`localhost`) or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_checks_the_address_a_name_resolves_to() {
+    let (host, _) = host_with_testkit(Limits::default()).await;
+    let http = host.resolve("default", "http", None).unwrap();
+    for url in
+        ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/", "http://[fd00:ec2::254]/"]
+    {
+        let input = json!({ "url": url });
+        let err = host.invoke(&http.digest, &ctx(), "request", &input, None).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Fatal, "{url}: {err}");
+        assert!(err.message.contains("egress refused:"), "{url}: {err}");
+        assert!(err.message.contains("address policy does not let connectors reach"), "{url}: {err}");
+    }
+
+    // A name is checked on what it resolves to, and the connection goes
+    // to the address that was checked.
+    let (port, accepted) = counting_server().await;
+    let host = Host::new(HostConfig::default()).unwrap();
+    let testkit = host.install(testkit_bytes()).await.unwrap().digest;
+    let by_name = json!({ "url": format!("http://localhost:{port}/") });
+    let out = host.invoke(&testkit, &ctx(), "fetch", &by_name, None).await.unwrap();
+    assert_eq!(out["status"], 204, "loopback is allowed by default, for local runs");
+    let strict = Host::new(HostConfig::default()).unwrap().with_address_policy(AddressPolicy::PublicOnly);
+    let testkit = strict.install(testkit_bytes()).await.unwrap().digest;
+    let err = strict.invoke(&testkit, &ctx(), "fetch", &by_name, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
+    assert!(err.message.contains("`localhost` (asked for by testkit@0.1.0) resolves to"), "{err}");
+    assert!(err.message.contains("a loopback address"), "{err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the refused request opened no connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
