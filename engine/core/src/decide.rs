@@ -188,7 +188,7 @@ pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decisio
                     }
                 }
                 Iteration::Backoff { attempt, retry_at } if now >= *retry_at => {
-                    let attempt = AttemptId { step: i, iteration, attempt: attempt + 1 };
+                    let attempt = AttemptId { step: i, iteration, attempt: attempt.saturating_add(1) };
                     decision.extend(start(definition, state, attempt, now));
                 }
                 Iteration::Idle if busy < limit => {

@@ -430,13 +430,16 @@ impl RunState {
                         self.steps[i].phase = StepPhase::Active;
                         self.steps[i].reset(1);
                     }
-                    if error.kind == ErrorKind::Interrupted {
-                        let slot = iteration.unwrap_or(0) as usize;
+                    let slot = iteration.unwrap_or(0) as usize;
+                    // Only an iteration that exists is counted: a count kept
+                    // for any number a journal names would let one event
+                    // claim memory for billions.
+                    if error.kind == ErrorKind::Interrupted && slot < self.steps[i].iterations.len() {
                         let counts = &mut self.steps[i].interruptions;
                         if counts.len() <= slot {
                             counts.resize(slot + 1, 0);
                         }
-                        counts[slot] += 1;
+                        counts[slot] = counts[slot].saturating_add(1);
                     }
                     let next = match retry_at {
                         Some(at) => Iteration::Backoff { attempt: *attempt, retry_at: *at },
