@@ -202,7 +202,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // A task still busy (a run interrupted by Ctrl-C in the middle of a
+    // template) is not waited for: what it did is in the journal.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(Failure { code, error }) => {
             eprintln!("error: {}", terminal::safe_lines(&format!("{error:#}")));
@@ -243,11 +247,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let input = parse_json_arg(input, "--input")?;
             let mut progress = progress::Progress::new(&definition, !*json);
             progress.announce_start();
+            let run_id = progress.run_id_cell();
+            // The run is driven by a task of its own, so that Ctrl-C is heard
+            // even while the driver is busy (rendering a template, say).
+            let mut task = tokio::spawn(async move {
+                let outcome = engine.run(DEFAULT_TENANT, &definition, input, &mut progress).await;
+                progress.finish();
+                outcome
+            });
             let outcome = tokio::select! {
-                outcome = engine.run(DEFAULT_TENANT, &definition, input, &mut progress) => outcome.map_err(classify)?,
-                _ = tokio::signal::ctrl_c() => return Err(interrupted(progress.run_id())),
+                joined = &mut task => joined.map_err(failed)?.map_err(classify)?,
+                _ = tokio::signal::ctrl_c() => return Err(interrupted(run_id.get().map(String::as_str))),
             };
-            progress.finish();
             report(&outcome, *json)
         }
         Command::Resume { run, json } => {
@@ -296,7 +307,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                             (id, Err(error)) => worst = worst.max(resume_failed(&id, error, all)),
                         },
                     },
-                    _ = tokio::signal::ctrl_c() => return Err(interrupted(None)),
+                    _ = tokio::signal::ctrl_c() => {
+                        let error = anyhow::anyhow!("interrupted; the runs are saved: continue them with `weft resume`");
+                        return Err(Failure { code: 130, error });
+                    }
                 }
             }
             Ok(worst)
@@ -387,11 +401,13 @@ fn resume_failed(run_id: &str, error: weft_runtime::Error, all: bool) -> u8 {
 
 /// Ctrl-C: the run is saved in its journal; say how to continue it.
 fn interrupted(run_id: Option<&str>) -> Failure {
-    let how = match run_id {
-        Some(id) => format!("continue it with `weft resume {id}`"),
-        None => "continue it with `weft resume`".to_string(),
+    let error = match run_id {
+        Some(id) => anyhow::anyhow!("interrupted; the run is saved: continue it with `weft resume {id}`"),
+        None => anyhow::anyhow!(
+            "interrupted as the run was starting; if `weft runs list` shows it, continue it with `weft resume`"
+        ),
     };
-    Failure { code: 130, error: anyhow::anyhow!("interrupted; the run is saved: {how}") }
+    Failure { code: 130, error }
 }
 
 /// Prints a finished run's outcome; returns the exit code.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -20,7 +21,7 @@ pub struct Progress {
     started_at: HashMap<String, i64>,
     waits: HashMap<String, String>,
     last_at: i64,
-    run_id: Option<String>,
+    run_id: Arc<OnceLock<String>>,
     announce_start: bool,
     prefix: String,
 }
@@ -47,7 +48,7 @@ impl Progress {
             started_at: HashMap::new(),
             waits,
             last_at: weft_runtime::now_ms(),
-            run_id: None,
+            run_id: Arc::default(),
             announce_start: false,
             prefix: String::new(),
         }
@@ -65,9 +66,11 @@ impl Progress {
         self.announce_start = true;
     }
 
-    /// The run being shown, once its first event has arrived.
-    pub fn run_id(&self) -> Option<&str> {
-        self.run_id.as_deref()
+    /// Where the id of the run being shown appears once its first event has
+    /// arrived: for code that no longer holds the progress (the Ctrl-C
+    /// handler, while a task drives the run).
+    pub fn run_id_cell(&self) -> Arc<OnceLock<String>> {
+        self.run_id.clone()
     }
 
     /// Prints a line above the bars.
@@ -131,8 +134,8 @@ impl Progress {
 impl Observer for Progress {
     fn event(&mut self, run_id: &str, _seq: i64, event: &Event) {
         self.last_at = weft_runtime::now_ms();
-        if self.run_id.is_none() {
-            self.run_id = Some(run_id.to_string());
+        if self.run_id.get().is_none() {
+            let _ = self.run_id.set(run_id.to_string());
         }
         match event {
             Event::RunStarted { workflow, .. } if self.announce_start => {

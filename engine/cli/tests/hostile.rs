@@ -205,3 +205,37 @@ async fn a_run_driven_by_a_live_process_is_skipped_and_named() {
     assert!(driver.wait().unwrap().success());
     let _ = driver.kill();
 }
+
+/// Ctrl-C stops `weft run` at once even while the driver is busy in a
+/// template that would take far longer than the test (each of its
+/// iterations builds a 100 MB string), and the run is left to resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_run_busy_in_a_template() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let slow = json!({
+        "name": "slow",
+        "steps": [
+            { "id": "a", "uses": "transform/echo", "with": { "x": 1 } },
+            { "id": "b", "uses": "transform/echo", "needs": ["a"], "with": {
+                "x": "{% for i in range(100000) %}{% set s = 'a' * (100000000 - i) %}{% endfor %}done"
+            } }
+        ]
+    });
+    let file = ws.write("slow.json", &slow.to_string());
+    let mut child = ws.spawn(&["run", file.to_str().unwrap()]);
+    let run = ws.newest_run_except("").await;
+    // The run is stored and `a` is done in a moment; `b`'s input is then
+    // being rendered.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let stopped = common::poll_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some()).await;
+    if !stopped {
+        child.kill().ok();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(stopped, "Ctrl-C did not stop `weft run` within 10 s");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let resume = format!("interrupted; the run is saved: continue it with `weft resume {run}`");
+    assert!(text(&out.stderr).contains(&resume), "{}", text(&out.stderr));
+}
