@@ -209,7 +209,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(Failure { code, error }) => {
-            eprintln!("error: {}", terminal::safe_lines(&format!("{error:#}")));
+            eprintln!("error: {}", terminal::safe_lines(&terminal::error_chain(error.as_ref())));
             ExitCode::from(code)
         }
     }
@@ -231,7 +231,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     Ok(def) => println!("{}: ok ({} steps, {})", file.display(), def.workflow.steps.len(), def.hash),
                     Err(e) => {
                         broken += 1;
-                        let text = terminal::safe_lines(&format!("{:#}", e.error)).into_owned();
+                        let text = terminal::safe_lines(&terminal::error_chain(e.error.as_ref())).into_owned();
                         eprint!("{text}");
                         if !text.ends_with('\n') {
                             eprintln!();
@@ -395,7 +395,10 @@ fn resume_failed(run_id: &str, error: weft_runtime::Error, all: bool) -> u8 {
         return 0;
     }
     let Failure { code, error } = classify(error);
-    eprintln!("error: run {run_id} cannot be resumed: {}", terminal::safe_lines(&format!("{error:#}")));
+    eprintln!(
+        "error: run {run_id} cannot be resumed: {}",
+        terminal::safe_lines(&terminal::error_chain(error.as_ref()))
+    );
     code
 }
 

@@ -17,6 +17,23 @@ pub fn safe_lines(text: &str) -> Cow<'_, str> {
     escape(text, |c| (c.is_control() && c != '\n' && c != '\t') || bidi(c))
 }
 
+/// An error and its causes, each cause once: `outer: inner: root`. A cause
+/// whose text its parent already shows (as sqlx's and our own errors do when
+/// they name their source) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let part = next.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = next.source();
+    }
+    text
+}
+
 fn escape(text: &str, escaped: impl Fn(char) -> bool) -> Cow<'_, str> {
     if !text.chars().any(&escaped) {
         return Cow::Borrowed(text);
@@ -38,7 +55,7 @@ fn bidi(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{safe, safe_lines};
+    use super::{error_chain, safe, safe_lines};
 
     #[test]
     fn control_and_bidi_characters_are_escaped() {
@@ -47,5 +64,19 @@ mod tests {
         assert_eq!(safe("one\ntwo\r\u{7}"), "one\\ntwo\\r\\u{7}");
         assert_eq!(safe("x\u{202e}y\u{9b}"), "x\\u{202e}y\\u{9b}");
         assert_eq!(safe_lines("one\n\ttwo\u{1b}"), "one\n\ttwo\\u{1b}");
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let named =
+            anyhow::Error::new(io).context("error communicating with database: Connection refused (os error 111)");
+        let outer = named.context("cannot open the database at postgres://h/x");
+        assert_eq!(
+            error_chain(outer.as_ref()),
+            "cannot open the database at postgres://h/x: error communicating with database: Connection refused (os error 111)"
+        );
+        let plain = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(error_chain(plain.as_ref()), "top: middle: root");
     }
 }

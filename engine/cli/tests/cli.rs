@@ -116,6 +116,8 @@ async fn an_unreachable_database_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("cannot open the database at postgres://weft:***@127.0.0.1:1/weft"), "{err}");
+    // The cause is printed once, not once per error that names it.
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
     let out = ws.weft().args(["runs", "list"]).env("WEFT_DB", "mysql://x").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
