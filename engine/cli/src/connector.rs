@@ -186,10 +186,13 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             let host = crate::new_host(cli, store.as_ref()).await?;
             let builtins: Vec<String> =
                 weft_host::BUILTINS.iter().map(|(_, bytes)| weft_host::digest_of(bytes)).collect();
-            let rows: Vec<Value> = host
-                .connectors(DEFAULT_TENANT)
-                .into_iter()
-                .map(|c| {
+            let all = host.connectors(DEFAULT_TENANT);
+            let rows: Vec<Value> = all
+                .iter()
+                .enumerate()
+                .map(|(n, c)| {
+                    // Of two builds under one name@version, the later serves.
+                    let replaced_by = all[n + 1..].iter().find(|later| later.key() == c.key());
                     let source = if builtins.contains(&c.digest) {
                         "built-in"
                     } else if installed.iter().any(|i| i.digest == c.digest) {
@@ -202,6 +205,8 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                         "version": c.manifest.version,
                         "digest": c.digest,
                         "source": source,
+                        "serves": replaced_by.is_none(),
+                        "replaced_by": replaced_by.map(|later| later.digest.clone()),
                         "actions": c.manifest.actions.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
                     })
                 })
@@ -215,7 +220,12 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                         row["actions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                     let digest: String = text("digest").chars().take(19).collect();
                     let key = format!("{}@{}", text("name"), text("version"));
-                    println!("{key:<24} {:<15} {digest}…  {}", text("source"), actions.join(", "));
+                    let mut line = format!("{key:<24} {:<15} {digest}…  {}", text("source"), actions.join(", "));
+                    if row["serves"] == false {
+                        let later: String = text("replaced_by").chars().take(19).collect();
+                        line.push_str(&format!("  (not serving: {later}… serves {key})"));
+                    }
+                    println!("{line}");
                 }
             }
             Ok(0)

@@ -127,11 +127,48 @@ async fn a_new_connector_builds_inspects_answers_and_runs_in_a_workflow() {
     // Another component under the same name@version is refused.
     let lib = crate_dir.join("src/lib.rs");
     let source = std::fs::read_to_string(&lib).unwrap().replace("Greets people", "Greets people differently");
+    let source = source.replacen(
+        ".idempotent())",
+        ".idempotent())\n            .action(Action::new(\"wave\", \"Wave at someone.\", greet))",
+        1,
+    );
     std::fs::write(&lib, source).unwrap();
     let changed = build(&ws, &crate_dir);
     let out = ws.run(&["connector", "install", changed.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("demo@0.1.0 is already installed with digest"), "{}", text(&out.stderr));
+
+    // The rebuild in --connectors-dir, under the installed build's
+    // name@version, serves: checking and running resolve it every time
+    // (several tries, since a random choice would pass some of them), and
+    // `connector list` says which build serves.
+    std::fs::copy(&changed, connectors.join("demo.wasm")).unwrap();
+    let waves = ws.write(
+        "waves.json",
+        &json!({ "name": "waves", "steps": [{ "id": "w", "uses": "demo/wave", "with": { "name": "Ada" } }],
+                 "output": "{{ steps.w.output.message }}" })
+        .to_string(),
+    );
+    let with_dir = |args: &[&str]| ws.weft().args(args).env("WEFT_CONNECTORS_DIR", &connectors).output().unwrap();
+    for _ in 0..10 {
+        let out = with_dir(&["validate", waves.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "validate picked the installed build: {}", text(&out.stderr));
+    }
+    for _ in 0..3 {
+        let out = with_dir(&["run", waves.to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(0), "run picked the installed build: {}", text(&out.stderr));
+    }
+    let listed: Value = serde_json::from_slice(&with_dir(&["connector", "list", "--json"]).stdout).unwrap();
+    let demos: Vec<(String, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "demo")
+        .map(|c| (c["source"].as_str().unwrap().to_string(), c["serves"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(demos, [("installed".to_string(), false), ("connectors-dir".to_string(), true)]);
+    let human = text(&with_dir(&["connector", "list"]).stdout);
+    assert!(human.contains("(not serving: sha256:"), "{human}");
 
     // Validation knows the connector's schema.
     let broken = ws.write(

@@ -158,12 +158,22 @@ impl Host {
         Ok(info)
     }
 
-    /// Every connector `tenant` may use, by `name@version`.
+    /// Every connector build `tenant` may use, ordered by name, then by
+    /// version as [`Host::resolve`] orders them, then by load order: the
+    /// last build of a `name@version` is the one that serves it, and the
+    /// last of a name the one an unversioned `uses` gets.
     pub fn connectors(&self, tenant: &str) -> Vec<ConnectorInfo> {
-        let mut all: Vec<ConnectorInfo> =
-            self.registry.lock().values().filter(|e| e.serves(tenant)).map(|e| e.loaded.info.clone()).collect();
-        all.sort_by_key(ConnectorInfo::key);
-        all
+        let entries = self.registry.lock();
+        let mut all: Vec<&Entry> = entries.values().filter(|e| e.serves(tenant)).collect();
+        all.sort_by(|a, b| {
+            let (a_info, b_info) = (&a.loaded.info.manifest, &b.loaded.info.manifest);
+            a_info
+                .name
+                .cmp(&b_info.name)
+                .then_with(|| version_order(&a_info.version, &b_info.version))
+                .then(a.order.cmp(&b.order))
+        });
+        all.into_iter().map(|e| e.loaded.info.clone()).collect()
     }
 
     /// Whether `tenant` may call the connector with this digest.
