@@ -223,6 +223,8 @@ async fn ctrl_c_stops_a_run_busy_in_a_template() {
     });
     let file = ws.write("slow.json", &slow.to_string());
     let mut child = ws.spawn(&["run", file.to_str().unwrap()]);
+    // Should an assertion fail first, the busy process is not left running.
+    let reaper = Reaper(child.id());
     let run = ws.newest_run_except("").await;
     // The run is stored and `a` is done in a moment; `b`'s input is then
     // being rendered.
@@ -234,8 +236,18 @@ async fn ctrl_c_stops_a_run_busy_in_a_template() {
         child.kill().ok();
     }
     let out = child.wait_with_output().unwrap();
+    std::mem::forget(reaper);
     assert!(stopped, "Ctrl-C did not stop `weft run` within 10 s");
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let resume = format!("interrupted; the run is saved: continue it with `weft resume {run}`");
     assert!(text(&out.stderr).contains(&resume), "{}", text(&out.stderr));
+}
+
+/// Kills a process when dropped (by a failing assertion's unwinding).
+struct Reaper(u32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+    }
 }
