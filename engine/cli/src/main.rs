@@ -181,9 +181,12 @@ fn failed(error: impl Into<anyhow::Error>) -> Failure {
 fn classify(error: weft_runtime::Error) -> Failure {
     use weft_runtime::Error as E;
     match &error {
-        E::InvalidInput(_) | E::Limit(_) | E::UnknownConnector(_) | E::Finished { .. } | E::LeaseHeld { .. } => {
-            bad(error)
-        }
+        E::InvalidInput(_)
+        | E::Limit(_)
+        | E::UnknownConnector(_)
+        | E::Finished { .. }
+        | E::LeaseHeld { .. }
+        | E::UnknownSignal { .. } => bad(error),
         E::Store(weft_store::Error::RunNotFound(_) | weft_store::Error::AmbiguousRun { .. }) => bad(error),
         _ => failed(error),
     }

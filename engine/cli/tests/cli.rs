@@ -240,6 +240,11 @@ async fn signals_reach_a_waiting_run() {
         let journal = if run.is_empty() { Value::Null } else { ws.journal(&run) };
         panic!("the run never waited for its signal\nstderr: {}\njournal: {journal:#}", text(&out.stderr));
     }
+    // A name no step waits for is refused, with the names that are.
+    let out = ws.run(&["signal", &run, "aprove", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let expected = format!("run {run} waits for no signal named `aprove`; its workflow waits for `approve`");
+    assert!(text(&out.stderr).contains(&expected), "{}", text(&out.stderr));
     let out = ws.run(&["signal", &run, "approve", r#"{"by":"ada"}"#]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = child.wait_with_output().unwrap();

@@ -86,6 +86,16 @@ pub enum Error {
         /// Until when (ms).
         until: i64,
     },
+    /// No step of the run's workflow waits for a signal of this name.
+    #[error("run {run} waits for no signal named `{name}`; {}", waited_for(expected))]
+    UnknownSignal {
+        /// The run.
+        run: String,
+        /// The name given.
+        name: String,
+        /// The names its workflow's steps wait for.
+        expected: Vec<String>,
+    },
     /// The run is over, so it takes no signals or cancellation.
     #[error("run {run} has already {status}")]
     Finished {
@@ -94,6 +104,17 @@ pub enum Error {
         /// Its status.
         status: RunStatus,
     },
+}
+
+/// The signal names a workflow waits for, for an error message.
+fn waited_for(names: &[String]) -> String {
+    match names {
+        [] => "its workflow waits for no signals".to_string(),
+        names => {
+            let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            format!("its workflow waits for {}", names.join(", "))
+        }
+    }
 }
 
 /// How long a lease that ends at `until` (ms) still holds, for people.
@@ -328,6 +349,21 @@ impl Engine {
         let run = self.store.find_run(tenant, run_id).await?;
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
+        }
+        let definition = self.definition(&run).await?;
+        let mut expected: Vec<String> = definition
+            .workflow
+            .steps
+            .iter()
+            .filter_map(|step| match &step.kind {
+                weft_workflows::StepKind::WaitForSignal(wait) => Some(wait.name.clone()),
+                _ => None,
+            })
+            .collect();
+        if !expected.iter().any(|n| n == name) {
+            expected.sort();
+            expected.dedup();
+            return Err(Error::UnknownSignal { run: run.id, name: name.to_string(), expected });
         }
         let signal = [Event::SignalReceived { name: name.to_string(), payload }];
         self.store.append(tenant, &run.id, &signal, now_ms()).await?;
