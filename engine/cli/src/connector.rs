@@ -191,8 +191,8 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                 .iter()
                 .enumerate()
                 .map(|(n, c)| {
-                    // Of two builds under one name@version, the later serves.
-                    let replaced_by = all[n + 1..].iter().find(|later| later.key() == c.key());
+                    // Of builds under one name@version, the last loaded serves.
+                    let replaced_by = all[n + 1..].iter().rfind(|later| later.key() == c.key());
                     let source = if builtins.contains(&c.digest) {
                         "built-in"
                     } else if installed.iter().any(|i| i.digest == c.digest) {

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -150,13 +150,11 @@ pub(crate) async fn send(
         Ok(stream) => stream.map_err(Error::Connect)?,
     };
     let stream: Box<dyn Stream> = if tls {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
-        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
         let name = match bare.parse::<IpAddr>() {
             Ok(ip) => rustls::pki_types::ServerName::from(ip),
             Err(_) => rustls::pki_types::ServerName::try_from(bare.clone()).map_err(Error::InvalidDnsNameError)?,
         };
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = tokio_rustls::TlsConnector::from(tls_config());
         Box::new(connector.connect(name, tcp).await.map_err(Error::Tls)?)
     } else {
         Box::new(tcp)
@@ -206,6 +204,18 @@ pub(crate) async fn send(
         }
     });
     Ok((response, rest))
+}
+
+/// The TLS client configuration (the webpki roots), built on first use and
+/// shared by every request.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+            Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+        })
+        .clone()
 }
 
 /// A response body that fails when no bytes come for the request's
