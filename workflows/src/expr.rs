@@ -9,8 +9,10 @@
 //! and inside `foreach` steps `item` and `index`. Undefined names are errors,
 //! so a typo fails loudly instead of rendering as an empty string.
 
+mod bounded;
+
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
@@ -30,6 +32,49 @@ pub struct ExprError {
 /// The functions every template and expression can call (minijinja's
 /// built-in globals); any other free name must be a variable of the scope.
 pub const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "namespace"];
+
+/// How a template's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One expression, evaluated to a JSON value.
+    Expression,
+    /// One expression, read for its truth.
+    Condition,
+    /// A text template, rendered to a string.
+    Text,
+}
+
+/// Evaluates templates that are not bounded by what they read (loops, `*`,
+/// calls, most filters) away from the host process, under limits of memory
+/// and time that minijinja's fuel cannot give: the template sandbox of
+/// `weft-host`, a WebAssembly component running this very module.
+pub trait Sandbox: Send + Sync {
+    /// Evaluates `source` (as `mode`) in `scope`, a JSON object of the names
+    /// it reads, to a result of at most `limit` bytes: the value as JSON text
+    /// for an expression, `true` or `false` for a condition, the text itself
+    /// for a text template. An error is the message of an [`ExprError`].
+    fn evaluate(&self, mode: Mode, source: &str, scope: &str, limit: usize) -> Result<String, String>;
+
+    /// The variables `source` reads, as [`references`] gives them.
+    fn references(&self, source: &str, bare_expression: bool) -> Result<Vec<String>, String>;
+}
+
+static SANDBOX: OnceLock<Arc<dyn Sandbox>> = OnceLock::new();
+
+/// Installs the process's template sandbox. From then on, every template that
+/// is not bounded by what it reads is compiled and evaluated there, never in
+/// this process. The first installation stays; this says whether it was
+/// this one.
+pub fn install_sandbox(sandbox: Arc<dyn Sandbox>) -> bool {
+    SANDBOX.set(sandbox).is_ok()
+}
+
+/// The sandbox `source` must go to, if it is not bounded by what it reads
+/// and a sandbox is installed.
+fn sandbox_for(mode: Mode, source: &str) -> Option<&'static dyn Sandbox> {
+    let sandbox = SANDBOX.get()?;
+    (!bounded::is_bounded(mode, source)).then_some(sandbox.as_ref())
+}
 
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -81,6 +126,28 @@ impl Scope {
 
     fn value(&self) -> minijinja::Value {
         minijinja::Value::from_object(Fields(self.0.clone()))
+    }
+
+    /// The part of the scope `source` reads, as a JSON object for the
+    /// sandbox: the top-level names it reads, and of `steps` only the steps
+    /// it names (all of them when it reads `steps` another way).
+    fn json_for(&self, mode: Mode, source: &str) -> String {
+        let reads = bounded::reads(mode, source).unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        for (name, value) in &self.0 {
+            if !reads.names.contains(name) {
+                continue;
+            }
+            let value = match (name.as_str(), &reads.steps, value.downcast_object_ref::<Fields>()) {
+                ("steps", Some(read), Some(steps)) => serde_json::to_value(minijinja::Value::from_object(Fields(
+                    steps.0.iter().filter(|(id, _)| read.contains(id)).cloned().collect(),
+                ))),
+                _ => serde_json::to_value(value),
+            };
+            // A scope holds JSON values, which convert back.
+            out.insert(name.clone(), value.unwrap_or(Value::Null));
+        }
+        Value::Object(out).to_string()
     }
 }
 
@@ -161,15 +228,28 @@ pub fn eval(expr: &str, scope: &Value) -> Result<Value, ExprError> {
 
 /// Evaluates one expression to JSON, in a [`Scope`].
 pub fn eval_in(expr: &str, scope: &Scope) -> Result<Value, ExprError> {
-    eval_within(expr, &scope.value(), MAX_VALUE_BYTES).map(|(value, _)| value)
+    eval_within(expr, scope, MAX_VALUE_BYTES).map(|(value, _)| value)
 }
 
-/// Evaluates one expression to JSON of at most `limit` bytes, with its size.
-/// The result is written out under that cap before it is read back, so a
-/// value that a few operations made huge (a list repeated many times) is
-/// refused, not built.
-fn eval_within(expr: &str, scope: &minijinja::Value, limit: usize) -> Result<(Value, usize), ExprError> {
+/// Evaluates one expression to JSON of at most `limit` bytes, with its size,
+/// in the sandbox when it is not bounded by what it reads.
+fn eval_within(expr: &str, scope: &Scope, limit: usize) -> Result<(Value, usize), ExprError> {
     let text = bare(expr);
+    match sandbox_for(Mode::Expression, text) {
+        Some(sandbox) => {
+            let json = sandbox.evaluate(Mode::Expression, text, &scope.json_for(Mode::Expression, text), limit);
+            let json = json.map_err(|message| error(text, message))?;
+            let value = serde_json::from_str(&json).map_err(|e| error(text, e))?;
+            Ok((value, json.len()))
+        }
+        None => eval_here(text, &scope.value(), limit),
+    }
+}
+
+/// Evaluates one expression in this process. The result is written out
+/// under its cap before it is read back, so a value that a few operations
+/// made huge (a list repeated many times) is refused, not built.
+fn eval_here(text: &str, scope: &minijinja::Value, limit: usize) -> Result<(Value, usize), ExprError> {
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
     let value = compiled.eval(scope.clone()).map_err(|e| engine_error(text, e))?;
     if value.is_undefined() {
@@ -183,8 +263,19 @@ fn eval_within(expr: &str, scope: &minijinja::Value, limit: usize) -> Result<(Va
     Ok((value, out.bytes.len()))
 }
 
-/// Renders a text template to at most `limit` bytes.
-fn render_text(text: &str, scope: &minijinja::Value, limit: usize) -> Result<String, ExprError> {
+/// Renders a text template to at most `limit` bytes, in the sandbox when it
+/// is not bounded by what it reads.
+fn render_text(text: &str, scope: &Scope, limit: usize) -> Result<String, ExprError> {
+    match sandbox_for(Mode::Text, text) {
+        Some(sandbox) => {
+            let rendered = sandbox.evaluate(Mode::Text, text, &scope.json_for(Mode::Text, text), limit);
+            rendered.map_err(|message| error(text, message))
+        }
+        None => render_here(text, &scope.value(), limit),
+    }
+}
+
+fn render_here(text: &str, scope: &minijinja::Value, limit: usize) -> Result<String, ExprError> {
     let template = environment().template_from_str(text).map_err(|e| error(text, e))?;
     let mut out = CappedBuffer { bytes: Vec::new(), limit };
     match template.render_captured_to(scope.clone(), &mut out) {
@@ -203,9 +294,33 @@ pub fn eval_condition(expr: &str, scope: &Value) -> Result<bool, ExprError> {
 /// [`eval_condition`] in a [`Scope`].
 pub fn eval_condition_in(expr: &str, scope: &Scope) -> Result<bool, ExprError> {
     let text = bare(expr);
+    match sandbox_for(Mode::Condition, text) {
+        Some(sandbox) => {
+            let truth = sandbox.evaluate(Mode::Condition, text, &scope.json_for(Mode::Condition, text), 8);
+            Ok(truth.map_err(|message| error(text, message))? == "true")
+        }
+        None => condition_here(text, &scope.value()),
+    }
+}
+
+fn condition_here(text: &str, scope: &minijinja::Value) -> Result<bool, ExprError> {
     let compiled = environment().compile_expression_owned(text.to_string()).map_err(|e| error(text, e))?;
-    let value = compiled.eval(scope.value()).map_err(|e| engine_error(text, e))?;
+    let value = compiled.eval(scope.clone()).map_err(|e| engine_error(text, e))?;
     Ok(value.is_true())
+}
+
+/// Evaluates `source` in this process, whatever it is: what the template
+/// sandbox runs inside its WebAssembly component. `scope` is a JSON object;
+/// the result is as [`Sandbox::evaluate`] gives it.
+pub fn evaluate_unsandboxed(mode: Mode, source: &str, scope: &str, limit: usize) -> Result<String, String> {
+    let scope: Value = serde_json::from_str(scope).map_err(|e| format!("the template's scope is not JSON: {e}"))?;
+    let scope = Scope::from(&scope).value();
+    let result = match mode {
+        Mode::Expression => eval_here(source, &scope, limit).map(|(value, _)| value.to_string()),
+        Mode::Condition => condition_here(source, &scope).map(|truth| truth.to_string()),
+        Mode::Text => render_here(source, &scope, limit),
+    };
+    result.map_err(|e| e.message)
 }
 
 /// Renders every template string inside a JSON value. Each template has a
@@ -219,13 +334,13 @@ pub fn render(template: &Value, scope: &Value) -> Result<Value, ExprError> {
 /// [`render`] in a [`Scope`].
 pub fn render_in(template: &Value, scope: &Scope) -> Result<Value, ExprError> {
     let mut budget = MAX_VALUE_BYTES;
-    let value = render_within(template, &scope.value(), &mut budget)?;
+    let value = render_within(template, scope, &mut budget)?;
     limits::check_value(&value, "the result", MAX_VALUE_BYTES).map_err(|e| error(&template_text(template), e))?;
     Ok(value)
 }
 
 /// `render`, spending `budget` bytes on the templates' results.
-fn render_within(template: &Value, scope: &minijinja::Value, budget: &mut usize) -> Result<Value, ExprError> {
+fn render_within(template: &Value, scope: &Scope, budget: &mut usize) -> Result<Value, ExprError> {
     Ok(match template {
         Value::String(text) if is_template(text) => {
             let (value, size) = match single_expression(text) {
@@ -235,8 +350,9 @@ fn render_within(template: &Value, scope: &minijinja::Value, budget: &mut usize)
                     (Value::String(text), size)
                 })?,
             };
-            // Within the cap by construction: what is left shrinks by it.
-            *budget -= size;
+            // Within the cap by construction (the sandbox's result is
+            // checked against it too): what is left shrinks by it.
+            *budget = budget.saturating_sub(size);
             value
         }
         Value::Array(items) => {
@@ -263,14 +379,38 @@ fn template_text(template: &Value) -> String {
 /// reads, as dotted paths such as `steps.fetch.output`. Fails on syntax
 /// errors.
 pub fn references(text: &str, bare_expression: bool) -> Result<BTreeSet<String>, ExprError> {
+    let (mode, source) = match (bare_expression, single_expression(text)) {
+        (true, _) => (Mode::Expression, bare(text)),
+        (false, Some(expr)) => (Mode::Expression, expr),
+        (false, None) => (Mode::Text, text),
+    };
+    // Compiling folds constants, which for `(1,) * 100000000` alone builds
+    // gigabytes: what is not bounded is compiled in the sandbox.
+    if let Some(sandbox) = sandbox_for(mode, source) {
+        let names = sandbox.references(text, bare_expression).map_err(|message| error(source, message))?;
+        return Ok(names.into_iter().collect());
+    }
+    let env = Environment::new();
+    let names = match mode {
+        Mode::Expression | Mode::Condition => {
+            env.compile_expression(source).map_err(|e| error(source, e))?.undeclared_variables(true)
+        }
+        Mode::Text => env.template_from_str(source).map_err(|e| error(source, e))?.undeclared_variables(true),
+    };
+    Ok(names.into_iter().collect())
+}
+
+/// [`references`] in this process, whatever the template: what the template
+/// sandbox runs.
+pub fn references_unsandboxed(text: &str, bare_expression: bool) -> Result<Vec<String>, String> {
     let env = Environment::new();
     let names = match (bare_expression, single_expression(text)) {
         (true, _) => {
             let expr = bare(text);
-            env.compile_expression(expr).map_err(|e| error(expr, e))?.undeclared_variables(true)
+            env.compile_expression(expr).map_err(|e| e.to_string())?.undeclared_variables(true)
         }
-        (false, Some(expr)) => env.compile_expression(expr).map_err(|e| error(expr, e))?.undeclared_variables(true),
-        (false, None) => env.template_from_str(text).map_err(|e| error(text, e))?.undeclared_variables(true),
+        (false, Some(expr)) => env.compile_expression(expr).map_err(|e| e.to_string())?.undeclared_variables(true),
+        (false, None) => env.template_from_str(text).map_err(|e| e.to_string())?.undeclared_variables(true),
     };
     Ok(names.into_iter().collect())
 }
