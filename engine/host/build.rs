@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every guest crate under `connectors/`, and whether it is a built-in
-/// connector (embedded in the host as `BUILTINS`) or a test guest. This is
-/// the one list of them.
+/// connector (embedded in the host as `BUILTINS`), a test guest, or the
+/// template sandbox (embedded as `TEMPLATE_SANDBOX`). This is the one list
+/// of them.
 const GUESTS: &[(&str, Guest)] = &[
     ("transform", Guest::BuiltIn),
     ("http", Guest::BuiltIn),
@@ -23,12 +24,24 @@ const GUESTS: &[(&str, Guest)] = &[
     ("hubspot", Guest::BuiltIn),
     ("wordpress", Guest::BuiltIn),
     ("zoho_crm", Guest::BuiltIn),
+    ("template_sandbox", Guest::TemplateSandbox),
 ];
 
 #[derive(PartialEq)]
 enum Guest {
     BuiltIn,
     Test,
+    TemplateSandbox,
+}
+
+impl Guest {
+    /// The component's file name: its crate's name, in snake case.
+    fn file(&self, guest: &str) -> String {
+        match self {
+            Guest::TemplateSandbox => format!("weft_{guest}.wasm"),
+            Guest::BuiltIn | Guest::Test => format!("weft_connector_{guest}.wasm"),
+        }
+    }
 }
 
 fn main() {
@@ -74,14 +87,24 @@ fn main() {
          /// this crate's build script.\n\
          pub const BUILTINS: &[(&str, &[u8])] = &[\n",
     );
+    let mut sandbox = String::new();
     for (guest, kind) in GUESTS {
-        let file = out.join(format!("weft_connector_{guest}.wasm"));
+        let file = out.join(kind.file(guest));
         assert!(file.exists(), "missing guest component {}", file.display());
-        if *kind == Guest::BuiltIn {
-            builtins.push_str(&format!("    ({guest:?}, include_bytes!({:?})),\n", file.display().to_string()));
+        let path = file.display().to_string();
+        match kind {
+            Guest::BuiltIn => builtins.push_str(&format!("    ({guest:?}, include_bytes!({path:?})),\n")),
+            Guest::TemplateSandbox => {
+                sandbox = format!(
+                    "/// The template sandbox's component (`connectors/{guest}`).\n\
+                 pub const TEMPLATE_SANDBOX: &[u8] = include_bytes!({path:?});\n"
+                )
+            }
+            Guest::Test => {}
         }
     }
     builtins.push_str("];\n");
+    builtins.push_str(&sandbox);
     let generated = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtins.rs");
     std::fs::write(&generated, builtins).expect("writing builtins.rs");
     println!("cargo:rustc-env=WEFT_GUEST_DIR={}", out.display());

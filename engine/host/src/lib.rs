@@ -43,6 +43,7 @@ mod redact;
 mod refusal;
 mod registry;
 mod secrets;
+mod template;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +62,7 @@ pub use redact::REDACTED;
 pub use secrets::{
     AuditSink, BoxFuture, EnvSecrets, MemoryAudit, MemorySecrets, Reveal, SecretSource, SourceError, TracingAudit,
 };
+pub use template::{TEMPLATE_MEMORY_BYTES, TEMPLATE_WASM_FUEL, TemplateSandbox};
 
 use call::CallState;
 use engine::EpochTicker;
@@ -154,7 +156,11 @@ pub struct Host {
 impl Host {
     /// An engine with the pooling allocator and epoch interruption, and a
     /// linker with WASI p2 (no files, no env), wasi:http and Weft's imports.
+    /// The first host of a process also installs the [`TemplateSandbox`],
+    /// so that no template a workflow holds is evaluated unbounded in the
+    /// process that runs connectors.
     pub fn new(config: HostConfig) -> Result<Host> {
+        TemplateSandbox::install(config.cache_dir.clone())?;
         let limits = config.limits;
         let engine = wasmtime::Engine::new(&engine_config(&limits)).map_err(Error::Engine)?;
         let linker = engine::linker(&engine)?;

@@ -256,7 +256,7 @@ impl secrets::HostSecret for CallState {
 }
 
 /// An error and its sources, joined by `: `, for the guest's message.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
