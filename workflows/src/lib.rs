@@ -243,13 +243,13 @@ fn load_nested(
             .map_err(|e| {
                 let message = e.to_string();
                 let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-                (message, (e.line().max(1), e.column().max(1)))
+                (message, (e.line().max(1), e.column().max(1)), JsonPath::root())
             })
     };
     let (doc, locator) = match parsed {
         Ok(parsed) => parsed,
-        Err((message, (line, column))) => {
-            let items = vec![Diagnostic { path: JsonPath::root(), line, column, message }];
+        Err((message, (line, column), path)) => {
+            let items = vec![Diagnostic { path, line, column, message }];
             return Err(Diagnostics { file: file.to_string(), items });
         }
     };

@@ -48,8 +48,12 @@ impl Positions {
     }
 }
 
-/// A YAML problem that stops reading: a message and its line and column.
-pub(crate) type YamlError = (String, (usize, usize));
+/// A YAML problem that stops reading: a message, its line and column, and
+/// the path of the node (the root when the text does not parse).
+pub(crate) type YamlError = (String, (usize, usize), JsonPath);
+
+/// A problem found while converting, placed by line and column alone.
+type Problem = (String, (usize, usize));
 
 /// How many nodes aliases may add to a document, all told: each alias adds
 /// the whole subtree its anchor names, keys included.
@@ -69,37 +73,81 @@ fn check_size_and_depth(text: &str) -> Result<(), YamlError> {
         nodes: usize,
         height: usize,
     }
+    /// Where the next child of an open container goes.
+    enum Slot {
+        Sequence(usize),
+        /// A mapping: the last key read, and whether the next node is a key.
+        Mapping(String, bool),
+    }
+    /// The segment of a new node in its parent (none for a mapping's key),
+    /// moving the parent on to its next child.
+    fn place(parent: Option<&mut Slot>, scalar: Option<&str>) -> Option<Segment> {
+        match parent? {
+            Slot::Sequence(next) => {
+                *next += 1;
+                Some(Segment::Index(*next - 1))
+            }
+            Slot::Mapping(key, on_key) if *on_key => {
+                *key = scalar.unwrap_or("?").to_string();
+                *on_key = false;
+                None
+            }
+            Slot::Mapping(key, on_key) => {
+                *on_key = true;
+                Some(Segment::Key(key.clone()))
+            }
+        }
+    }
+    struct Open {
+        anchor: usize,
+        shape: Shape,
+        slot: Slot,
+        segment: Option<Segment>,
+    }
+    let path = |open: &[Open], last: Option<Segment>| {
+        JsonPath(open.iter().filter_map(|o| o.segment.clone()).chain(last).collect())
+    };
     let max_depth = crate::limits::MAX_DEPTH;
     let mut anchors: std::collections::HashMap<usize, Shape> = std::collections::HashMap::new();
-    // Open containers: their anchor and their shape so far.
-    let mut open: Vec<(usize, Shape)> = Vec::new();
+    // Open containers: their anchor, their shape so far, and their place.
+    let mut open: Vec<Open> = Vec::new();
     let mut aliased = 0usize;
     for event in Parser::new_from_str(text) {
         let Ok((event, span)) = event else { return Ok(()) };
         let here = (span.start.line().max(1), span.start.col() + 1);
         let done = match event {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                let segment = place(open.last_mut().map(|o| &mut o.slot), None);
                 if open.len() >= max_depth {
-                    return Err((format!("the workflow nests deeper than the limit of {max_depth} levels"), here));
+                    let message = format!("the workflow nests deeper than the limit of {max_depth} levels");
+                    return Err((message, here, path(&open, segment)));
                 }
-                open.push((anchor, Shape::default()));
+                let slot = match event {
+                    Event::SequenceStart(..) => Slot::Sequence(0),
+                    _ => Slot::Mapping(String::new(), true),
+                };
+                open.push(Open { anchor, shape: Shape::default(), slot, segment });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let Some((anchor, shape)) = open.pop() else { continue };
+                let Some(Open { anchor, shape, .. }) = open.pop() else { continue };
                 (anchor, Shape { nodes: shape.nodes + 1, height: shape.height + 1 })
             }
-            Event::Scalar(_, _, anchor, _) => (anchor, Shape { nodes: 1, height: 0 }),
+            Event::Scalar(value, _, anchor, _) => {
+                place(open.last_mut().map(|o| &mut o.slot), Some(&value));
+                (anchor, Shape { nodes: 1, height: 0 })
+            }
             Event::Alias(id) => {
+                let segment = place(open.last_mut().map(|o| &mut o.slot), None);
                 let shape = anchors.get(&id).copied().unwrap_or_default();
                 aliased = aliased.saturating_add(shape.nodes);
                 if aliased > MAX_ALIAS_NODES {
                     let message = format!("YAML aliases here expand past the limit of {MAX_ALIAS_NODES} nodes");
-                    return Err((message, here));
+                    return Err((message, here, path(&open, segment)));
                 }
                 if open.len() + shape.height > max_depth {
                     let message = format!("this YAML alias nests deeper than the limit of {max_depth} levels");
-                    return Err((message, here));
+                    return Err((message, here, path(&open, segment)));
                 }
                 (0, shape)
             }
@@ -109,9 +157,9 @@ fn check_size_and_depth(text: &str) -> Result<(), YamlError> {
         if anchor != 0 {
             anchors.insert(anchor, shape);
         }
-        if let Some((_, parent)) = open.last_mut() {
-            parent.nodes = parent.nodes.saturating_add(shape.nodes);
-            parent.height = parent.height.max(shape.height);
+        if let Some(parent) = open.last_mut() {
+            parent.shape.nodes = parent.shape.nodes.saturating_add(shape.nodes);
+            parent.shape.height = parent.shape.height.max(shape.height);
         }
     }
     Ok(())
@@ -120,6 +168,10 @@ fn check_size_and_depth(text: &str) -> Result<(), YamlError> {
 /// Reads a YAML document into JSON, with its positions.
 pub(crate) fn parse(text: &str) -> Result<(Value, Positions), YamlError> {
     check_size_and_depth(text)?;
+    read(text).map_err(|(message, at)| (message, at, JsonPath::root()))
+}
+
+fn read(text: &str) -> Result<(Value, Positions), Problem> {
     let documents = MarkedYaml::load_from_str(text).map_err(|e| {
         let marker = e.marker();
         (format!("invalid YAML: {}", e.info()), (marker.line().max(1), marker.col() + 1))
@@ -140,7 +192,7 @@ fn at(node: &MarkedYaml<'_>) -> (usize, usize) {
 
 /// Converts a node. The recursion is bounded: `check_size_and_depth` has
 /// refused any document nested deeper than the limit on values.
-fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
+fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), Problem> {
     let here = at(node);
     let leaf = |value: Value| Ok((value, Positions { at: here, children: Children::None }));
     match &node.data {
@@ -172,7 +224,7 @@ fn convert(node: &MarkedYaml<'_>) -> Result<(Value, Positions), YamlError> {
     }
 }
 
-fn scalar_value(scalar: &Scalar<'_>, here: (usize, usize)) -> Result<Value, YamlError> {
+fn scalar_value(scalar: &Scalar<'_>, here: (usize, usize)) -> Result<Value, Problem> {
     Ok(match scalar {
         Scalar::Null => Value::Null,
         Scalar::Boolean(b) => Value::Bool(*b),
@@ -187,7 +239,7 @@ fn scalar_value(scalar: &Scalar<'_>, here: (usize, usize)) -> Result<Value, Yaml
 
 /// A mapping key as a JSON object key: text as is, and numbers and booleans
 /// as written; other keys have no JSON form.
-fn key_name(key: &MarkedYaml<'_>) -> Result<String, YamlError> {
+fn key_name(key: &MarkedYaml<'_>) -> Result<String, Problem> {
     match &key.data {
         YamlData::Value(Scalar::String(s)) => Ok(s.to_string()),
         YamlData::Value(Scalar::Integer(i)) => Ok(i.to_string()),

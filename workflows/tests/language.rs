@@ -337,6 +337,15 @@ fn hostile_documents_are_refused_or_loaded_without_blowing_up() {
         let errors = load("w.yaml", &text, &catalog()).unwrap_err();
         assert!(errors.items[0].message.contains(expected), "expected {expected:?}, got {errors}");
     }
+    // The error names where the nesting went too deep, not the document root.
+    let mut deep = String::from("name: x\nsteps:\n  - id: a\n    uses: transform/echo\n    with:\n");
+    for level in 0..100 {
+        deep.push_str(&format!("{}k{level}:\n", " ".repeat(6 + 2 * level)));
+    }
+    let errors = load("w.yaml", &deep, &catalog()).unwrap_err();
+    let path = errors.items[0].path.to_string();
+    assert!(path.starts_with("$.steps[0].with.k0.k1"), "too deep at {path}: {errors}");
+    assert!(errors.items[0].line > 60, "{errors}");
     // Aliases within the limits still work.
     let fine = "name: x\nsteps:\n  - &step { id: a, sleep: 1s }\n  - { id: b, sleep: 1s, needs: [a] }\n";
     assert_eq!(load("w.yaml", fine, &catalog()).unwrap().workflow.steps.len(), 2);
