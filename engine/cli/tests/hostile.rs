@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Workspace, text, wait_until};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn nested(levels: usize) -> String {
     format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
@@ -207,18 +207,21 @@ async fn a_run_driven_by_a_live_process_is_skipped_and_named() {
 }
 
 /// Ctrl-C stops `weft run` at once even while the driver is busy in a
-/// template that would take far longer than the test (each of its
-/// iterations builds a 100 MB string), and the run is left to resume.
+/// template (ten million operations in the template sandbox, which take
+/// seconds), and the run is left to resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_a_run_busy_in_a_template() {
     let ws = Workspace::new(Backend::Sqlite).await;
+    // Each template stays within its budget of operations (about 2 million
+    // loop turns, some 1 s); twenty of them keep `b`'s input rendering for
+    // far longer than the test waits before pressing Ctrl-C.
+    let busy = "{% for i in range(20000) %}{% for j in range(100) %}{% endfor %}{% endfor %}ok";
+    let with: serde_json::Map<String, Value> = (0..20).map(|k| (format!("x{k}"), json!(busy))).collect();
     let slow = json!({
         "name": "slow",
         "steps": [
             { "id": "a", "uses": "transform/echo", "with": { "x": 1 } },
-            { "id": "b", "uses": "transform/echo", "needs": ["a"], "with": {
-                "x": "{% for i in range(100000) %}{% set s = 'a' * (100000000 - i) %}{% endfor %}done"
-            } }
+            { "id": "b", "uses": "transform/echo", "needs": ["a"], "with": with }
         ]
     });
     let file = ws.write("slow.json", &slow.to_string());
