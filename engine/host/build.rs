@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build/wasm_target.rs"]
+mod wasm_target;
+
 /// Every guest crate under `connectors/`, and whether it is a built-in
 /// connector (embedded in the host as `BUILTINS`), a test guest, or the
 /// template sandbox (embedded as `TEMPLATE_SANDBOX`). This is the one list
@@ -58,6 +61,18 @@ fn main() {
     for (guest, _) in GUESTS {
         println!("cargo:rerun-if-changed={}", guests.join(guest).display());
     }
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("build").display());
+
+    let rustc = PathBuf::from(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
+    match wasm_target::ensure(&rustc, Path::new("rustup"), &guests) {
+        Ok(wasm_target::Found::Present) => {}
+        Ok(wasm_target::Found::Added) => println!(
+            "cargo:warning=added the {} Rust target, which the built-in connectors are compiled to (rustup target add {})",
+            wasm_target::TARGET,
+            wasm_target::TARGET
+        ),
+        Err(message) => panic!("building the guest connectors needs the {} target: {message}", wasm_target::TARGET),
+    }
 
     let target_dir = guest_target_dir();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -74,11 +89,7 @@ fn main() {
     }
     let status = cmd.status().expect("running cargo for the guest connectors");
     if !status.success() {
-        panic!(
-            "building the guest connectors in {} failed; is the wasm32-wasip2 target installed? \
-             (`rustup target add wasm32-wasip2`)",
-            guests.display()
-        );
+        panic!("building the guest connectors in {} failed (cargo's errors are above)", guests.display());
     }
 
     let out = target_dir.join("wasm32-wasip2/release");
