@@ -377,3 +377,31 @@ fn hostile_documents_are_refused_or_loaded_without_blowing_up() {
         &errors.to_string()[..500.min(errors.to_string().len())]
     );
 }
+
+/// The README's example does what its text says: the fan-out waits for the
+/// sleep and the approval, not only for the step whose output it reads.
+#[test]
+fn the_readme_example_fans_out_after_the_approval() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("## A workflow").expect("README has `## A workflow`")..];
+    let start = section.find("```json\n").expect("a JSON block") + "```json\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let spec = |name: &str, action: &str| ConnectorSpec {
+        name: name.into(),
+        version: "0.1.0".into(),
+        actions: vec![ActionSpec { name: action.into(), input_schema: json!({}) }],
+    };
+    let catalog = Catalog::new(vec![spec("transform", "echo"), spec("http", "request")]);
+    let def = load("README.json", text, &catalog).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = def.workflow.steps.iter().map(|s| s.id.as_str()).collect();
+    let deps = weft_workflows::dependencies(&def.workflow);
+    // Everything `each` waits for, directly or through the steps it waits for.
+    let mut waits = std::collections::BTreeSet::new();
+    let mut todo: Vec<usize> = deps[ids.iter().position(|id| *id == "each").unwrap()].iter().copied().collect();
+    while let Some(step) = todo.pop() {
+        if waits.insert(ids[step]) {
+            todo.extend(deps[step].iter().copied());
+        }
+    }
+    assert_eq!(waits, ["approve", "fetch", "wait"].into(), "`each` waits for {waits:?}");
+}
