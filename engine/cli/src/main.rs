@@ -28,8 +28,13 @@ use weft_workflows::limits;
 #[derive(Parser)]
 #[command(name = "weft", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// Where runs are kept: a SQLite file (sqlite://PATH) or a Postgres URL.
-    #[arg(long, global = true, env = "WEFT_DB", default_value = "sqlite://.weft/weft.db")]
+    /// Where runs are kept: a SQLite file (sqlite://PATH) or a Postgres URL
+    /// [default: .weft/weft.db in the nearest directory, this one or a parent,
+    /// that has a .weft/ folder; else ./.weft/weft.db].
+    #[arg(long = "db", global = true, env = "WEFT_DB", value_name = "URL")]
+    db_given: Option<String>,
+    /// The store in use: --db, or the default found from the current directory.
+    #[arg(skip)]
     db: String,
     /// A directory of extra connector components (*.wasm) to install.
     #[arg(long, global = true, env = "WEFT_CONNECTORS_DIR")]
@@ -74,12 +79,20 @@ enum Command {
     #[command(subcommand)]
     Runs(RunsCommand),
     /// Continue runs that were interrupted: one run, or every unfinished run.
+    ///
+    /// A run that is already over (completed, failed or cancelled) is
+    /// reported and left as it is. A run that another live process drives is
+    /// refused, or with --wait waited for.
     Resume {
         /// A run id (or a unique prefix of one); all unfinished runs when absent.
         run: Option<String>,
         /// Print outcomes as JSON.
         #[arg(long)]
         json: bool,
+        /// Wait for a run that another process drives until it lets the run
+        /// go (or finishes it), instead of refusing.
+        #[arg(long)]
+        wait: bool,
     },
     /// Deliver a signal to a run that waits (or will wait) for it.
     Signal {
@@ -193,7 +206,8 @@ fn classify(error: weft_runtime::Error) -> Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.db = cli.db_given.take().unwrap_or_else(|| default_store(std::env::current_dir().ok().as_deref()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -265,10 +279,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             };
             report(&outcome, *json)
         }
-        Command::Resume { run, json } => {
+        Command::Resume { run, json, wait } => {
             let engine = open_engine(&cli).await?;
             let runs = match run {
-                Some(id) => vec![engine.store().find_run(DEFAULT_TENANT, id).await.map_err(|e| classify(e.into()))?],
+                Some(id) => {
+                    let run = engine.store().find_run(DEFAULT_TENANT, id).await.map_err(|e| classify(e.into()))?;
+                    if run.status.is_terminal() {
+                        return Ok(over_already(&run, "nothing to resume", *json));
+                    }
+                    vec![run]
+                }
                 None => engine.unfinished(DEFAULT_TENANT).await.map_err(classify)?,
             };
             if runs.is_empty() {
@@ -282,7 +302,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let several = runs.len() > 1;
             let mut worst = 0;
             let mut tasks = tokio::task::JoinSet::new();
-            for run in runs {
+            let tags = run_tags(&runs.iter().map(|run| run.id.as_str()).collect::<Vec<_>>());
+            for (run, tag) in runs.into_iter().zip(tags) {
                 let definition = match engine.definition(&run).await {
                     Ok(definition) => definition,
                     Err(error) => {
@@ -292,12 +313,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 };
                 let mut progress = progress::Progress::new(&definition, !*json);
                 if several {
-                    progress.prefix_lines(&run.id[..8]);
+                    progress.prefix_lines(&tag);
                 }
                 progress.note(&format!("resuming run {} ({})", run.id, run.workflow_name));
                 let engine = engine.clone();
+                let wait = *wait;
                 tasks.spawn(async move {
-                    let outcome = engine.drive(DEFAULT_TENANT, &run.id, &mut progress).await;
+                    let outcome = resume_one(&engine, &run.id, wait, &mut progress).await;
                     progress.finish();
                     (run.id, outcome)
                 });
@@ -307,7 +329,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     next = tasks.join_next() => match next {
                         None => break,
                         Some(joined) => match joined.map_err(failed)? {
-                            (_, Ok(outcome)) => worst = worst.max(report(&outcome, *json)?),
+                            (_, Ok(Resumed::Driven(outcome))) => worst = worst.max(report(&outcome, *json)?),
+                            (_, Ok(Resumed::Elsewhere(run))) => {
+                                worst = worst.max(over_already(&run, "another process finished it", *json))
+                            }
                             (id, Err(error)) => worst = worst.max(resume_failed(&id, error, all)),
                         },
                     },
@@ -373,9 +398,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Connector(command) => connector::run(command, &cli).await,
         Command::Runs(RunsCommand::List { limit, json }) => {
-            let store = open_store(&cli).await?;
-            let runs = store.list_runs(DEFAULT_TENANT, *limit).await.map_err(failed)?;
-            timeline::list(&runs, *json);
+            let runs = match existing_store(&cli).await? {
+                Some(store) => store.list_runs(DEFAULT_TENANT, *limit).await.map_err(failed)?,
+                None => Vec::new(),
+            };
+            timeline::list(&runs, &weft_store::redact(&cli.db), *json);
             Ok(0)
         }
         Command::Runs(RunsCommand::Show { run, json }) => {
@@ -387,6 +414,82 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
     }
+}
+
+/// How `resume` left a run.
+enum Resumed {
+    /// Driven here to its end.
+    Driven(Outcome),
+    /// Finished by the process `resume --wait` waited for.
+    Elsewhere(weft_store::RunRecord),
+}
+
+/// Drives one run for `resume`. With `wait`, a run that another live process
+/// drives is waited for, its lease tried again every half second, until that
+/// process lets it go or finishes it.
+async fn resume_one(
+    engine: &Engine,
+    run_id: &str,
+    wait: bool,
+    progress: &mut progress::Progress,
+) -> Result<Resumed, weft_runtime::Error> {
+    let mut waiting = false;
+    loop {
+        match engine.drive(DEFAULT_TENANT, run_id, progress).await {
+            Err(weft_runtime::Error::LeaseHeld { owner, .. }) if wait => {
+                if !waiting {
+                    progress.note(&format!("waiting: another process ({owner}) is driving run {run_id}"));
+                    waiting = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let run = engine.store().find_run(DEFAULT_TENANT, run_id).await?;
+                if run.status.is_terminal() {
+                    return Ok(Resumed::Elsewhere(run));
+                }
+            }
+            driven => return driven.map(Resumed::Driven),
+        }
+    }
+}
+
+/// Reports a run that is over without driving it (nothing is replayed or
+/// changed), and returns the exit code its status gives.
+fn over_already(run: &weft_store::RunRecord, why: &str, json: bool) -> u8 {
+    let code = match run.status {
+        RunStatus::Completed => 0,
+        _ => 1,
+    };
+    if json {
+        let output = run.output.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let body = json!({ "run_id": run.id, "status": run.status.as_str(), "output": output, "resumed": false });
+        println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
+    } else {
+        eprintln!(
+            "run {} ({}) {} already; {why} (see `weft runs show {}`)",
+            run.id,
+            terminal::safe(&run.workflow_name),
+            run.status.as_str(),
+            run.id
+        );
+    }
+    code
+}
+
+/// Tags for the lines of runs resumed together: each id's shortest prefix,
+/// of 8 characters at least, that none of the others starts with. Ids made
+/// in the same minute share their first characters (they are ordered by
+/// time), so a fixed length would not tell them apart; a prefix still names
+/// its run in other commands.
+fn run_tags(ids: &[&str]) -> Vec<String> {
+    let common = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let shared = ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, other)| common(id, other)).max();
+            let len = shared.map_or(0, |n| n + 1).clamp(8, id.len());
+            id.get(..len).unwrap_or(id).to_string()
+        })
+        .collect()
 }
 
 /// Reports a run that `resume` could not drive, and returns its exit code.
@@ -478,6 +581,18 @@ pub(crate) fn cache_dir(cli: &Cli) -> Option<PathBuf> {
 
 async fn open_host(cli: &Cli, store: Option<&Store>) -> Result<Arc<Host>, Failure> {
     Ok(Arc::new(new_host(cli, store).await?))
+}
+
+/// The store when --db is not given, found the way git finds a repository:
+/// `.weft/weft.db` in the nearest of `cwd` and its parents that has a
+/// `.weft/` folder, so that commands run from a subdirectory see the same
+/// runs; `./.weft/weft.db` (created by the first run) when none has.
+fn default_store(cwd: Option<&std::path::Path>) -> String {
+    let found = cwd.and_then(|cwd| cwd.ancestors().find(|dir| dir.join(".weft").is_dir()));
+    match found {
+        Some(dir) => format!("sqlite://{}", dir.join(".weft/weft.db").display()),
+        None => "sqlite://.weft/weft.db".to_string(),
+    }
 }
 
 /// How this invocation's engine is built: the local tenant, the store of

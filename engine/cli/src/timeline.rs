@@ -29,7 +29,7 @@ fn short(text: &str, max: usize) -> String {
 }
 
 /// Prints runs as a table or as JSON.
-pub fn list(runs: &[RunRecord], json: bool) {
+pub fn list(runs: &[RunRecord], store: &str, json: bool) {
     if json {
         let rows: Vec<Value> = runs
             .iter()
@@ -43,10 +43,12 @@ pub fn list(runs: &[RunRecord], json: bool) {
         println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
         return;
     }
+    let store = crate::terminal::safe(store);
     if runs.is_empty() {
-        eprintln!("no runs yet; start one with `weft run FILE`");
+        eprintln!("no runs yet in {store}; start one with `weft run FILE`");
         return;
     }
+    eprintln!("runs in {store}:");
     println!("{:<36}  {:<20}  {:<9}  {:<24}  DURATION", "RUN", "WORKFLOW", "STATUS", "CREATED");
     for run in runs {
         let took = if !run.status.is_terminal() { "-".to_string() } else { duration(run.updated_at - run.created_at) };

@@ -320,5 +320,51 @@ async fn resume_drives_every_unfinished_run_at_once() {
     let out = resume.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(ws.journal(&wait_run)["status"], "completed");
-    assert!(text(&out.stderr).contains(&format!("[{}]", &wait_run[..8])), "lines say which run: {}", text(&out.stderr));
+    // Each line is tagged with a prefix of its own run's id that the other's
+    // id does not start with, though both were made within seconds.
+    let stderr = text(&out.stderr);
+    let tags: std::collections::BTreeSet<&str> =
+        stderr.lines().filter_map(|line| line.strip_prefix('[')?.split_once(']')).map(|(tag, _)| tag).collect();
+    assert_eq!(tags.len(), 2, "{stderr}");
+    for (run, other) in [(&wait_run, &sleep_run), (&sleep_run, &wait_run)] {
+        let own: Vec<&&str> = tags.iter().filter(|tag| run.starts_with(**tag)).collect();
+        assert_eq!(own.len(), 1, "one tag names run {run}: {stderr}");
+        assert!(!other.starts_with(*own[0]), "tag {} names both runs: {stderr}", own[0]);
+    }
+}
+
+/// Without --db, the store is found the way git finds a repository: the
+/// nearest `.weft/` from the current directory up, so a command run from a
+/// subdirectory sees the runs made at the top; `runs list` names the store.
+#[tokio::test]
+async fn the_store_is_the_nearest_dot_weft_from_here_up() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let top = ws.dir.path().join("project");
+    let sub = top.join("flows/deeper");
+    std::fs::create_dir_all(&sub).unwrap();
+    let here = |dir: &std::path::Path, args: &[&str]| {
+        ws.weft().env_remove("WEFT_DB").current_dir(dir).args(args).output().unwrap()
+    };
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/hello.json");
+
+    // No .weft/ anywhere above: the first run creates ./.weft/ where it runs.
+    let out = here(&top, &["run", example, "--input", r#"{"name":"Ada","n":1}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(top.join(".weft/weft.db").is_file(), "the first run creates .weft/weft.db in its directory");
+
+    // From a subdirectory, the same store and its run.
+    let out = here(&sub, &["runs", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store = format!("sqlite://{}", top.join(".weft/weft.db").display());
+    assert!(text(&out.stderr).contains(&format!("runs in {store}")), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches(" hello ").count(), 1, "{}", text(&out.stdout));
+    assert!(!sub.join(".weft").exists(), "reading runs creates no store");
+
+    // --db (and WEFT_DB) still decide when given.
+    let elsewhere = ws.dir.path().join("other.db");
+    let out = here(&sub, &["--db", &format!("sqlite://{}", elsewhere.display()), "runs", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no runs yet in sqlite://"), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert!(!elsewhere.exists(), "listing runs creates no store");
 }

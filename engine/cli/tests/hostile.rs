@@ -200,10 +200,37 @@ async fn a_run_driven_by_a_live_process_is_skipped_and_named() {
     let stderr = text(&all.stderr);
     assert_eq!(all.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(&format!("run {run}: skipped, another process")), "{stderr}");
+    // `resume --wait` waits for the driver instead of refusing.
+    let waiter = ws.spawn(&["resume", "--wait", &run]);
+    let waiter_reaper = Reaper(waiter.id());
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let out = ws.run(&["signal", &run, "go", "1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(driver.wait().unwrap().success());
     let _ = driver.kill();
+    let waited = waiter.wait_with_output().unwrap();
+    std::mem::forget(waiter_reaper);
+    let stderr = text(&waited.stderr);
+    assert_eq!(waited.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("waiting: another process (") && stderr.contains(&format!("is driving run {run}")),
+        "{stderr}"
+    );
+
+    // Resuming a run that is over says so, replays nothing and changes nothing.
+    let before = ws.journal(&run);
+    let again = ws.run(&["resume", &run]);
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!("run {run} (waits) completed already; nothing to resume (see `weft runs show {run}`)")
+    );
+    assert!(again.stdout.is_empty(), "{}", text(&again.stdout));
+    assert_eq!(ws.journal(&run), before);
+    let json = ws.run(&["resume", &run, "--json"]);
+    let body: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(body, json!({ "run_id": run, "status": "completed", "output": 1, "resumed": false }));
 }
 
 /// Ctrl-C stops `weft run` at once even while the driver is busy in a
