@@ -292,9 +292,71 @@ fn send_error(authority: &str, code: &ErrorCode) -> Error {
             Error::transient(format!("{authority} closed the connection before it answered the request"))
         }
         ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
-            Error::invalid_input(format!("the request to {authority} is invalid: {code:?}"))
+            Error::invalid_input(format!("the request to {authority} is invalid: {}", reason(code)))
         }
-        _ => Error::transient(format!("the request to {authority} failed: {code:?}")),
+        _ => Error::transient(format!("the request to {authority} failed: {}", reason(code))),
+    }
+}
+
+/// A wasi:http error code in words, for messages that people read.
+fn reason(code: &ErrorCode) -> String {
+    let sized = |what: &str, size: Option<u64>| match size {
+        Some(n) => format!("{what} is too large ({n} bytes)"),
+        None => format!("{what} is too large"),
+    };
+    match code {
+        ErrorCode::DnsTimeout => "looking up the host name timed out".into(),
+        ErrorCode::DnsError(payload) => match &payload.rcode {
+            Some(rcode) => format!("the host name could not be resolved ({rcode})"),
+            None => "the host name could not be resolved".into(),
+        },
+        ErrorCode::DestinationNotFound => "the destination was not found".into(),
+        ErrorCode::DestinationUnavailable => "the destination is unavailable".into(),
+        ErrorCode::DestinationIpProhibited => "the destination's address is prohibited".into(),
+        ErrorCode::DestinationIpUnroutable => "the destination's address cannot be reached".into(),
+        ErrorCode::ConnectionRefused => "the connection was refused".into(),
+        ErrorCode::ConnectionTerminated => "the connection was closed".into(),
+        ErrorCode::ConnectionTimeout => "connecting timed out".into(),
+        ErrorCode::ConnectionReadTimeout => "reading the response timed out".into(),
+        ErrorCode::ConnectionWriteTimeout => "sending the request timed out".into(),
+        ErrorCode::ConnectionLimitReached => "too many connections are open".into(),
+        ErrorCode::TlsProtocolError => "the TLS handshake failed".into(),
+        ErrorCode::TlsCertificateError => "the server's TLS certificate was not accepted".into(),
+        ErrorCode::TlsAlertReceived(alert) => match &alert.alert_message {
+            Some(message) => format!("the server sent a TLS alert ({message})"),
+            None => "the server sent a TLS alert".into(),
+        },
+        ErrorCode::HttpRequestDenied => "the request was denied".into(),
+        ErrorCode::HttpRequestLengthRequired => "the request needs a length".into(),
+        ErrorCode::HttpRequestBodySize(size) => sized("the request body", *size),
+        ErrorCode::HttpRequestMethodInvalid => "the method is invalid".into(),
+        ErrorCode::HttpRequestUriInvalid => "the URL is invalid".into(),
+        ErrorCode::HttpRequestUriTooLong => "the URL is too long".into(),
+        ErrorCode::HttpRequestHeaderSectionSize(_) | ErrorCode::HttpRequestHeaderSize(_) => {
+            "the request headers are too large".into()
+        }
+        ErrorCode::HttpRequestTrailerSectionSize(_) | ErrorCode::HttpRequestTrailerSize(_) => {
+            "the request trailers are too large".into()
+        }
+        ErrorCode::HttpResponseIncomplete => "the response was cut off".into(),
+        ErrorCode::HttpResponseHeaderSectionSize(_) | ErrorCode::HttpResponseHeaderSize(_) => {
+            "the response headers are too large".into()
+        }
+        ErrorCode::HttpResponseBodySize(size) => sized("the response body", *size),
+        ErrorCode::HttpResponseTrailerSectionSize(_) | ErrorCode::HttpResponseTrailerSize(_) => {
+            "the response trailers are too large".into()
+        }
+        ErrorCode::HttpResponseTransferCoding(coding) | ErrorCode::HttpResponseContentCoding(coding) => match coding {
+            Some(coding) => format!("the response's encoding `{coding}` is not supported"),
+            None => "the response's encoding is not supported".into(),
+        },
+        ErrorCode::HttpResponseTimeout => "the server did not answer in time".into(),
+        ErrorCode::HttpUpgradeFailed => "the protocol upgrade failed".into(),
+        ErrorCode::HttpProtocolError => "the server broke the HTTP protocol".into(),
+        ErrorCode::LoopDetected => "a forwarding loop was detected".into(),
+        ErrorCode::ConfigurationError => "the host's HTTP configuration is invalid".into(),
+        ErrorCode::InternalError(Some(message)) => message.clone(),
+        ErrorCode::InternalError(None) => "an internal error".into(),
     }
 }
 
