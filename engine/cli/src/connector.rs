@@ -346,7 +346,7 @@ fn build(dir: &Path) -> Result<PathBuf, Failure> {
 
 async fn install_file(host: &Host, file: &Path) -> Result<ConnectorInfo, Failure> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
-    host.install(bytes).await.map_err(|e| bad(anyhow!("{}: {e}", file.display())))
+    host.install(bytes).await.map_err(|e| bad(anyhow::Error::new(e).context(file.display().to_string())))
 }
 
 /// The manifest for people.

@@ -42,9 +42,10 @@ pub(crate) struct Cli {
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
     #[arg(long, global = true, env = "WEFT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Hosts that connectors may reach, on top of each connector's own egress
-    /// list (exact names, *.domain or *; comma-separated or repeated). By
-    /// default each manifest alone decides.
+    /// Narrows where connectors may connect: a host must be on its
+    /// connector's own egress list and on this one (exact names, *.domain or
+    /// *; comma-separated or repeated). It never widens a connector's list.
+    /// By default each connector's manifest alone decides.
     #[arg(long = "allow-host", global = true, env = "WEFT_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST")]
     allow_hosts: Option<Vec<String>>,
     #[command(subcommand)]

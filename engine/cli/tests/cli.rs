@@ -193,6 +193,9 @@ async fn secrets_come_from_the_environment_and_stay_out_of_the_journal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_host_limits_where_connectors_may_connect() {
     let ws = Workspace::new(Backend::Sqlite).await;
+    // The help says which way the flag works.
+    let help = text(&ws.run(&["run", "--help"]).stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("Narrows where connectors may connect") && help.contains("never widens"), "{help}");
     let sink = Sink::start(&[]).await;
     let file = ws.write(
         "call.json",
@@ -367,4 +370,27 @@ async fn the_store_is_the_nearest_dot_weft_from_here_up() {
     assert!(text(&out.stderr).contains("no runs yet in sqlite://"), "{}", text(&out.stderr));
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
     assert!(!elsewhere.exists(), "listing runs creates no store");
+}
+
+/// A network failure reads as one, with no Rust debug text.
+#[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_said_in_words() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    // `.invalid` never resolves (RFC 6761).
+    let file = ws.write(
+        "dns.json",
+        &json!({ "name": "dns", "steps": [{
+            "id": "a", "uses": "http/request", "with": { "url": "http://no-such-host.invalid/x" },
+            "retry": { "max_attempts": 1 }
+        }] })
+        .to_string(),
+    );
+    let out = ws.run(&["run", file.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the request to no-such-host.invalid failed: the host name could not be resolved"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ErrorCode") && !stderr.contains("Payload {"), "{stderr}");
 }

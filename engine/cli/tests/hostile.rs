@@ -31,7 +31,19 @@ async fn bad_files_and_values_are_refused_with_a_precise_error_and_write_nothing
     let deep = ws.write("deep.json", &nested(100));
     let deep_input = format!("@{}", deep.display());
     let fifo_input = format!("@{fifo}");
+    // Files that are not connectors: text, and a WebAssembly core module.
+    let plugins = ws.dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(plugins.join("notes.wasm"), "hello\n").unwrap();
+    let text_file = plugins.join("notes.wasm");
+    let core = ws.dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let not_wasm = "the file is not a WebAssembly component (it does not start with WebAssembly's magic bytes";
+    let core_module = "the file is a WebAssembly core module, not a component";
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["connector", "inspect", text_file.to_str().unwrap()], not_wasm),
+        (vec!["connector", "inspect", core.to_str().unwrap()], core_module),
+        (vec!["run", workflow, "--connectors-dir", plugins.to_str().unwrap()], not_wasm),
         (vec!["validate", "/dev/zero"], "reading /dev/zero: not a regular file"),
         (vec!["run", fifo], "not a regular file"),
         (vec!["validate", large.to_str().unwrap()], "over the size limit of 4194304 bytes"),

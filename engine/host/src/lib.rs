@@ -107,6 +107,9 @@ pub enum Error {
         #[source]
         source: Option<http::uri::InvalidUri>,
     },
+    /// The bytes are not a WebAssembly component at all.
+    #[error("{0}")]
+    NotAComponent(&'static str),
     /// The bytes are not a valid component, or do not compile.
     #[error("compiling the component")]
     Compile(#[source] wasmtime::Error),
@@ -232,6 +235,9 @@ impl Host {
 
     /// Compiles (or loads from the cache) and links a component.
     async fn compile(&self, digest: &str, bytes: &[u8]) -> Result<bindings::ConnectorPre<CallState>> {
+        if let Some(what) = not_a_component(bytes) {
+            return Err(Error::NotAComponent(what));
+        }
         let engine = self.engine.clone();
         let cache = self.cache.clone();
         let digest = digest.to_string();
@@ -244,6 +250,24 @@ impl Host {
         .map_err(|e| Error::Compile(wasmtime::Error::new(e)))??;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(Error::Link)?;
         bindings::ConnectorPre::new(instance_pre).map_err(Error::Link)
+    }
+}
+
+/// What the bytes are, when they are plainly not a component: a file that
+/// is not WebAssembly, or a core module. (wasmtime would parse the first as
+/// the text format and report a syntax error at 1:1.)
+fn not_a_component(bytes: &[u8]) -> Option<&'static str> {
+    if !bytes.starts_with(b"\0asm") {
+        return Some(
+            "the file is not a WebAssembly component (it does not start with WebAssembly's magic bytes `\\0asm`)",
+        );
+    }
+    match bytes.get(4..8) {
+        Some([1, 0, 0, 0]) => Some(
+            "the file is a WebAssembly core module, not a component: connectors are components, built for \
+             wasm32-wasip2 (`weft connector build`)",
+        ),
+        _ => None,
     }
 }
 
