@@ -379,38 +379,38 @@ fn template_text(template: &Value) -> String {
 /// reads, as dotted paths such as `steps.fetch.output`. Fails on syntax
 /// errors.
 pub fn references(text: &str, bare_expression: bool) -> Result<BTreeSet<String>, ExprError> {
-    let (mode, source) = match (bare_expression, single_expression(text)) {
-        (true, _) => (Mode::Expression, bare(text)),
-        (false, Some(expr)) => (Mode::Expression, expr),
-        (false, None) => (Mode::Text, text),
-    };
+    let (mode, source) = reference_source(text, bare_expression);
     // Compiling folds constants, which for `(1,) * 100000000` alone builds
     // gigabytes: what is not bounded is compiled in the sandbox.
     if let Some(sandbox) = sandbox_for(mode, source) {
         let names = sandbox.references(text, bare_expression).map_err(|message| error(source, message))?;
         return Ok(names.into_iter().collect());
     }
-    let env = Environment::new();
-    let names = match mode {
-        Mode::Expression | Mode::Condition => {
-            env.compile_expression(source).map_err(|e| error(source, e))?.undeclared_variables(true)
-        }
-        Mode::Text => env.template_from_str(source).map_err(|e| error(source, e))?.undeclared_variables(true),
-    };
-    Ok(names.into_iter().collect())
+    references_here(mode, source).map_err(|e| error(source, e))
 }
 
 /// [`references`] in this process, whatever the template: what the template
 /// sandbox runs.
 pub fn references_unsandboxed(text: &str, bare_expression: bool) -> Result<Vec<String>, String> {
+    let (mode, source) = reference_source(text, bare_expression);
+    references_here(mode, source).map(|names| names.into_iter().collect()).map_err(|e| e.to_string())
+}
+
+/// How [`references`] reads `text`: one expression (bare, or the whole of a
+/// `{{ … }}`), or a text template.
+fn reference_source(text: &str, bare_expression: bool) -> (Mode, &str) {
+    match (bare_expression, single_expression(text)) {
+        (true, _) => (Mode::Expression, bare(text)),
+        (false, Some(expr)) => (Mode::Expression, expr),
+        (false, None) => (Mode::Text, text),
+    }
+}
+
+fn references_here(mode: Mode, source: &str) -> Result<BTreeSet<String>, minijinja::Error> {
     let env = Environment::new();
-    let names = match (bare_expression, single_expression(text)) {
-        (true, _) => {
-            let expr = bare(text);
-            env.compile_expression(expr).map_err(|e| e.to_string())?.undeclared_variables(true)
-        }
-        (false, Some(expr)) => env.compile_expression(expr).map_err(|e| e.to_string())?.undeclared_variables(true),
-        (false, None) => env.template_from_str(text).map_err(|e| e.to_string())?.undeclared_variables(true),
+    let names = match mode {
+        Mode::Expression | Mode::Condition => env.compile_expression(source)?.undeclared_variables(true),
+        Mode::Text => env.template_from_str(source)?.undeclared_variables(true),
     };
     Ok(names.into_iter().collect())
 }

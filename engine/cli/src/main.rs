@@ -456,10 +456,7 @@ async fn resume_one(
 /// Reports a run that is over without driving it (nothing is replayed or
 /// changed), and returns the exit code its status gives.
 fn over_already(run: &weft_store::RunRecord, why: &str, json: bool) -> u8 {
-    let code = match run.status {
-        RunStatus::Completed => 0,
-        _ => 1,
-    };
+    let code = exit_code(run.status);
     if json {
         let output = run.output.as_deref().and_then(|text| serde_json::from_str::<Value>(text).ok());
         let body = json!({ "run_id": run.id, "status": run.status.as_str(), "output": output, "resumed": false });
@@ -521,12 +518,18 @@ fn interrupted(run_id: Option<&str>) -> Failure {
     Failure { code: 130, error }
 }
 
+/// The exit code for a run that is over: 0 when it completed, 1 when it
+/// failed or was cancelled.
+fn exit_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Completed => 0,
+        _ => 1,
+    }
+}
+
 /// Prints a finished run's outcome; returns the exit code.
 fn report(outcome: &Outcome, json: bool) -> Result<u8, Failure> {
-    let code = match outcome.status {
-        weft_core::RunStatus::Completed => 0,
-        _ => 1,
-    };
+    let code = exit_code(outcome.status);
     if json {
         let body = json!({
             "run_id": outcome.run_id,

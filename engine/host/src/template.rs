@@ -2,10 +2,10 @@
 //! they read (loops, `*`, calls, most filters) are evaluated in a
 //! WebAssembly component, `connectors/template_sandbox`, which runs
 //! `weft-workflows`' own evaluator. Each evaluation gets a fresh instance
-//! with a memory cap and a fuel budget. minijinja's fuel counts operations
-//! and cannot see that one operation built a gigabyte; wasmtime's memory cap
-//! and fuel (which bulk copies consume by their size) can. Fuel makes the
-//! limit deterministic: a template that runs out does so on every replay.
+//! with a memory cap and a fuel budget. minijinja's fuel charges estimates
+//! of the work and bytes a template spends; the sandbox's memory cap and
+//! instruction budget hold whatever those estimates say. Both are
+//! deterministic: a template that runs out does so on every replay.
 //!
 //! The sandbox has its own synchronous engine: templates are rendered where
 //! the core decides, which is synchronous code.
@@ -32,9 +32,9 @@ mod bindings {
 /// values at the size limit, converted to minijinja's values.
 pub const TEMPLATE_MEMORY_BYTES: usize = 128 << 20;
 
-/// The WebAssembly fuel one evaluation may burn, about ten seconds of CPU;
-/// a copy of n bytes burns about n. minijinja's own budget of operations
-/// usually stops a long loop first.
+/// The WebAssembly fuel (instructions) one evaluation may burn, about ten
+/// seconds of CPU. minijinja's own budget of operations usually stops a
+/// long loop first.
 pub const TEMPLATE_WASM_FUEL: u64 = 20_000_000_000;
 
 /// The process's template sandbox, compiled on first use (or loaded from the
@@ -140,10 +140,10 @@ impl expr::Sandbox for TemplateSandbox {
             Mode::Condition => bindings::Mode::Condition,
             Mode::Text => bindings::Mode::Text,
         };
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        let result = self.run(|sandbox, store| sandbox.call_evaluate(store, mode, source, scope, limit))?;
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX);
+        let result = self.run(|sandbox, store| sandbox.call_evaluate(store, mode, source, scope, cap))?;
         // The guest is held to the cap it was given.
-        if result.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        if result.len() > limit {
             return Err(format!("the result is over the size limit of {limit} bytes"));
         }
         Ok(result)
