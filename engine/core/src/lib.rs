@@ -34,6 +34,6 @@ pub use decide::{
 };
 pub use effect::{AttemptId, Call, ChildStart, Decision, Effect};
 pub use event::{Event, Millis, StepError};
-pub use state::{Iteration, Pin, RunState, RunStatus, Signal, StepPhase, StepState};
-pub use timeline::{Entry, EntryStatus, timeline};
+pub use state::{Awaiting, Iteration, Pin, RunState, RunStatus, Signal, StepPhase, StepState};
+pub use timeline::{Entry, EntryStatus, interrupt, timeline};
 pub use weft_workflows::ErrorKind;

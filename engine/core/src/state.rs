@@ -507,6 +507,87 @@ impl RunState {
     }
 }
 
+/// What a run that is not over waits for, when nothing of it is under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Awaiting {
+    /// A `wait_for_signal` step waits for a signal that has not arrived.
+    Signal {
+        /// The step.
+        step: String,
+        /// The signal's name.
+        name: String,
+        /// When the wait times out, if it does.
+        timeout_at: Option<Millis>,
+    },
+    /// A `sleep` step sleeps until a time.
+    Timer {
+        /// The step.
+        step: String,
+        /// When it wakes.
+        until: Millis,
+    },
+    /// A failed attempt is retried at a time.
+    Retry {
+        /// The step.
+        step: String,
+        /// The `foreach` iteration.
+        iteration: Option<u32>,
+        /// When the next attempt starts.
+        at: Millis,
+    },
+}
+
+impl Awaiting {
+    /// When what is awaited comes by itself (a signal may never come).
+    pub fn due_at(&self) -> Option<Millis> {
+        match self {
+            Awaiting::Signal { timeout_at, .. } => *timeout_at,
+            Awaiting::Timer { until, .. } => Some(*until),
+            Awaiting::Retry { at, .. } => Some(*at),
+        }
+    }
+}
+
+impl RunState {
+    /// What the run waits for at `now`: `Some` when it is not over, nothing
+    /// is ready to go on, and every step under way waits for a signal, a
+    /// timer or a retry; `None` when a call or a child run is under way, when
+    /// the run is over, or when [`decide`](crate::decide) has something to do
+    /// (a signal arrived for a wait, a timer is due, a step can start).
+    pub fn awaiting(&self, definition: &Definition, now: Millis) -> Option<Vec<Awaiting>> {
+        if self.status.is_terminal() || !crate::decide(definition, self, now).events.is_empty() {
+            return None;
+        }
+        let mut waits = Vec::new();
+        for (i, state) in self.steps.iter().enumerate() {
+            let step = &definition.workflow.steps[i];
+            let foreach = state.items.is_some();
+            for (n, iteration) in state.active() {
+                let iteration_number = foreach.then_some(n as u32);
+                match (iteration, &step.kind) {
+                    (Iteration::Backoff { retry_at, .. }, _) => waits.push(Awaiting::Retry {
+                        step: step.id.clone(),
+                        iteration: iteration_number,
+                        at: *retry_at,
+                    }),
+                    (Iteration::Running { wake_at, .. }, StepKind::WaitForSignal(wait)) => {
+                        waits.push(Awaiting::Signal {
+                            step: step.id.clone(),
+                            name: wait.name.clone(),
+                            timeout_at: *wake_at,
+                        });
+                    }
+                    (Iteration::Running { wake_at: Some(until), .. }, StepKind::Sleep(_)) => {
+                        waits.push(Awaiting::Timer { step: step.id.clone(), until: *until })
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        (!waits.is_empty()).then_some(waits)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

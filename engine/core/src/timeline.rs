@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use weft_workflows::{Definition, StepKind};
+use weft_workflows::{Definition, ErrorKind, StepKind};
 
 use crate::event::{Event, Millis, StepError};
 
@@ -27,6 +27,12 @@ pub enum EntryStatus {
     Skipped,
     /// A signal delivered to the run.
     Received,
+    /// An attempt, wait or sleep that was under way when the run was
+    /// cancelled or failed: it will not finish.
+    Cancelled,
+    /// An attempt cut short because the process driving it stopped; resuming
+    /// the run starts it again.
+    Interrupted,
 }
 
 impl EntryStatus {
@@ -41,6 +47,8 @@ impl EntryStatus {
             EntryStatus::Failed => "failed",
             EntryStatus::Skipped => "skipped",
             EntryStatus::Received => "received",
+            EntryStatus::Cancelled => "cancelled",
+            EntryStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -102,6 +110,11 @@ impl Entry {
         }
     }
 
+    /// Whether it is still under way.
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, EntryStatus::Running | EntryStatus::Waiting | EntryStatus::Sleeping)
+    }
+
     fn is(&self, step: &str, iteration: Option<u32>, attempt: Option<u32>) -> bool {
         self.step.as_deref() == Some(step)
             && self.iteration == iteration
@@ -161,7 +174,8 @@ pub fn timeline<'e>(definition: &Definition, events: impl IntoIterator<Item = (M
                     }
                 };
                 let entry = &mut entries[i];
-                entry.status = EntryStatus::Failed;
+                entry.status =
+                    if error.kind == ErrorKind::Interrupted { EntryStatus::Interrupted } else { EntryStatus::Failed };
                 entry.ended_at = Some(at);
                 entry.error = Some(error.clone());
                 entry.retry_at = *retry_at;
@@ -178,13 +192,27 @@ pub fn timeline<'e>(definition: &Definition, events: impl IntoIterator<Item = (M
                 entry.signal = Some(name.clone());
                 entries.push(entry);
             }
+            Event::RunFailed { .. } | Event::RunCancelled { .. } => {
+                for entry in entries.iter_mut().filter(|e| e.is_open()) {
+                    entry.status = EntryStatus::Cancelled;
+                    entry.ended_at = Some(at);
+                }
+            }
             Event::RunStarted { .. }
             | Event::StepScheduled { .. }
             | Event::CancelRequested { .. }
-            | Event::RunCompleted { .. }
-            | Event::RunFailed { .. }
-            | Event::RunCancelled { .. } => {}
+            | Event::RunCompleted { .. } => {}
         }
     }
     entries
+}
+
+/// Marks the attempts under way (calls and child runs) as interrupted: for
+/// a run that no live process drives, they are not running, and resuming the
+/// run starts them again. Waits and sleeps stay as they are: they are kept
+/// in the journal, not in a process.
+pub fn interrupt(entries: &mut [Entry]) {
+    for entry in entries.iter_mut().filter(|e| e.status == EntryStatus::Running) {
+        entry.status = EntryStatus::Interrupted;
+    }
 }

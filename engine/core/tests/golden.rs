@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 use weft_core::{
-    AttemptId, Call, ChildStart, Decision, Effect, Event, MAX_INTERRUPTIONS, RunState, RunStatus, StepError, advance,
-    decide, next_wake, on_outcome, recover,
+    AttemptId, Awaiting, Call, ChildStart, Decision, Effect, Event, MAX_INTERRUPTIONS, RunState, RunStatus, StepError,
+    advance, decide, next_wake, on_outcome, recover,
 };
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, ErrorKind, load};
 
@@ -495,4 +495,79 @@ fn the_timeline_is_a_projection_of_the_journal() {
     assert!(entries[1].retry_at.is_some(), "a retried failure says when");
     assert_eq!(entries[2].output, Some(json!("fine")));
     assert_eq!(entries[3].signal.as_deref(), Some("ok"));
+}
+
+#[test]
+fn a_run_says_what_it_waits_for_and_only_when_nothing_is_under_way() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo", "retry": { "max_attempts": 2, "initial_interval": "1s" } },
+            { "id": "approve", "wait_for_signal": { "name": "ok", "timeout": "1h" }, "needs": ["a"] },
+            { "id": "nap", "sleep": "30s", "needs": ["a"] }
+        ]}),
+        json!({}),
+    );
+    sim.settle();
+    assert_eq!(sim.state.awaiting(&sim.def, sim.now), None, "a call is under way");
+    let failed = sim.finish("a", None, Err(StepError::new(ErrorKind::Transient, "503")));
+    let Some(Event::StepFailed { retry_at: Some(retry_at), .. }) = failed.first().cloned() else {
+        panic!("{failed:?}")
+    };
+    assert_eq!(
+        sim.state.awaiting(&sim.def, sim.now),
+        Some(vec![Awaiting::Retry { step: "a".into(), iteration: None, at: retry_at }])
+    );
+    sim.now = retry_at;
+    assert_eq!(sim.state.awaiting(&sim.def, sim.now), None, "the retry is due");
+    sim.settle();
+    sim.finish("a", None, Ok(json!(1)));
+    let waits = sim.state.awaiting(&sim.def, sim.now).expect("waiting");
+    assert_eq!(
+        waits,
+        [
+            Awaiting::Signal { step: "approve".into(), name: "ok".into(), timeout_at: Some(sim.now + 3_600_000) },
+            Awaiting::Timer { step: "nap".into(), until: sim.now + 30_000 },
+        ]
+    );
+    sim.commit(vec![Event::SignalReceived { name: "ok".into(), payload: json!(true) }]);
+    assert_eq!(sim.state.awaiting(&sim.def, sim.now), None, "the signal arrived: the wait can end");
+    sim.settle();
+    assert_eq!(
+        sim.state.awaiting(&sim.def, sim.now),
+        Some(vec![Awaiting::Timer { step: "nap".into(), until: sim.now + 30_000 }])
+    );
+}
+
+#[test]
+fn steps_in_flight_end_cancelled_with_the_run_and_interrupted_attempts_say_so() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "a", "uses": "t/echo" },
+            { "id": "approve", "wait_for_signal": { "name": "ok" } },
+            { "id": "nap", "sleep": "1h" }
+        ]}),
+        json!({}),
+    );
+    sim.settle();
+    let open = weft_core::timeline(&sim.def, sim.journal.iter().map(|e| (sim.now, e)));
+    let statuses = |entries: &[weft_core::Entry]| entries.iter().map(|e| e.status.as_str()).collect::<Vec<_>>();
+    assert_eq!(statuses(&open), ["running", "waiting", "sleeping"]);
+    let mut lost = open.clone();
+    weft_core::interrupt(&mut lost);
+    assert_eq!(statuses(&lost), ["interrupted", "waiting", "sleeping"], "only calls need a process");
+
+    sim.now += 5;
+    sim.commit(vec![Event::CancelRequested { reason: "by user".into() }]);
+    sim.settle();
+    let closed = weft_core::timeline(&sim.def, sim.journal.iter().map(|e| (sim.now, e)));
+    assert_eq!(statuses(&closed), ["cancelled", "cancelled", "cancelled"]);
+    assert!(closed.iter().all(|e| e.ended_at == Some(sim.now)));
+
+    // An attempt a dead driver cut short is journaled as interrupted.
+    let mut sim = Sim::new(json!({ "name": "w", "steps": [ { "id": "a", "uses": "t/echo" } ] }), json!({}));
+    sim.settle();
+    let state = RunState::replay("r1", &sim.def, &sim.journal);
+    sim.commit(recover(&sim.def, &state, sim.now).events);
+    let entries = weft_core::timeline(&sim.def, sim.journal.iter().map(|e| (sim.now, e)));
+    assert_eq!(entries[0].status, weft_core::EntryStatus::Interrupted);
 }
