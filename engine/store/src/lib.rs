@@ -30,7 +30,7 @@ use db::Db;
 pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use db::{Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
-pub use runs::{Lease, NewRun, RunRecord};
+pub use runs::{Lease, NewRun, RunFilter, RunRecord};
 
 /// The tenant that local runs belong to.
 pub const DEFAULT_TENANT: &str = "default";

@@ -28,6 +28,26 @@ pub struct NewRun<'a> {
     pub at: i64,
 }
 
+/// Which runs [`Store::filter_runs`] lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of the workflow with this name.
+    pub workflow: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs created at or after this time (ms).
+    pub since: Option<i64>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+impl Default for RunFilter {
+    /// Every run, up to 20.
+    fn default() -> RunFilter {
+        RunFilter { workflow: None, status: None, since: None, limit: 20 }
+    }
+}
+
 /// A run's summary row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
@@ -181,8 +201,19 @@ impl Store {
 
     /// The tenant's most recent runs, newest first.
     pub async fn list_runs(&self, tenant: &str, limit: i64) -> Result<Vec<RunRecord>> {
-        let rows =
-            sqlx::query_as::<_, RunRow>(sql::LIST_RUNS).bind(tenant).bind(limit).fetch_all(&self.db.pool).await?;
+        self.filter_runs(tenant, &RunFilter { limit, ..RunFilter::default() }).await
+    }
+
+    /// The tenant's most recent runs that pass `filter`, newest first.
+    pub async fn filter_runs(&self, tenant: &str, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query_as::<_, RunRow>(sql::LIST_RUNS)
+            .bind(tenant)
+            .bind(filter.workflow.as_deref())
+            .bind(filter.status.map(RunStatus::as_str))
+            .bind(filter.since)
+            .bind(filter.limit)
+            .fetch_all(&self.db.pool)
+            .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
 

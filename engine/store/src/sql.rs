@@ -42,8 +42,15 @@ pub(crate) const SELECT_RUNS_BY_PREFIX: &str = concat!(
     " FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 ORDER BY id LIMIT 5"
 );
 
-pub(crate) const LIST_RUNS: &str =
-    concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2");
+/// The newest runs of tenant $1, at most $5, of workflow $2, with status $3
+/// and created at or after $4 (each when not null).
+pub(crate) const LIST_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR workflow_name = $2) \
+     AND (CAST($3 AS TEXT) IS NULL OR status = $3) AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
+     ORDER BY created_at DESC, id DESC LIMIT $5"
+);
 
 /// Top-level runs still running, oldest first.
 pub(crate) const UNFINISHED_RUNS: &str = concat!(

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use weft_core::{ErrorKind, Event, RunStatus, StepError};
-use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, Store, testing};
+use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, RunFilter, Store, testing};
 
 /// The store reads no clock; its callers give it the time.
 fn now_ms() -> i64 {
@@ -128,6 +128,17 @@ async fn summary_follows_the_journal(store: Store) {
     let listed = store.list_runs(DEFAULT_TENANT, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|r| r.tenant == DEFAULT_TENANT));
+
+    let ids = |runs: Vec<weft_store::RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let filter = |f: RunFilter| {
+        let store = store.clone();
+        async move { ids(store.filter_runs(DEFAULT_TENANT, &f).await.unwrap()) }
+    };
+    assert_eq!(filter(RunFilter { status: Some(RunStatus::Failed), ..RunFilter::default() }).await, ["run-c"]);
+    assert_eq!(filter(RunFilter { workflow: Some("demo".into()), ..RunFilter::default() }).await.len(), 2);
+    assert!(filter(RunFilter { workflow: Some("other".into()), ..RunFilter::default() }).await.is_empty());
+    assert!(filter(RunFilter { since: Some(now_ms() + 3_600_000), ..RunFilter::default() }).await.is_empty());
+    assert_eq!(filter(RunFilter { since: Some(0), limit: 1, ..RunFilter::default() }).await, ["run-c"]);
 }
 
 async fn concurrent_writers_are_detected(store: Store) {
