@@ -156,11 +156,25 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RunsCommand {
-    /// The most recent runs.
+    /// The most recent runs, newest first, each child run under its parent.
+    ///
+    /// A run is `running` only while a live process drives it; `waiting`
+    /// while it waits for a signal, a timer or a retry; `interrupted` when the
+    /// process that drove it stopped (continue it with `weft resume`).
     List {
         /// How many.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
+        /// Only runs with this status.
+        #[arg(long, value_parser = weft_runtime::Standing::NAMES)]
+        status: Option<String>,
+        /// Only runs of the workflow with this name.
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+        /// Only runs created since then: a time ago (`30m`, `2h`, `1day`) or
+        /// a timestamp (`2026-12-01T09:00:00Z`).
+        #[arg(long, value_name = "WHEN", value_parser = timeline::parse_since)]
+        since: Option<i64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -206,7 +220,23 @@ fn classify(error: weft_runtime::Error) -> Failure {
     }
 }
 
+/// Output piped into a command that stops reading (`weft runs list | head`)
+/// ends `weft` quietly, as it ends other Unix tools, instead of a panic
+/// about a broken pipe: Rust ignores SIGPIPE unless told otherwise.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn stop_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: the default action is installed before any thread starts, and
+    // no handler of ours is replaced.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+#[cfg(not(unix))]
+fn stop_quietly_on_a_closed_pipe() {}
+
 fn main() -> ExitCode {
+    stop_quietly_on_a_closed_pipe();
     let mut cli = Cli::parse();
     cli.db = cli.db_given.take().unwrap_or_else(|| default_store(std::env::current_dir().ok().as_deref()));
     tracing_subscriber::fmt()
@@ -398,20 +428,28 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Connector(command) => connector::run(command, &cli).await,
-        Command::Runs(RunsCommand::List { limit, json }) => {
+        Command::Runs(RunsCommand::List { limit, status, workflow, since, json }) => {
             let runs = match existing_store(&cli).await? {
-                Some(store) => store.list_runs(DEFAULT_TENANT, *limit).await.map_err(failed)?,
+                Some(store) => {
+                    let query = timeline::Query {
+                        limit: *limit,
+                        status: status.clone(),
+                        workflow: workflow.clone(),
+                        since: *since,
+                    };
+                    timeline::find(&store, &query).await.map_err(classify)?
+                }
                 None => Vec::new(),
             };
-            timeline::list(&runs, &weft_store::redact(&cli.db), *json);
+            let filtered = status.is_some() || workflow.is_some() || since.is_some();
+            timeline::list(&runs, &weft_store::redact(&cli.db), filtered, *json);
             Ok(0)
         }
         Command::Runs(RunsCommand::Show { run, json }) => {
             let store = open_store(&cli).await?;
             let run = store.find_run(DEFAULT_TENANT, run).await.map_err(|e| classify(e.into()))?;
-            let definition = weft_runtime::definition(&store, &run).await.map_err(classify)?;
-            let events = store.load_events(DEFAULT_TENANT, &run.id, 0).await.map_err(failed)?;
-            timeline::show(&run, &definition, &events, *json);
+            let inspection = weft_runtime::inspect(&store, &run).await.map_err(classify)?;
+            timeline::show(&run, &inspection, *json);
             Ok(0)
         }
     }

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Value, json};
-use weft_core::EntryStatus;
-use weft_core::Event;
-use weft_store::{RunRecord, StoredEvent};
-use weft_workflows::Definition;
+use weft_core::{Awaiting, EntryStatus, Event, RunStatus};
+use weft_runtime::{Inspection, Standing};
+use weft_store::{DEFAULT_TENANT, RunFilter, RunRecord, Store};
 
 fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
@@ -28,14 +29,110 @@ fn short(text: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
+/// What `weft runs list` asks for.
+pub struct Query {
+    /// At most this many runs.
+    pub limit: i64,
+    /// Only runs that stand so (one of [`Standing::NAMES`]).
+    pub status: Option<String>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs created since then (ms).
+    pub since: Option<i64>,
+}
+
+/// Runs that are not over are looked at at most this many at a time when
+/// listing them by what they do (their journals say it, not their rows).
+const UNFINISHED_SCANNED: i64 = 10_000;
+
+/// A listed run and where it stands; none when its journal or definition
+/// cannot be read (it is listed anyway, as `unreadable`, with a warning).
+pub type Listed = (RunRecord, Option<Standing>);
+
+/// What the status column says of a listed run.
+fn status_of(standing: &Option<Standing>) -> &'static str {
+    standing.as_ref().map_or("unreadable", Standing::as_str)
+}
+
+/// The runs `query` asks for, newest first, with where each stands.
+pub async fn find(store: &Store, query: &Query) -> Result<Vec<Listed>, weft_runtime::Error> {
+    // `running`, `waiting` and `interrupted` are all unfinished in the store.
+    let stored = query.status.as_deref().map(|name| name.parse::<RunStatus>().unwrap_or(RunStatus::Running));
+    let by_standing = stored == Some(RunStatus::Running);
+    let filter = RunFilter {
+        workflow: query.workflow.clone(),
+        status: stored,
+        since: query.since,
+        limit: if by_standing { UNFINISHED_SCANNED } else { query.limit },
+    };
+    let mut found = Vec::new();
+    for run in store.filter_runs(DEFAULT_TENANT, &filter).await? {
+        let standing = match weft_runtime::standing(store, &run).await {
+            Ok(standing) => Some(standing),
+            Err(error) => {
+                let error = crate::terminal::safe(&error.to_string()).into_owned();
+                eprintln!("warning: run {}: {error}", run.id);
+                None
+            }
+        };
+        if query.status.as_deref().is_none_or(|s| s == status_of(&standing)) {
+            found.push((run, standing));
+        }
+        if found.len() as i64 >= query.limit {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Reads `--since`: a time ago (`30m`, `2h`) or an RFC 3339 timestamp, as
+/// ms since the epoch.
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return Ok(weft_runtime::now_ms().saturating_sub(ago.as_millis() as i64));
+    }
+    match humantime::parse_rfc3339_weak(text) {
+        Ok(time) => Ok(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)),
+        Err(_) => Err(format!(
+            "`{text}` is neither a time ago (like 30m, 2h or 7days) nor a timestamp (like 2026-12-01T09:00:00Z)"
+        )),
+    }
+}
+
+/// The runs in list order: each child right under its parent (when its
+/// parent is listed too), with its depth.
+fn nested(runs: &[Listed]) -> Vec<(&RunRecord, &Option<Standing>, usize)> {
+    let listed: HashSet<&str> = runs.iter().map(|(r, _)| r.id.as_str()).collect();
+    let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (i, (run, _)) in runs.iter().enumerate() {
+        match run.parent_id.as_deref().filter(|p| listed.contains(p)) {
+            Some(parent) => children.entry(parent).or_default().push(i),
+            None => roots.push(i),
+        }
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    // Children come oldest first, in the order their parent started them.
+    let mut stack: Vec<(usize, usize)> = roots.into_iter().rev().map(|i| (i, 0)).collect();
+    while let Some((i, depth)) = stack.pop() {
+        let (run, standing) = &runs[i];
+        out.push((run, standing, depth));
+        if let Some(kids) = children.get(run.id.as_str()) {
+            stack.extend(kids.iter().map(|&k| (k, depth + 1)));
+        }
+    }
+    out
+}
+
 /// Prints runs as a table or as JSON.
-pub fn list(runs: &[RunRecord], store: &str, json: bool) {
+pub fn list(runs: &[Listed], store: &str, filtered: bool, json: bool) {
+    let rows = nested(runs);
     if json {
-        let rows: Vec<Value> = runs
+        let rows: Vec<Value> = rows
             .iter()
-            .map(|r| {
+            .map(|(r, standing, _)| {
                 json!({
-                    "id": r.id, "workflow": r.workflow_name, "status": r.status.as_str(), "parent": r.parent_id,
+                    "id": r.id, "workflow": r.workflow_name, "status": status_of(standing), "parent": r.parent_id,
                     "created_at": timestamp(r.created_at), "updated_at": timestamp(r.updated_at),
                 })
             })
@@ -45,22 +142,29 @@ pub fn list(runs: &[RunRecord], store: &str, json: bool) {
     }
     let store = crate::terminal::safe(store);
     if runs.is_empty() {
-        eprintln!("no runs yet in {store}; start one with `weft run FILE`");
+        match filtered {
+            true => eprintln!("no runs in {store} match"),
+            false => eprintln!("no runs yet in {store}; start one with `weft run FILE`"),
+        }
         return;
     }
     eprintln!("runs in {store}:");
-    println!("{:<36}  {:<20}  {:<9}  {:<24}  DURATION", "RUN", "WORKFLOW", "STATUS", "CREATED");
-    for run in runs {
+    println!("{:<36}  {:<24}  {:<11}  {:<24}  DURATION", "RUN", "WORKFLOW", "STATUS", "CREATED");
+    for (run, standing, depth) in rows {
         let took = if !run.status.is_terminal() { "-".to_string() } else { duration(run.updated_at - run.created_at) };
+        let workflow = match depth {
+            0 => short(&run.workflow_name, 24),
+            _ => {
+                let indent = "  ".repeat(depth - 1);
+                let room = 24usize.saturating_sub(indent.len() + 2).max(4);
+                format!("{indent}↳ {}", short(&run.workflow_name, room))
+            }
+        };
         println!(
-            "{:<36}  {:<20}  {:<9}  {:<24}  {}",
+            "{:<36}  {:<24}  {:<11}  {:<24}  {}",
             run.id,
-            if run.parent_id.is_some() {
-                format!("↳ {}", short(&run.workflow_name, 18))
-            } else {
-                short(&run.workflow_name, 20)
-            },
-            run.status,
+            workflow,
+            status_of(standing),
             timestamp(run.created_at),
             took
         );
@@ -82,17 +186,98 @@ struct Row {
     detail: String,
 }
 
-/// Prints a run's timeline, or the run and its raw journal as JSON.
-pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], json: bool) {
+/// What a waiting run waits for, as JSON.
+fn waits_json(waits: &[Awaiting]) -> Vec<Value> {
+    waits
+        .iter()
+        .map(|wait| match wait {
+            Awaiting::Signal { step, name, timeout_at } => json!({
+                "kind": "signal", "step": step, "signal": name, "timeout_at": timeout_at.map(timestamp),
+            }),
+            Awaiting::Timer { step, until } => json!({ "kind": "timer", "step": step, "until": timestamp(*until) }),
+            Awaiting::Retry { step, iteration, at } => {
+                json!({ "kind": "retry", "step": step, "iteration": iteration, "at": timestamp(*at) })
+            }
+        })
+        .collect()
+}
+
+/// `at` as a timestamp with how far off it is from now.
+fn when(at: i64) -> String {
+    let now = weft_runtime::now_ms();
+    if at >= now { format!("{} (in {})", timestamp(at), duration(at - now)) } else { timestamp(at) }
+}
+
+/// The lines under `status` that say what the run does and what to do.
+fn standing_lines(run: &RunRecord, standing: &Standing) -> Vec<String> {
+    let id = &run.id;
+    let driver = |owner: &str| {
+        let mut parts = owner.split(':');
+        match (parts.next(), parts.next()) {
+            (Some(host), Some(pid)) => format!("process {pid} on {host}"),
+            _ => owner.to_string(),
+        }
+    };
+    match standing {
+        Standing::Running { driver: owner } => vec![format!("running, driven by {}", driver(owner))],
+        Standing::Interrupted => vec![
+            "interrupted: no process drives it any more".to_string(),
+            format!("continue it with `weft resume {id}`"),
+        ],
+        Standing::Waiting { waits, driver: owner } => {
+            let mut lines = vec!["waiting".to_string()];
+            let mut signals = false;
+            for wait in waits {
+                lines.push(match wait {
+                    Awaiting::Signal { step, name, timeout_at } => {
+                        signals = true;
+                        let name = crate::terminal::safe(name);
+                        let timeout = timeout_at.map(|t| format!(", times out {}", when(t))).unwrap_or_default();
+                        format!("step `{step}` waits for signal `{name}`{timeout}: send it with `weft signal {id} {name} [PAYLOAD]`")
+                    }
+                    Awaiting::Timer { step, until } => format!("step `{step}` sleeps until {}", when(*until)),
+                    Awaiting::Retry { step, iteration, at } => {
+                        format!("step `{}` is retried at {}", label(step, *iteration), when(*at))
+                    }
+                });
+            }
+            lines.push(match owner {
+                Some(owner) => format!("{} goes on when it comes", driver(owner)),
+                None if signals => {
+                    format!("no process drives it: after the signal, continue it with `weft resume {id}`")
+                }
+                None => format!("no process drives it: continue it with `weft resume {id}`, which waits until then"),
+            });
+            lines
+        }
+        Standing::Completed | Standing::Failed | Standing::Cancelled => vec![standing.as_str().to_string()],
+    }
+}
+
+/// Prints a run's timeline, or the run, its timeline and its raw journal as
+/// JSON.
+pub fn show(run: &RunRecord, inspection: &Inspection, json: bool) {
+    let Inspection { definition, events, standing, .. } = inspection;
+    let mut entries = weft_core::timeline(definition, events.iter().map(|e| (e.at, &e.event)));
+    if *standing == Standing::Interrupted {
+        weft_core::interrupt(&mut entries);
+    }
     if json {
         let journal: Vec<Value> =
             events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
+        let (waits, driver) = match standing {
+            Standing::Waiting { waits, driver } => (Some(waits_json(waits)), driver.clone()),
+            Standing::Running { driver } => (None, Some(driver.clone())),
+            _ => (None, None),
+        };
         let body = json!({
-            "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": run.status.as_str(),
+            "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": standing.as_str(),
+            "waiting_for": waits, "driver": driver,
             "parent": run.parent_id,
             "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
             "output": run.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
             "error": run.error.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
+            "timeline": entries,
             "events": journal,
         });
         println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
@@ -112,14 +297,16 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         let pins: Vec<String> = pins.iter().map(|(k, d)| format!("{k} {}", short(d, 19))).collect();
         println!("pinned    {}", pins.join(", "));
     }
-    println!("status    {}", run.status);
+    for (i, line) in standing_lines(run, standing).iter().enumerate() {
+        println!("{}{line}", if i == 0 { "status    " } else { "          " });
+    }
     println!("started   {}", timestamp(origin));
     if run.status.is_terminal() {
         println!("took      {}", duration(run.updated_at - origin));
     }
     println!("input     {}", short(&run.input, 100));
 
-    let rows: Vec<Row> = weft_core::timeline(definition, events.iter().map(|e| (e.at, &e.event)))
+    let rows: Vec<Row> = entries
         .into_iter()
         .map(|entry| {
             let step = match (&entry.step, &entry.signal) {
@@ -148,6 +335,11 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
                     format!("{}{}", short(&error, 80), retry.unwrap_or_default())
                 }
                 EntryStatus::Skipped => entry.reason.clone().unwrap_or_default(),
+                EntryStatus::Interrupted => match &entry.error {
+                    Some(error) => short(&error.message, 80),
+                    None => "the process driving it stopped; `weft resume` starts it again".to_string(),
+                },
+                EntryStatus::Cancelled => "stopped when the run ended".to_string(),
                 EntryStatus::Slept | EntryStatus::Received => String::new(),
             };
             Row {
@@ -161,11 +353,11 @@ pub fn show(run: &RunRecord, definition: &Definition, events: &[StoredEvent], js
         })
         .collect();
     println!();
-    println!("{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  DETAIL", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION");
+    println!("{:<20}  {:>7}  {:<11}  {:>9}  {:>9}  DETAIL", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION");
     for row in &rows {
         let took = row.end.map_or("-".to_string(), |end| duration(end - row.start));
         println!(
-            "{:<20}  {:>7}  {:<9}  {:>9}  {:>9}  {}",
+            "{:<20}  {:>7}  {:<11}  {:>9}  {:>9}  {}",
             short(&row.step, 20),
             row.attempt,
             row.status,

@@ -283,6 +283,88 @@ async fn cancelling_stops_a_live_run_and_an_orphaned_one() {
     assert_eq!(ws.journal(&second)["status"], "cancelled");
 }
 
+/// `running` only while a live process drives a run; `waiting` says for
+/// what and how to send it; steps in flight end cancelled with the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_say_what_a_run_does() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write("approval.json", &wait_workflow());
+    let mut child = ws.spawn(&["run", file.to_str().unwrap()]);
+    let run = ws.newest_run_except("").await;
+    wait_until("the run to wait for its signal", Duration::from_secs(30), || ws.journal(&run)["status"] == "waiting")
+        .await;
+    let shown = ws.journal(&run);
+    assert_eq!(shown["waiting_for"][0]["kind"], "signal", "{shown:#}");
+    assert_eq!(shown["waiting_for"][0]["signal"], "approve");
+    assert!(shown["waiting_for"][0]["timeout_at"].is_string(), "the wait's timeout is shown: {shown:#}");
+    assert!(shown["driver"].is_string(), "its process drives it: {shown:#}");
+    let text_shown = text(&ws.run(&["runs", "show", &run]).stdout);
+    assert!(text_shown.contains(&format!("`weft signal {run} approve [PAYLOAD]`")), "{text_shown}");
+    assert!(text_shown.contains("times out"), "{text_shown}");
+    let listed = |status: &str| -> Vec<Value> {
+        let out = ws.run(&["runs", "list", "--status", status, "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(listed("waiting").len(), 1);
+    assert!(listed("running").is_empty(), "a run that waits is not running");
+
+    // Its process dies: the wait is kept in the journal, and the run says
+    // that nothing will go on after the signal without a resume.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let shown = ws.journal(&run);
+    assert_eq!(shown["status"], "waiting", "{shown:#}");
+    assert!(shown["driver"].is_null(), "{shown:#}");
+    let text_shown = text(&ws.run(&["runs", "show", &run]).stdout);
+    assert!(text_shown.contains(&format!("continue it with `weft resume {run}`")), "{text_shown}");
+
+    // Cancelled, the wait under way ends cancelled, not waiting forever.
+    assert!(ws.run(&["cancel", &run]).status.success());
+    let shown = ws.journal(&run);
+    assert_eq!(shown["status"], "cancelled");
+    let statuses: Vec<(String, String)> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["step"].as_str().unwrap_or("-").to_string(), e["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(statuses, [("ask".into(), "completed".into()), ("decision".into(), "cancelled".into())]);
+    assert_eq!(listed("cancelled").len(), 1);
+    let out = ws.run(&["runs", "list", "--status", "sleeping"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown status is refused");
+}
+
+#[tokio::test]
+async fn runs_list_filters_and_nests() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/team.json");
+    let out = ws.run(&["run", example, "--input", r#"{"team":["Ada","Alan"]}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/hello.json");
+    assert!(ws.run(&["run", hello, "--input", r#"{"name":"Bo","n":1}"#]).status.success());
+    let list = |args: &[&str]| -> String {
+        let mut all = vec!["runs", "list"];
+        all.extend_from_slice(args);
+        let out = ws.run(&all);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let table = list(&[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("RUN") && lines[0].contains("STATUS"), "a header:\n{table}");
+    // Newest first, each child right under its parent.
+    let workflows: Vec<&str> = lines[1..].iter().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(workflows, ["hello", "team", "↳", "↳"], "{table}");
+    assert_eq!(list(&["--workflow", "team"]).lines().count(), 2, "the header and the team run");
+    assert_eq!(list(&["--status", "completed", "--workflow", "hello", "--json"]).matches("\"id\"").count(), 3);
+    assert_eq!(list(&["--since", "1h"]).lines().count(), 5);
+    assert_eq!(list(&["--since", "2999-01-01T00:00:00Z"]).lines().count(), 0);
+    let out = ws.run(&["runs", "list", "--since", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("neither a time ago"), "{}", text(&out.stderr));
+}
+
 #[tokio::test]
 async fn schema_prints_the_committed_schema() {
     let ws = Workspace::new(Backend::Sqlite).await;
@@ -317,7 +399,9 @@ async fn resume_drives_every_unfinished_run_at_once() {
         ws.journal(&sleep_run)["status"] == "completed"
     })
     .await;
-    assert_eq!(ws.journal(&wait_run)["status"], "running");
+    let waiting = ws.journal(&wait_run);
+    assert_eq!(waiting["status"], "waiting", "{waiting:#}");
+    assert!(waiting["driver"].is_string(), "the resume process drives it: {waiting:#}");
     let out = ws.run(&["signal", &wait_run, "approve", "true"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = resume.wait_with_output().unwrap();

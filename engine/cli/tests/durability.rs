@@ -60,7 +60,11 @@ async fn killed_mid_step_resumes_without_redoing_work(backend: Backend) {
 
     let run = ws.run_ids().remove(0);
     let before = ws.journal(&run);
-    assert_eq!(before["status"], "running", "the killed run is unfinished");
+    assert_eq!(before["status"], "interrupted", "no process drives the killed run: {before:#}");
+    let lost: Vec<&str> = before["timeline"].as_array().unwrap().iter().filter_map(|e| e["status"].as_str()).collect();
+    assert_eq!(lost, ["completed", "interrupted"], "the step in flight is not running any more");
+    let shown = text(&ws.run(&["runs", "show", &run]).stdout);
+    assert!(shown.contains(&format!("continue it with `weft resume {run}`")), "{shown}");
 
     let out = ws.run(&["resume", &run]);
     assert!(out.status.success(), "resume failed: {}", text(&out.stderr));

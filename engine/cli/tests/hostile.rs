@@ -159,6 +159,12 @@ async fn resume_reports_a_run_it_cannot_read_and_carries_on_with_the_rest() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&format!("event 1 of run {broken}")), "{}", text(&out.stderr));
     assert_eq!(ws.run_ids().len(), 2);
+    let out = ws.run(&["runs", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |id: &str| listed.as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status(broken), "unreadable", "a run that cannot be read is listed, and says so");
+    assert_eq!(status(healthy), "completed");
+    assert!(text(&out.stderr).contains(&format!("warning: run {broken}: ")), "{}", text(&out.stderr));
 }
 
 /// Text from outputs, errors and names reaches the terminal with its control

@@ -53,6 +53,13 @@ fn is_dead_local(owner: &str) -> bool {
     }
 }
 
+/// The process that drives `run` at `now`, if one does: the lease's holder,
+/// while the lease lasts and (on this machine) its process exists.
+pub(crate) fn live_holder(run: &weft_store::RunRecord, now: i64) -> Option<&str> {
+    let owner = run.lease_owner.as_deref()?;
+    (run.lease_until.is_some_and(|until| until > now) && !is_dead_local(owner)).then_some(owner)
+}
+
 impl Engine {
     /// Takes (or renews) the run's lease; a dead local holder's lease is
     /// taken over at once.

@@ -28,6 +28,7 @@ mod assemble;
 mod children;
 mod driver;
 mod lease;
+mod standing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step, limit
 
 pub use assemble::{Assembly, AssemblyError};
 pub use driver::Outcome;
+pub use standing::{Inspection, Standing, inspect, standing};
 
 /// Runtime errors. A step failing is not one of these: it is recorded in the
 /// run's journal and reported in the [`Outcome`].
