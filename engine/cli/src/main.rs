@@ -25,28 +25,32 @@ use weft_workflows::limits;
 
 /// Weft runs durable workflows: every step's result is journaled, so a run
 /// that is interrupted picks up where it stopped.
+/// The help heading of the options every command takes, so that each
+/// command's own options come first in its `--help`.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(name = "weft", version, about, long_about = None)]
 pub(crate) struct Cli {
     /// Where runs are kept: a SQLite file (sqlite://PATH) or a Postgres URL
     /// [default: .weft/weft.db in the nearest directory, this one or a parent,
     /// that has a .weft/ folder; else ./.weft/weft.db].
-    #[arg(long = "db", global = true, env = "WEFT_DB", value_name = "URL")]
+    #[arg(long = "db", global = true, help_heading = GLOBAL, env = "WEFT_DB", value_name = "URL")]
     db_given: Option<String>,
     /// The store in use: --db, or the default found from the current directory.
     #[arg(skip)]
     db: String,
     /// A directory of extra connector components (*.wasm) to install.
-    #[arg(long, global = true, env = "WEFT_CONNECTORS_DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_CONNECTORS_DIR")]
     connectors_dir: Option<PathBuf>,
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
-    #[arg(long, global = true, env = "WEFT_CACHE_DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Narrows where connectors may connect: a host must be on its
     /// connector's own egress list and on this one (exact names, *.domain or
     /// *; comma-separated or repeated). It never widens a connector's list.
     /// By default each connector's manifest alone decides.
-    #[arg(long = "allow-host", global = true, env = "WEFT_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST")]
+    #[arg(long = "allow-host", global = true, help_heading = GLOBAL, env = "WEFT_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST")]
     allow_hosts: Option<Vec<String>>,
     #[command(subcommand)]
     command: Command,
@@ -162,7 +166,7 @@ enum RunsCommand {
     /// while it waits for a signal, a timer or a retry; `interrupted` when the
     /// process that drove it stopped (continue it with `weft resume`).
     List {
-        /// How many.
+        /// At most this many runs.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
         /// Only runs with this status.

@@ -478,3 +478,18 @@ async fn a_host_name_that_does_not_resolve_is_said_in_words() {
     );
     assert!(!stderr.contains("ErrorCode") && !stderr.contains("Payload {"), "{stderr}");
 }
+
+/// A command's own options come first in its help; the options every command
+/// takes follow under a heading of their own.
+#[tokio::test]
+async fn help_puts_a_commands_own_options_first() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let help = text(&ws.run(&["runs", "list", "--help"]).stdout);
+    let (own, global) = help.split_once("Global options:").expect("a heading for the global options");
+    for flag in ["--status", "--workflow", "--since", "--limit"] {
+        assert!(own.contains(flag), "{flag} is with the command's own options:\n{help}");
+    }
+    for flag in ["--db", "--connectors-dir", "--cache-dir", "--allow-host"] {
+        assert!(global.contains(flag) && !own.contains(flag), "{flag} is under the global heading:\n{help}");
+    }
+}
