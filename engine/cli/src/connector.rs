@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use clap::Subcommand;
 use serde_json::{Value, json};
-use weft_host::{CallContext, ConnectorInfo, Host, MemorySecrets};
+use weft_host::{CallContext, ConnectorInfo, Host, MemorySecrets, MemoryTokens};
 use weft_store::DEFAULT_TENANT;
 
 use crate::{Cli, Failure, bad, failed};
@@ -70,6 +70,17 @@ pub enum ConnectorCommand {
         /// A secret the call may reveal, as NAME=VALUE (repeatable).
         #[arg(long = "secret", value_name = "NAME=VALUE")]
         secrets: Vec<String>,
+        /// An OAuth access token the call may use, as PROVIDER=TOKEN
+        /// (repeatable): a way to try an OAuth connector before accounts
+        /// can be connected.
+        #[arg(long = "oauth-token", value_name = "PROVIDER=TOKEN")]
+        oauth_tokens: Vec<String>,
+        /// Sends the connector's requests for HOST to a local stand-in
+        /// instead, as HOST=ADDRESS (repeatable), e.g.
+        /// api.example.com=127.0.0.1:8080. The path, query and Host header
+        /// are kept; the connector must still be allowed to reach HOST.
+        #[arg(long = "route", value_name = "HOST=ADDRESS")]
+        routes: Vec<String>,
         /// The call's deadline, e.g. 5s.
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<std::time::Duration>,
@@ -111,6 +122,7 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display())).map_err(failed)?;
             let host = host().await?;
             let info = host.install(bytes).await.map_err(|e| bad(anyhow!("{}: {e}", wasm.display())))?;
+            let wasm = named_after(&wasm, &info.manifest.name)?;
             println!("{}", wasm.display());
             eprintln!("built {} ({}), {} action(s)", info.key(), info.digest, info.manifest.actions.len());
             Ok(0)
@@ -230,15 +242,24 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        ConnectorCommand::Test { file, action, input, secrets, timeout } => {
+        ConnectorCommand::Test { file, action, input, secrets, oauth_tokens, routes, timeout } => {
             let input = crate::parse_json_arg(input, "--input")?;
             let mut source = MemorySecrets::new();
             for pair in secrets {
-                let (name, value) =
-                    pair.split_once('=').ok_or_else(|| bad(anyhow!("--secret wants NAME=VALUE, got {pair:?}")))?;
+                let (name, value) = pair_of(pair, "--secret", "NAME=VALUE")?;
                 source = source.with(name, value);
             }
-            let host = host().await?.with_secrets(Arc::new(source));
+            let mut tokens = MemoryTokens::new();
+            for pair in oauth_tokens {
+                let (provider, token) = pair_of(pair, "--oauth-token", "PROVIDER=TOKEN")?;
+                tokens = tokens.with(provider, token);
+            }
+            let mut host = host().await?.with_secrets(Arc::new(source)).with_tokens(Arc::new(tokens));
+            for pair in routes {
+                let (name, address) = pair_of(pair, "--route", "HOST=ADDRESS")?;
+                let base = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+                host = host.with_route(name, &base).map_err(|e| bad(anyhow!("--route {pair}: {e}")))?;
+            }
             let info = install_file(&host, file).await?;
             if !info.manifest.actions.iter().any(|a| a.name == *action) {
                 let names: Vec<&str> = info.manifest.actions.iter().map(|a| a.name.as_str()).collect();
@@ -263,14 +284,24 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
     }
 }
 
+/// `NAME=VALUE` split at its first `=`, with a name.
+fn pair_of<'a>(pair: &'a str, flag: &str, shape: &str) -> Result<(&'a str, &'a str), Failure> {
+    match pair.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name, value)),
+        _ => Err(bad(anyhow!("{flag} wants {shape}, got {pair:?}"))),
+    }
+}
+
 /// Writes the template into `dir`, which must not exist or be empty.
 pub fn scaffold(name: &str, dir: &Path, sdk_path: &str) -> anyhow::Result<()> {
+    // The names the built-ins have (`google_sheets`) and kebab-case alike.
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.ends_with('-');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && !name.ends_with(['-', '_']);
     if !valid {
         anyhow::bail!(
-            "`{name}` is not a valid connector name: use lower-case letters, digits and `-`, starting with a letter"
+            "`{name}` is not a valid connector name: use lower-case letters, digits, `-` and `_`, starting with a \
+             letter"
         );
     }
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
@@ -342,6 +373,19 @@ fn build(dir: &Path) -> Result<PathBuf, Failure> {
             "cargo built no .wasm: is the crate's [lib] crate-type [\"cdylib\"], as `weft connector new` makes it?"
         ))
     })
+}
+
+/// The built component under its connector's name: cargo names the file
+/// after the crate with `-` turned into `_` (`my_api.wasm` for `my-api`), so
+/// a copy named after the connector (`my-api.wasm`) is put next to it.
+fn named_after(wasm: &Path, connector: &str) -> Result<PathBuf, Failure> {
+    let named = wasm.with_file_name(format!("{connector}.wasm"));
+    if named != wasm {
+        std::fs::copy(wasm, &named)
+            .with_context(|| format!("copying {} to {}", wasm.display(), named.display()))
+            .map_err(failed)?;
+    }
+    Ok(named)
 }
 
 async fn install_file(host: &Host, file: &Path) -> Result<ConnectorInfo, Failure> {

@@ -247,3 +247,90 @@ async fn every_catalog_connector_has_a_complete_manifest() {
     let out = ws.run(&["connector", "inspect", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_named_like_the_builtins_builds_under_its_own_name() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    // The built-ins' own style of name is accepted.
+    let out = ws.run(&["connector", "new", "sheets_v2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cargo_toml = std::fs::read_to_string(ws.dir.path().join("sheets_v2/Cargo.toml")).unwrap();
+    assert!(cargo_toml.contains(r#"name = "sheets_v2""#), "{cargo_toml}");
+    for bad in ["sheets_", "_sheets", "9lives", "Sheets"] {
+        let out = ws.run(&["connector", "new", bad]);
+        assert_eq!(out.status.code(), Some(2), "`{bad}` was accepted");
+        assert!(text(&out.stderr).contains("`-` and `_`"), "{}", text(&out.stderr));
+    }
+
+    // Cargo names the file of `my-api` my_api.wasm; the build is also
+    // printed and kept under the connector's own name.
+    let out = ws.run(&["connector", "new", "my-api"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let wasm = build(&ws, &ws.dir.path().join("my-api"));
+    assert_eq!(wasm.file_name().unwrap(), "my-api.wasm", "{wasm:?}");
+    let out = ws.run(&["connector", "inspect", wasm.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["manifest"]["name"], "my-api");
+}
+
+/// A stand-in for GitHub's REST API: it records the `Authorization` header
+/// and path of each request and answers as GitHub does when an issue is
+/// created.
+async fn github_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            log.lock().unwrap().push((uri.path().to_string(), auth));
+            let body = json!({ "number": 7, "html_url": "https://github.com/octo/demo/issues/7", "state": "open" });
+            (StatusCode::CREATED, axum::Json(body))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (address, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_connector_is_tried_against_a_stand_in_with_a_token_given_by_hand() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let (address, seen) = github_stand_in().await;
+    let github = weft_host::guest_component("github");
+    let route = format!("api.github.com={address}");
+    let test = |extra: &[&str]| {
+        let mut args = vec!["connector", "test", github.to_str().unwrap(), "create_issue"];
+        args.extend(["--input", r#"{"repo": "octo/demo", "title": "Hello"}"#, "--route", &route]);
+        args.extend(extra);
+        ws.run(&args)
+    };
+
+    // Without a token the connector is refused, and told how to give one.
+    let out = tokio::task::block_in_place(|| test(&[]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--oauth-token github=TOKEN"), "{}", text(&out.stderr));
+    assert!(seen.lock().unwrap().is_empty(), "no request leaves without a token");
+
+    let out = tokio::task::block_in_place(|| test(&["--oauth-token", "github=gho_by_hand"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let issue: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(issue["number"], 7);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("/repos/octo/demo/issues".to_string(), "Bearer gho_by_hand".to_string())],
+        "the routed request carries the token"
+    );
+
+    // A provider other than the manifest's gives nothing; bad pairs are exit 2.
+    let out = tokio::task::block_in_place(|| test(&["--oauth-token", "gitlab=glpat"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    for (flag, value) in [("--oauth-token", "github"), ("--route", "=127.0.0.1:1"), ("--route", "api.github.com=:::")] {
+        let out = tokio::task::block_in_place(|| test(&[flag, value]));
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(flag), "{}", text(&out.stderr));
+    }
+}

@@ -16,6 +16,7 @@ use weft_workflows::{ErrorKind, limits};
 use crate::bindings::weft::connector::types as wit;
 use crate::egress::Egress;
 use crate::limits::{Exceeded, Limiter};
+use crate::oauth::TokenSource;
 use crate::redact::Redactor;
 use crate::refusal::{Refusal, Refusals};
 use crate::secrets::{AuditSink, SecretSource};
@@ -80,6 +81,7 @@ pub(crate) struct Grants {
     pub secrets: Arc<[String]>,
     pub oauth: Arc<[String]>,
     pub source: Arc<dyn SecretSource>,
+    pub tokens: Arc<dyn TokenSource>,
     pub audit: Arc<dyn AuditSink>,
 }
 
@@ -94,6 +96,7 @@ impl Grants {
             secrets: Arc::new([]),
             oauth: Arc::new([]),
             source: host.secrets.clone(),
+            tokens: host.tokens.clone(),
             audit: host.audit.clone(),
         }
     }
@@ -218,6 +221,7 @@ impl Host {
             secrets: loaded.secrets.clone(),
             oauth: loaded.oauth.clone(),
             source: self.secrets.clone(),
+            tokens: self.tokens.clone(),
             audit: self.audit.clone(),
         };
         let mut store = self.new_store(deadline, grants, loaded.egress.clone());

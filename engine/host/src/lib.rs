@@ -57,6 +57,7 @@ pub use call::{CallContext, CallError};
 pub use engine::engine_config;
 pub use limits::Limits;
 pub use manifest::{ActionInfo, ConnectorInfo, Manifest, ManifestError, OAuthNeed};
+pub use oauth::{MemoryTokens, NoTokens, TokenSource};
 pub use outgoing::AddressPolicy;
 pub use redact::REDACTED;
 pub use secrets::{
@@ -149,6 +150,7 @@ pub struct Host {
     limits: Limits,
     registry: Registry,
     secrets: Arc<dyn SecretSource>,
+    tokens: Arc<dyn TokenSource>,
     audit: Arc<dyn AuditSink>,
     routes: Arc<HashMap<String, http::uri::Uri>>,
     egress_policies: HashMap<String, Arc<[String]>>,
@@ -176,6 +178,7 @@ impl Host {
             limits,
             registry: Registry::default(),
             secrets: Arc::new(MemorySecrets::new()),
+            tokens: Arc::new(NoTokens),
             audit: Arc::new(TracingAudit),
             routes: Arc::new(HashMap::new()),
             egress_policies: HashMap::new(),
@@ -219,6 +222,12 @@ impl Host {
     /// Where connectors' secrets come from (none are set by default).
     pub fn with_secrets(mut self, source: Arc<dyn SecretSource>) -> Host {
         self.secrets = source;
+        self
+    }
+
+    /// Where connectors' OAuth access tokens come from (none by default).
+    pub fn with_tokens(mut self, source: Arc<dyn TokenSource>) -> Host {
+        self.tokens = source;
         self
     }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_host::{
-    AddressPolicy, CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, REDACTED, Reveal, guest_component,
+    AddressPolicy, CallContext, Host, HostConfig, Limits, MemoryAudit, MemorySecrets, MemoryTokens, REDACTED, Reveal,
+    guest_component,
 };
 use weft_workflows::ErrorKind;
 
@@ -317,7 +318,7 @@ async fn a_revealed_secret_never_leaves_the_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oauth_tokens_are_declared_and_not_configured_yet() {
+async fn oauth_tokens_are_declared_and_come_from_the_hosts_source() {
     let host = Host::new(HostConfig::default()).unwrap();
     let testkit = host.install(testkit_bytes()).await.unwrap().digest;
     let err = host.invoke(&testkit, &ctx(), "token", &json!({ "name": "github" }), None).await.unwrap_err();
@@ -326,6 +327,14 @@ async fn oauth_tokens_are_declared_and_not_configured_yet() {
     let err = host.invoke(&testkit, &ctx(), "token", &json!({ "name": "gitlab" }), None).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Fatal, "{err}");
     assert!(err.message.contains("OAuth refused: testkit@0.1.0 asked for `gitlab`"), "{err}");
+
+    // A token source gives declared providers their token, which never
+    // comes back out in an output.
+    let host = host.with_tokens(Arc::new(MemoryTokens::new().with("github", "gho_given").with("gitlab", "glpat")));
+    let out = host.invoke(&testkit, &ctx(), "token", &json!({ "name": "github" }), None).await.unwrap();
+    assert_eq!(out, json!({ "token": REDACTED }));
+    let err = host.invoke(&testkit, &ctx(), "token", &json!({ "name": "gitlab" }), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Fatal, "an undeclared provider stays refused: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
