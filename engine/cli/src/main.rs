@@ -12,7 +12,7 @@ mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -183,6 +183,25 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start a finished run again as a new run, keeping what succeeded.
+    ///
+    /// The new run uses the same workflow version, input and connector
+    /// builds. Steps that completed keep their outputs and do not run again;
+    /// the steps that failed, were cancelled or never ran do, and so does
+    /// every step that depends on them. With --from, STEP and every step
+    /// that depends on it run again too. Each run names the other in
+    /// `weft runs show`.
+    Retry {
+        /// The run to retry (an id or a unique prefix); it must have finished.
+        run: String,
+        /// Run this step again, and every step that depends on it, even if
+        /// they completed.
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A run's timeline from its journal: steps, attempts, durations, errors.
     Show {
         /// A run id (or a unique prefix).
@@ -218,7 +237,9 @@ fn classify(error: weft_runtime::Error) -> Failure {
         | E::UnknownConnector(_)
         | E::Finished { .. }
         | E::LeaseHeld { .. }
-        | E::UnknownSignal { .. } => bad(error),
+        | E::UnknownSignal { .. }
+        | E::NotFinished { .. }
+        | E::Retry { .. } => bad(error),
         E::Store(weft_store::Error::RunNotFound(_) | weft_store::Error::AmbiguousRun { .. }) => bad(error),
         _ => failed(error),
     }
@@ -299,19 +320,28 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let definition = read_workflow(file, &engine.catalog(DEFAULT_TENANT))?;
             let input = parse_json_arg(input, "--input")?;
             let mut progress = progress::Progress::new(&definition, !*json);
-            progress.announce_start();
-            let run_id = progress.run_id_cell();
-            // The run is driven by a task of its own, so that Ctrl-C is heard
-            // even while the driver is busy (rendering a template, say).
-            let mut task = tokio::spawn(async move {
+            let run_id = progress.announce_start();
+            let outcome = in_foreground(run_id, async move {
                 let outcome = engine.run(DEFAULT_TENANT, &definition, input, &mut progress).await;
                 progress.finish();
                 outcome
-            });
-            let outcome = tokio::select! {
-                joined = &mut task => joined.map_err(failed)?.map_err(classify)?,
-                _ = tokio::signal::ctrl_c() => return Err(interrupted(run_id.get().map(String::as_str))),
-            };
+            })
+            .await?;
+            report(&outcome, *json)
+        }
+        Command::Runs(RunsCommand::Retry { run, from, json }) => {
+            let engine = open_engine(&cli).await?;
+            let run = engine.store().find_run(DEFAULT_TENANT, run).await.map_err(|e| classify(e.into()))?;
+            let definition = engine.definition(&run).await.map_err(classify)?;
+            let mut progress = progress::Progress::new(&definition, !*json);
+            let run_id = progress.announce_start();
+            let from = from.clone();
+            let outcome = in_foreground(run_id, async move {
+                let outcome = engine.retry(&run, &definition, from.as_deref(), &mut progress).await;
+                progress.finish();
+                outcome
+            })
+            .await?;
             report(&outcome, *json)
         }
         Command::Resume { run, json, wait } => {
@@ -453,7 +483,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let store = open_store(&cli).await?;
             let run = store.find_run(DEFAULT_TENANT, run).await.map_err(|e| classify(e.into()))?;
             let inspection = weft_runtime::inspect(&store, &run).await.map_err(classify)?;
-            timeline::show(&run, &inspection, *json);
+            let retries = store.retries(DEFAULT_TENANT, &run.id).await.map_err(|e| classify(e.into()))?;
+            timeline::show(&run, &inspection, &retries, *json);
             Ok(0)
         }
     }
@@ -497,6 +528,20 @@ async fn resume_one(
 
 /// Reports a run that is over without driving it (nothing is replayed or
 /// changed), and returns the exit code its status gives.
+/// Drives a run here to the end. The driver is a task of its own, so that
+/// Ctrl-C is heard even while it is busy (rendering a template, say), and
+/// then names the command that resumes the run (`run_id`, once known).
+async fn in_foreground(
+    run_id: Arc<OnceLock<String>>,
+    drive: impl Future<Output = weft_runtime::Result<Outcome>> + Send + 'static,
+) -> Result<Outcome, Failure> {
+    let mut task = tokio::spawn(drive);
+    tokio::select! {
+        joined = &mut task => joined.map_err(failed)?.map_err(classify),
+        _ = tokio::signal::ctrl_c() => Err(interrupted(run_id.get().map(String::as_str))),
+    }
+}
+
 fn over_already(run: &weft_store::RunRecord, why: &str, json: bool) -> u8 {
     let code = exit_code(run.status);
     if json {

@@ -61,15 +61,11 @@ impl Progress {
         self.prefix = format!("[{tag}] ");
     }
 
-    /// Print "run ID started" when the run's first event arrives.
-    pub fn announce_start(&mut self) {
+    /// Print "run ID started" when the run's first event arrives. Returns
+    /// where that id appears then: for code that no longer holds the
+    /// progress (the Ctrl-C handler, while a task drives the run).
+    pub fn announce_start(&mut self) -> Arc<OnceLock<String>> {
         self.announce_start = true;
-    }
-
-    /// Where the id of the run being shown appears once its first event has
-    /// arrived: for code that no longer holds the progress (the Ctrl-C
-    /// handler, while a task drives the run).
-    pub fn run_id_cell(&self) -> Arc<OnceLock<String>> {
         self.run_id.clone()
     }
 
@@ -138,9 +134,11 @@ impl Observer for Progress {
             let _ = self.run_id.set(run_id.to_string());
         }
         match event {
-            Event::RunStarted { workflow, .. } if self.announce_start => {
-                self.note(&format!("run {run_id} started ({workflow})"));
-            }
+            Event::RunStarted { workflow, retry_of, .. } if self.announce_start => match retry_of {
+                Some(of) => self.note(&format!("run {run_id} started ({workflow}), retrying run {}", of.run)),
+                None => self.note(&format!("run {run_id} started ({workflow})")),
+            },
+            Event::StepReused { step, .. } => self.update(step, "✓ reused from the retried run".to_string(), true),
             Event::StepScheduled { step, items: Some(items) } => {
                 self.items.insert(step.clone(), items.len());
                 self.started_at.insert(step.clone(), self.last_at);

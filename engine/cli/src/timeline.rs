@@ -255,9 +255,14 @@ fn standing_lines(run: &RunRecord, standing: &Standing) -> Vec<String> {
 }
 
 /// Prints a run's timeline, or the run, its timeline and its raw journal as
-/// JSON.
-pub fn show(run: &RunRecord, inspection: &Inspection, json: bool) {
+/// JSON. `retries` are the runs that retry it.
+pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], json: bool) {
     let Inspection { definition, events, standing, .. } = inspection;
+    let retry_of = events.iter().find_map(|e| match &e.event {
+        Event::RunStarted { retry_of, .. } => retry_of.clone(),
+        _ => None,
+    });
+    let retry_ids: Vec<&str> = retries.iter().map(|r| r.id.as_str()).collect();
     let mut entries = weft_core::timeline(definition, events.iter().map(|e| (e.at, &e.event)));
     if *standing == Standing::Interrupted {
         weft_core::interrupt(&mut entries);
@@ -274,6 +279,7 @@ pub fn show(run: &RunRecord, inspection: &Inspection, json: bool) {
             "id": run.id, "workflow": run.workflow_name, "workflow_hash": run.workflow_hash, "status": standing.as_str(),
             "waiting_for": waits, "driver": driver,
             "parent": run.parent_id,
+            "retry_of": retry_of, "retries": retry_ids,
             "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
             "output": run.output.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
             "error": run.error.as_deref().and_then(|o| serde_json::from_str::<Value>(o).ok()),
@@ -292,6 +298,13 @@ pub fn show(run: &RunRecord, inspection: &Inspection, json: bool) {
     println!("workflow  {} ({})", crate::terminal::safe(&run.workflow_name), run.workflow_hash);
     if let Some(parent) = &run.parent_id {
         println!("parent    {parent}");
+    }
+    if let Some(of) = &retry_of {
+        let from = of.from.as_ref().map(|step| format!(", from step `{step}`")).unwrap_or_default();
+        println!("retry of  {}{from}", of.run);
+    }
+    if !retry_ids.is_empty() {
+        println!("retried   as {}", retry_ids.join(", "));
     }
     if let Some(pins) = pins.filter(|p| !p.is_empty()) {
         let pins: Vec<String> = pins.iter().map(|(k, d)| format!("{k} {}", short(d, 19))).collect();
@@ -335,6 +348,11 @@ pub fn show(run: &RunRecord, inspection: &Inspection, json: bool) {
                     format!("{}{}", short(&error, 80), retry.unwrap_or_default())
                 }
                 EntryStatus::Skipped => entry.reason.clone().unwrap_or_default(),
+                EntryStatus::Reused => {
+                    let output = entry.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
+                    let from = retry_of.as_ref().map(|of| of.run.get(..8).unwrap_or(&of.run)).unwrap_or_default();
+                    format!("→ {} (from run {from})", short(&output, 60))
+                }
                 EntryStatus::Interrupted => match &entry.error {
                     Some(error) => short(&error.message, 80),
                     None => "the process driving it stopped; `weft resume` starts it again".to_string(),

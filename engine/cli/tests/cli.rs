@@ -190,6 +190,99 @@ async fn secrets_come_from_the_environment_and_stay_out_of_the_journal() {
     }
 }
 
+#[tokio::test]
+async fn a_failed_run_is_retried_keeping_what_completed() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let connectors = testkit_dir(&ws);
+    let file = ws.write(
+        "retry.json",
+        &json!({ "name": "r", "steps": [
+            { "id": "first", "uses": "transform/double", "with": { "value": "{{ input.n }}" } },
+            { "id": "reveal", "uses": "testkit/secret", "with": { "name": "declared" }, "needs": ["first"],
+              "retry": { "max_attempts": 1 } },
+            { "id": "last", "uses": "transform/echo",
+              "with": { "length": "{{ steps.reveal.output.length }}", "doubled": "{{ steps.first.output.value }}" } }
+        ], "output": "{{ steps.last.output }}" })
+        .to_string(),
+    );
+    let weft = |args: &[&str], secret: Option<&str>| {
+        let mut cmd = ws.weft();
+        cmd.args(args).env("WEFT_CONNECTORS_DIR", &connectors);
+        if let Some(value) = secret {
+            cmd.env("WEFT_SECRET_TESTKIT_DECLARED", value);
+        }
+        cmd.output().unwrap()
+    };
+    // The secret is missing: `reveal` fails, after `first` completed.
+    let out = weft(&["run", file.to_str().unwrap(), "--input", r#"{"n": 21}"#], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let failed = ws.run_ids().remove(0);
+
+    // The retry reuses `first` and runs the rest, with the same input.
+    let out = weft(&["runs", "retry", &failed[..13], "--json"], Some("abc"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"], json!({ "length": 3, "doubled": 42 }));
+    let retry = outcome["run_id"].as_str().unwrap().to_string();
+    assert_ne!(retry, failed);
+    let shown = ws.journal(&retry);
+    assert_eq!(shown["retry_of"], json!({ "run": failed }));
+    assert_eq!(shown["workflow_hash"], ws.journal(&failed)["workflow_hash"], "pinned to the same version");
+    let steps: Vec<(String, String)> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["step"].as_str().unwrap().to_string(), e["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        steps,
+        [("first".into(), "reused".into()), ("reveal".into(), "completed".into()), ("last".into(), "completed".into())]
+    );
+    assert_eq!(ws.journal(&failed)["retries"], json!([retry]), "the failed run names its retry");
+    let human = text(&ws.run(&["runs", "show", &failed]).stdout);
+    assert!(human.contains(&format!("retried   as {retry}")), "{human}");
+    let human = text(&ws.run(&["runs", "show", &retry]).stdout);
+    assert!(human.contains(&format!("retry of  {failed}")) && human.contains("reused"), "{human}");
+
+    // From a step: it and its dependents run again, even though they completed.
+    let out = weft(&["runs", "retry", &retry, "--from", "first", "--json"], Some("abcd"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"], json!({ "length": 4, "doubled": 42 }));
+    let again = ws.journal(outcome["run_id"].as_str().unwrap());
+    assert_eq!(again["retry_of"], json!({ "run": retry, "from": "first" }));
+    assert!(again["timeline"].as_array().unwrap().iter().all(|e| e["status"] == "completed"), "{again}");
+
+    // What cannot be retried says why, with exit code 2.
+    let out = weft(&["runs", "retry", &retry], Some("abc"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("nothing to run again"), "{}", text(&out.stderr));
+    let out = weft(&["runs", "retry", &failed, "--from", "nope"], Some("abc"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no step `nope`; its steps are first, reveal, last"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn foreach_with_continue_keeps_the_outputs_of_the_items_that_succeed() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write(
+        "each.json",
+        &json!({ "name": "each", "steps": [
+            { "id": "each", "uses": "transform/double", "foreach": "input.items", "with": { "value": "{{ item }}" },
+              "on_error": "continue", "retry": { "max_attempts": 1 } }
+        ], "output": { "out": "{{ steps.each.output }}", "error": "{{ steps.each.error.kind }}" } })
+        .to_string(),
+    );
+    let out = ws.run(&["run", file.to_str().unwrap(), "--json", "--input", r#"{"items": [1, "two", 3]}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = &outcome["output"]["out"];
+    assert_eq!(out[0], json!({ "value": 2 }));
+    assert_eq!(out[1]["error"]["kind"], "invalid_input", "{outcome}");
+    assert_eq!(out[2], json!({ "value": 6 }));
+    assert_eq!(outcome["output"]["error"], "invalid_input");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_host_limits_where_connectors_may_connect() {
     let ws = Workspace::new(Backend::Sqlite).await;

@@ -34,6 +34,17 @@ impl std::fmt::Display for StepError {
     }
 }
 
+/// What a retry run retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryOf {
+    /// The retried run's id.
+    pub run: String,
+    /// The step it runs again from (with every step that depends on it);
+    /// none to run again only what did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
 /// One entry of a run's journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -51,6 +62,17 @@ pub enum Event {
         /// When the run times out, if the workflow has a timeout.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_at: Option<Millis>,
+        /// For a retry: the run it retries, and from which step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_of: Option<RetryOf>,
+    },
+    /// A step's output was taken from the run this one retries: the step
+    /// is complete and does not run.
+    StepReused {
+        /// The step id.
+        step: String,
+        /// Its output in the retried run.
+        output: Value,
     },
     /// A step's dependencies are done and its condition holds.
     StepScheduled {
@@ -163,6 +185,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::RunStarted { .. } => "run_started",
+            Event::StepReused { .. } => "step_reused",
             Event::StepScheduled { .. } => "step_scheduled",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepStarted { .. } => "step_started",
@@ -182,6 +205,7 @@ impl Event {
     pub fn step(&self) -> Option<&str> {
         match self {
             Event::StepScheduled { step, .. }
+            | Event::StepReused { step, .. }
             | Event::StepSkipped { step, .. }
             | Event::StepStarted { step, .. }
             | Event::TimerSet { step, .. }

@@ -13,7 +13,7 @@
 //! let mut state = RunState::new("run-1", &def);
 //! let started = Event::RunStarted {
 //!     workflow: "nap".into(), workflow_hash: def.hash.clone(), input: serde_json::json!({}),
-//!     connectors: Default::default(), timeout_at: None,
+//!     connectors: Default::default(), timeout_at: None, retry_of: None,
 //! };
 //! state.apply(&def, &started);
 //! let decision = advance(&def, &mut state, 0);
@@ -25,6 +25,7 @@
 mod decide;
 mod effect;
 mod event;
+mod retry;
 mod state;
 mod timeline;
 
@@ -33,7 +34,8 @@ pub use decide::{
     on_outcome, recover, retry_delay, scope,
 };
 pub use effect::{AttemptId, Call, ChildStart, Decision, Effect};
-pub use event::{Event, Millis, StepError};
+pub use event::{Event, Millis, RetryOf, StepError};
+pub use retry::{RetryError, reused};
 pub use state::{Awaiting, Iteration, Pin, RunState, RunStatus, Signal, StepPhase, StepState};
 pub use timeline::{Entry, EntryStatus, interrupt, timeline};
 pub use weft_workflows::ErrorKind;

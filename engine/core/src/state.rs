@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use weft_workflows::expr::ScopeValue;
-use weft_workflows::{ConnectorId, Definition, ErrorKind, StepKind};
+use weft_workflows::{ConnectorId, Definition, ErrorKind, ErrorMode, OnError, StepKind};
 
 use crate::effect::AttemptId;
 use crate::event::{Event, Millis, StepError};
@@ -187,13 +187,27 @@ impl StepState {
             let (output, error) = match &self.phase {
                 StepPhase::Completed(output) => (ScopeValue::new(output), ScopeValue::new(&Value::Null)),
                 StepPhase::Failed(error) => (
-                    ScopeValue::new(&Value::Null),
+                    ScopeValue::new(&self.partial_output().unwrap_or(Value::Null)),
                     ScopeValue::new(&json!({ "kind": error.kind, "message": error.message })),
                 ),
                 _ => (ScopeValue::new(&Value::Null), ScopeValue::new(&Value::Null)),
             };
             ScopeValue::map([("output".to_string(), output), ("error".to_string(), error)])
         })
+    }
+
+    /// For a failed `foreach` step whose every item finished: the items'
+    /// outputs in order, each failed item as `{"error": {"kind", "message"}}`.
+    pub fn partial_output(&self) -> Option<Value> {
+        if self.items.is_none() || self.tally.done + self.tally.failed.len() != self.iterations.len() {
+            return None;
+        }
+        let outputs = self.iterations.iter().map(|it| match it {
+            Iteration::Done(output) => output.clone(),
+            Iteration::Failed(error) => json!({ "error": { "kind": error.kind, "message": error.message } }),
+            _ => Value::Null,
+        });
+        Some(Value::Array(outputs.collect()))
     }
 
     /// How many attempts of `iteration` were interrupted.
@@ -381,6 +395,12 @@ impl RunState {
                     };
                 }
             }
+            Event::StepReused { output, .. } => {
+                if let Some(step) = index.map(|i| &mut self.steps[i]) {
+                    step.reset(0);
+                    step.phase = StepPhase::Completed(output.clone());
+                }
+            }
             Event::StepSkipped { reason, .. } => {
                 if let Some(step) = index.map(|i| &mut self.steps[i]) {
                     step.phase = StepPhase::Skipped(reason.clone());
@@ -410,7 +430,7 @@ impl RunState {
             }
             Event::TimerFired { .. } => {
                 if let Some(i) = index {
-                    self.finish_iteration(i, None, Iteration::Done(Value::Null));
+                    self.finish_iteration(definition, i, None, Iteration::Done(Value::Null));
                 }
             }
             Event::StepCompleted { iteration, output, .. } => {
@@ -420,7 +440,7 @@ impl RunState {
                     {
                         signal.consumed = true;
                     }
-                    self.finish_iteration(i, *iteration, Iteration::Done(output.clone()));
+                    self.finish_iteration(definition, i, *iteration, Iteration::Done(output.clone()));
                 }
             }
             Event::StepFailed { iteration, attempt, error, retry_at, .. } => {
@@ -445,7 +465,7 @@ impl RunState {
                         Some(at) => Iteration::Backoff { attempt: *attempt, retry_at: *at },
                         None => Iteration::Failed(error.clone()),
                     };
-                    self.finish_iteration(i, *iteration, next);
+                    self.finish_iteration(definition, i, *iteration, next);
                 }
             }
             Event::SignalReceived { name, payload } => {
@@ -466,14 +486,21 @@ impl RunState {
 
     /// Records an iteration's new state and settles the step when every
     /// iteration is done or one failed for good (the first such, in order,
-    /// is the step's error).
-    fn finish_iteration(&mut self, step: usize, iteration: Option<u32>, next: Iteration) {
+    /// is the step's error). A `foreach` step whose failure lets the run go
+    /// on (`on_error` other than `fail`) settles only when every item has
+    /// finished, so that the items that succeed keep their outputs.
+    fn finish_iteration(&mut self, definition: &Definition, step: usize, iteration: Option<u32>, next: Iteration) {
         let state = &mut self.steps[step];
         if !state.set(iteration.unwrap_or(0) as usize, next) {
             return;
         }
+        let every_item = state.items.is_some()
+            && !matches!(definition.workflow.steps[step].on_error, OnError::Mode(ErrorMode::Fail));
+        let finished = state.tally.done + state.tally.failed.len() == state.iterations.len();
         if let Some(&first) = state.tally.failed.first() {
-            if let Iteration::Failed(error) = &state.iterations[first] {
+            if let Iteration::Failed(error) = &state.iterations[first]
+                && (finished || !every_item)
+            {
                 state.phase = StepPhase::Failed(error.clone());
             }
         } else if state.tally.done == state.iterations.len() {

@@ -25,6 +25,8 @@ pub enum EntryStatus {
     Failed,
     /// A step that will not run.
     Skipped,
+    /// A step whose output was taken from the run this one retries.
+    Reused,
     /// A signal delivered to the run.
     Received,
     /// An attempt, wait or sleep that was under way when the run was
@@ -46,6 +48,7 @@ impl EntryStatus {
             EntryStatus::Completed => "completed",
             EntryStatus::Failed => "failed",
             EntryStatus::Skipped => "skipped",
+            EntryStatus::Reused => "reused",
             EntryStatus::Received => "received",
             EntryStatus::Cancelled => "cancelled",
             EntryStatus::Interrupted => "interrupted",
@@ -184,6 +187,12 @@ pub fn timeline<'e>(definition: &Definition, events: impl IntoIterator<Item = (M
                 let mut entry = Entry::new(Some(step.clone()), None, None, EntryStatus::Skipped, at);
                 entry.ended_at = Some(at);
                 entry.reason = Some(reason.clone());
+                entries.push(entry);
+            }
+            Event::StepReused { step, output } => {
+                let mut entry = Entry::new(Some(step.clone()), None, None, EntryStatus::Reused, at);
+                entry.ended_at = Some(at);
+                entry.output = Some(output.clone());
                 entries.push(entry);
             }
             Event::SignalReceived { name, .. } => {

@@ -30,6 +30,7 @@ fn event_like() -> impl Strategy<Value = Value> {
         "step_completed",
         "step_failed",
         "step_skipped",
+        "step_reused",
         "timer_set",
         "timer_fired",
         "signal_received",
@@ -133,10 +134,12 @@ fn journal_event() -> impl Strategy<Value = Event> {
                 input: json!({ "v": 1, "items": items }),
                 connectors: [("t@1".to_string(), "d".to_string())].into(),
                 timeout_at,
+                retry_of: None,
             }
         }),
         (step.clone(), items).prop_map(|(step, items)| Event::StepScheduled { step, items }),
         step.clone().prop_map(|step| Event::StepSkipped { step, reason: "r".into() }),
+        step.clone().prop_map(|step| Event::StepReused { step, output: json!("kept") }),
         (step.clone(), iteration.clone(), attempt.clone(), prop::option::of(time.clone())).prop_map(
             |(step, iteration, attempt, timeout_at)| Event::StepStarted {
                 step,

@@ -41,6 +41,7 @@ impl Sim {
             input,
             connectors: Default::default(),
             timeout_at: None,
+            retry_of: None,
         };
         sim.commit(vec![started]);
         sim
@@ -281,6 +282,82 @@ fn foreach_fans_out_within_its_concurrency_and_collects_outputs() {
         sim.finish("each", Some(n), Ok(json!(input["value"].as_i64().unwrap() * 2)));
     }
     assert_eq!(sim.state.output, Some(json!([2, 4, 6, 8, 10])));
+}
+
+#[test]
+fn foreach_with_continue_runs_every_item_and_keeps_the_outputs_of_those_that_succeed() {
+    let mut sim = Sim::new(
+        json!({ "name": "w", "steps": [
+            { "id": "each", "uses": "t/double", "foreach": "input.items", "concurrency": 2,
+              "with": { "value": "{{ item }}" }, "on_error": "continue",
+              "retry": { "max_attempts": 1 } },
+            { "id": "after", "uses": "t/echo", "with": { "out": "{{ steps.each.output }}", "err": "{{ steps.each.error }}" } }
+        ], "output": "{{ steps.after.output }}" }),
+        json!({ "items": [1, 2, 3] }),
+    );
+    sim.settle();
+    // The first item fails; the others still run.
+    let out = sim.finish("each", Some(0), Err(StepError::new(ErrorKind::Fatal, "no")));
+    assert_eq!(kinds(&out), ["step_failed:each", "step_started:each"], "{out:?}");
+    sim.finish("each", Some(1), Ok(json!(4)));
+    let out = sim.finish("each", Some(2), Ok(json!(6)));
+    let input = out
+        .iter()
+        .find_map(|e| match e {
+            Event::StepStarted { step, input, .. } if step == "after" => Some(input.clone()),
+            _ => None,
+        })
+        .expect("after starts once every item finished");
+    assert_eq!(input["out"], json!([{ "error": { "kind": "fatal", "message": "no" } }, 4, 6]));
+    assert_eq!(input["err"], json!({ "kind": "fatal", "message": "no" }));
+}
+
+#[test]
+fn a_retry_reuses_what_completed_and_runs_the_step_named_and_its_dependents_again() {
+    let workflow = json!({ "name": "w", "steps": [
+        { "id": "a", "uses": "t/double", "with": { "value": 1 } },
+        { "id": "b", "uses": "t/double", "with": { "value": "{{ steps.a.output }}" } },
+        { "id": "side", "uses": "t/echo" },
+        { "id": "c", "uses": "t/double", "with": { "value": "{{ steps.b.output }}" } }
+    ], "output": "{{ [steps.a.output, steps.b.output, steps.c.output] }}" });
+    let mut first = Sim::new(workflow.clone(), json!({}));
+    first.settle();
+    first.finish("a", None, Ok(json!(2)));
+    first.finish("side", None, Ok(json!("s")));
+    first.finish("b", None, Ok(json!(4)));
+    first.finish("c", None, Err(StepError::new(ErrorKind::Fatal, "down")));
+    assert_eq!(first.state.status, RunStatus::Failed);
+
+    let names = |events: &[Event]| events.iter().filter_map(|e| e.step().map(str::to_string)).collect::<Vec<_>>();
+    // Without a step: what completed is reused; c runs again.
+    let reused = weft_core::reused(&first.def, &first.state, None).unwrap();
+    assert_eq!(names(&reused), ["a", "b", "side"]);
+    let mut retry = Sim::new(workflow.clone(), json!({}));
+    retry.commit(reused);
+    assert_eq!(kinds(&retry.settle()), ["step_scheduled:c", "step_started:c"]);
+    retry.finish("c", None, Ok(json!(8)));
+    assert_eq!(retry.state.output, Some(json!([2, 4, 8])));
+    let lines = weft_core::timeline(&retry.def, retry.journal.iter().map(|e| (0, e)));
+    assert_eq!(lines[0].status, weft_core::EntryStatus::Reused);
+    assert_eq!(lines[0].output, Some(json!(2)));
+
+    // From b: b and c run again; a and side, which do not depend on b, are reused.
+    let reused = weft_core::reused(&first.def, &first.state, Some("b")).unwrap();
+    assert_eq!(names(&reused), ["a", "side"]);
+    let mut retry = Sim::new(workflow, json!({}));
+    retry.commit(reused);
+    assert_eq!(kinds(&retry.settle()), ["step_scheduled:b", "step_started:b"]);
+
+    let unknown = weft_core::reused(&first.def, &first.state, Some("nope")).unwrap_err();
+    assert_eq!(unknown.to_string(), "the workflow has no step `nope`; its steps are a, b, side, c");
+    let out = retry.finish("b", None, Ok(json!(4)));
+    assert_eq!(kinds(&out), ["step_completed:b", "step_scheduled:c", "step_started:c"]);
+    retry.finish("c", None, Ok(json!(8)));
+    assert_eq!(
+        weft_core::reused(&retry.def, &retry.state, None).unwrap_err(),
+        weft_core::RetryError::NothingToRetry,
+        "a completed run has nothing to retry unless a step is named"
+    );
 }
 
 #[test]

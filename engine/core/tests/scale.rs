@@ -28,6 +28,7 @@ fn drive(
         input,
         connectors: Default::default(),
         timeout_at: None,
+        retry_of: None,
     }];
     state.apply(def, &journal[0]);
     let mut calls = Vec::new();

@@ -12,7 +12,7 @@ use weft_core::{Effect, RunStatus, StepError};
 use weft_workflows::{Definition, ErrorKind};
 
 use crate::driver::Opened;
-use crate::{Engine, Error, Result};
+use crate::{Engine, Error, Origin, Result};
 
 /// How many child runs one engine finds or creates at once.
 pub(crate) const CHILDREN_OPENED_AT_ONCE: usize = 8;
@@ -47,7 +47,7 @@ impl Engine {
                 match self.store.get_run(tenant, id).await {
                     Ok(Some(_)) => self.open(tenant, id).await.map(Child::Found),
                     Ok(None) => {
-                        match self.create(tenant, definition, input.clone(), Some(id), Some(parent), true).await {
+                        match self.create(tenant, definition, input.clone(), Origin::Child { id, parent }, true).await {
                             Ok((run, events, effects)) => Ok(Child::Created(run, events, effects)),
                             Err(Error::InvalidInput(problems)) => {
                                 let message = format!("the child workflow's input: {}", problems.join("; "));

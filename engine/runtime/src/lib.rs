@@ -98,6 +98,20 @@ pub enum Error {
         /// The names its workflow's steps wait for.
         expected: Vec<String>,
     },
+    /// A run that has not finished cannot be retried.
+    #[error("run {run} has not finished; cancel it (`weft cancel {run}`) or resume it before retrying it")]
+    NotFinished {
+        /// The run.
+        run: String,
+    },
+    /// A retry that cannot be made as asked.
+    #[error("run {run} cannot be retried: {source}")]
+    Retry {
+        /// The run.
+        run: String,
+        /// Why.
+        source: weft_core::RetryError,
+    },
     /// The run is over, so it takes no signals or cancellation.
     #[error("run {run} has already {status}")]
     Finished {
@@ -205,7 +219,7 @@ impl Engine {
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
     pub async fn start(&self, tenant: &str, definition: &Definition, input: Value) -> Result<String> {
-        Ok(self.create(tenant, definition, input, None, None, false).await?.0.id)
+        Ok(self.create(tenant, definition, input, Origin::New, false).await?.0.id)
     }
 
     /// Starts a run and drives it to the end in this process, without reading
@@ -217,8 +231,46 @@ impl Engine {
         input: Value,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
-        let (run, events, effects) = self.create(tenant, definition, input, None, None, true).await?;
+        let (run, events, effects) = self.create(tenant, definition, input, Origin::New, true).await?;
         self.drive_created(run, definition, events, effects, observer).await
+    }
+
+    /// Retries `run`, which has finished, and drives the retry to the end in
+    /// this process. The retry is a new run of the same workflow version,
+    /// input and connector builds; it reuses the outputs of the steps that
+    /// completed, except `from` (when given) and every step that depends on
+    /// it, which run again with the steps that did not complete. `definition`
+    /// is the run's own ([`Engine::definition`]). Each run names the other:
+    /// the retry's journal starts with the run it retries, and
+    /// [`Store::retries`] lists a run's retries.
+    pub async fn retry(
+        &self,
+        run: &RunRecord,
+        definition: &Definition,
+        from: Option<&str>,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome> {
+        if !run.status.is_terminal() {
+            return Err(Error::NotFinished { run: run.id.clone() });
+        }
+        let events = self.store.load_events(&run.tenant, &run.id, 0).await?;
+        let state = RunState::replay(&run.id, definition, events.iter().map(|e| &e.event));
+        let reused = weft_core::reused(definition, &state, from)
+            .map_err(|source| Error::Retry { run: run.id.clone(), source })?;
+        let connectors = events
+            .iter()
+            .find_map(|e| match &e.event {
+                Event::RunStarted { connectors, .. } => Some(connectors.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let origin = Origin::Retry {
+            of: weft_core::RetryOf { run: run.id.clone(), from: from.map(str::to_string) },
+            connectors,
+            reused,
+        };
+        let (created, events, effects) = self.create(&run.tenant, definition, state.input, origin, true).await?;
+        self.drive_created(created, definition, events, effects, observer).await
     }
 
     /// Drives a run that `create` just returned (with its first steps
@@ -240,7 +292,7 @@ impl Engine {
         result
     }
 
-    /// Creates a run (with a new id, or `id` for a child run of `parent`);
+    /// Creates a run of `origin` (with a new id, or the child run's);
     /// returns its row and journal as written. With `first_steps`, the
     /// steps that can start at once are started in the same commit, for a
     /// caller that drives the run next ([`Engine::drive_created`]) and
@@ -250,31 +302,44 @@ impl Engine {
         tenant: &str,
         definition: &Definition,
         input: Value,
-        id: Option<&str>,
-        parent: Option<&str>,
+        origin: Origin<'_>,
         first_steps: bool,
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
         limits::check_value(&input, "the run input", limits::MAX_VALUE_BYTES)?;
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
-        let mut connectors = BTreeMap::new();
-        for uses in definition.workflow.steps.iter().filter_map(Step::call) {
-            let info = self
-                .host
-                .resolve(tenant, &uses.connector, uses.version.as_deref())
-                .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
-            connectors.insert(info.key(), info.digest);
-        }
+        let (id, parent, retry_of, pinned, reused) = match origin {
+            Origin::New => (None, None, None, None, Vec::new()),
+            Origin::Child { id, parent } => (Some(id), Some(parent), None, None, Vec::new()),
+            Origin::Retry { of, connectors, reused } => (None, None, Some(of), Some(connectors), reused),
+        };
+        let connectors = match pinned {
+            Some(connectors) => connectors,
+            None => {
+                let mut connectors = BTreeMap::new();
+                for uses in definition.workflow.steps.iter().filter_map(Step::call) {
+                    let info = self
+                        .host
+                        .resolve(tenant, &uses.connector, uses.version.as_deref())
+                        .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
+                    connectors.insert(info.key(), info.digest);
+                }
+                connectors
+            }
+        };
         self.put_definition(tenant, definition).await?;
         let run_id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
         let now = now_ms();
+        let retried = retry_of.as_ref().map(|r| r.run.clone());
         let started = Event::RunStarted {
             workflow: definition.workflow.name.clone(),
             workflow_hash: definition.hash.clone(),
             input: input.clone(),
             connectors,
             timeout_at: definition.workflow.timeout.map(|t| weft_core::later(now, t.as_millis())),
+            retry_of,
         };
         let mut events = vec![started];
+        events.extend(reused);
         let mut effects = Vec::new();
         if first_steps {
             let mut state = RunState::replay(&run_id, definition, events.iter());
@@ -290,6 +355,7 @@ impl Engine {
             input: &input,
             lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
             parent,
+            retry_of: retried.as_deref(),
             at: now,
         };
         self.store.create_run(new, &events).await?;
@@ -308,6 +374,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
             parent_id: parent.map(str::to_string),
+            retry_of: retried.clone(),
         };
         let stored =
             events.into_iter().zip(1..).map(|(event, seq)| weft_store::StoredEvent { seq, at: now, event }).collect();
@@ -398,6 +465,29 @@ impl Engine {
     pub async fn unfinished(&self, tenant: &str) -> Result<Vec<RunRecord>> {
         Ok(self.store.unfinished_runs(tenant).await?)
     }
+}
+
+/// Where a new run comes from.
+enum Origin<'a> {
+    /// Started by a caller.
+    New,
+    /// A child workflow run, with the id its parent's step derived.
+    Child {
+        /// Its id.
+        id: &'a str,
+        /// The parent run.
+        parent: &'a str,
+    },
+    /// A retry of another run, pinned to its connector builds, with the
+    /// outputs it reuses.
+    Retry {
+        /// The run it retries.
+        of: weft_core::RetryOf,
+        /// The retried run's connector builds.
+        connectors: BTreeMap<String, String>,
+        /// The [`Event::StepReused`] events.
+        reused: Vec<Event>,
+    },
 }
 
 /// Milliseconds since the Unix epoch, now: the engine's clock. The core and

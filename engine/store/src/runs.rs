@@ -24,6 +24,8 @@ pub struct NewRun<'a> {
     pub lease: Option<(&'a str, i64)>,
     /// For a child workflow run: the run whose step started it.
     pub parent: Option<&'a str>,
+    /// For a retry: the run it retries.
+    pub retry_of: Option<&'a str>,
     /// When it is created (ms).
     pub at: i64,
 }
@@ -79,6 +81,8 @@ pub struct RunRecord {
     pub updated_at: i64,
     /// For a child workflow run: the run whose step started it.
     pub parent_id: Option<String>,
+    /// For a retry: the run it retries.
+    pub retry_of: Option<String>,
 }
 
 /// The result of asking for a run's lease.
@@ -114,6 +118,7 @@ impl RunRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             parent_id: self.parent_id,
+            retry_of: self.retry_of,
         })
     }
 }
@@ -148,7 +153,8 @@ impl Store {
             .bind(run.parent)
             .bind(status.as_str())
             .bind(output)
-            .bind(error);
+            .bind(error)
+            .bind(run.retry_of);
         if one_statement {
             bind_events(query, run.tenant, run.id, 1, first, now).execute(&self.db.pool).await?;
             return Ok(());
@@ -158,6 +164,13 @@ impl Store {
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The tenant's runs that retry run `id`, oldest first.
+    pub async fn retries(&self, tenant: &str, id: &str) -> Result<Vec<RunRecord>> {
+        let rows =
+            sqlx::query_as::<_, RunRow>(sql::SELECT_RETRIES).bind(id).bind(tenant).fetch_all(&self.db.pool).await?;
+        rows.into_iter().map(RunRow::into_record).collect()
     }
 
     /// The tenant's run with exactly this id, if there is one. Another

@@ -10,7 +10,7 @@ use sqlx::FromRow;
 macro_rules! run_columns {
     () => {
         "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, lease_owner, \
-         lease_until, created_at, updated_at, parent_id"
+         lease_until, created_at, updated_at, parent_id, retry_of"
     };
 }
 
@@ -28,10 +28,15 @@ pub(crate) const SELECT_WORKFLOW: &str = "SELECT definition FROM workflows WHERE
 
 /// A run's summary row: id, tenant, name, hash, input ($5), lease owner and
 /// until ($6, $7), created ($8), last seq ($9), parent ($10), status ($11),
-/// output and error ($12, $13).
+/// output and error ($12, $13), the run it retries ($14).
 pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, \
                                      last_seq, lease_owner, lease_until, created_at, updated_at, parent_id, output, \
-                                     error) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, $7, $8, $8, $10, $12, $13)";
+                                     error, retry_of) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, $7, $8, $8, $10, $12, \
+                                     $13, $14)";
+
+/// The runs that retry run $1 of tenant $2, oldest first.
+pub(crate) const SELECT_RETRIES: &str =
+    concat!("SELECT ", run_columns!(), " FROM runs WHERE retry_of = $1 AND tenant_id = $2 ORDER BY created_at, id");
 
 pub(crate) const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1 AND tenant_id = $2");
 
@@ -93,7 +98,7 @@ pub(crate) fn insert_events(rows: usize) -> String {
 /// Postgres only: [`INSERT_RUN`] and its first `events` in one statement.
 pub(crate) fn insert_run_with_events(events: usize) -> String {
     let mut sql = format!("WITH r AS ({INSERT_RUN} RETURNING id) INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
-    push_event_rows(&mut sql, 13, events);
+    push_event_rows(&mut sql, 14, events);
     sql
 }
 
@@ -196,6 +201,7 @@ pub(crate) struct RunRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub parent_id: Option<String>,
+    pub retry_of: Option<String>,
 }
 
 /// A row of [`SELECT_EVENTS`].

@@ -42,6 +42,7 @@ both_stores!(
     appends_whose_callers_give_up_leave_the_journal_whole,
     runs_are_created_with_their_first_events,
     a_name_and_version_always_mean_one_component,
+    a_retry_and_the_run_it_retries_name_each_other,
     another_tenant_finds_nothing
 );
 
@@ -60,6 +61,7 @@ fn run_started() -> Event {
         input: json!({ "n": 1 }),
         connectors: Default::default(),
         timeout_at: None,
+        retry_of: None,
     }
 }
 
@@ -83,6 +85,7 @@ async fn create(
         input: &json!({ "n": 1 }),
         lease,
         parent,
+        retry_of: None,
         at: now_ms(),
     };
     store.create_run(run, first).await
@@ -450,4 +453,26 @@ async fn another_tenant_finds_nothing(store: Store) {
     let run = store.find_run(DEFAULT_TENANT, "run-t").await.unwrap();
     assert_eq!((run.last_seq, run.lease_owner), (1, None));
     assert_eq!(store.load_events(DEFAULT_TENANT, "run-t", 0).await.unwrap().len(), 1);
+}
+
+async fn a_retry_and_the_run_it_retries_name_each_other(store: Store) {
+    new_run(&store, "run-first").await;
+    let retry = NewRun {
+        id: "run-again",
+        tenant: DEFAULT_TENANT,
+        workflow_name: "demo",
+        workflow_hash: "sha256:abc",
+        input: &json!({ "n": 1 }),
+        lease: None,
+        parent: None,
+        retry_of: Some("run-first"),
+        at: now_ms(),
+    };
+    store.create_run(retry, &[run_started()]).await.unwrap();
+    let again = store.get_run(DEFAULT_TENANT, "run-again").await.unwrap().unwrap();
+    assert_eq!(again.retry_of.as_deref(), Some("run-first"));
+    let retries = store.retries(DEFAULT_TENANT, "run-first").await.unwrap();
+    assert_eq!(retries.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["run-again"]);
+    assert!(store.retries("someone-else", "run-first").await.unwrap().is_empty(), "another tenant sees none");
+    assert!(store.get_run(DEFAULT_TENANT, "run-first").await.unwrap().unwrap().retry_of.is_none());
 }
