@@ -21,12 +21,27 @@ fn duration(ms: i64) -> String {
 
 /// `text` on one line, safe for a terminal, cut to `max` characters.
 fn short(text: &str, max: usize) -> String {
-    let one_line = crate::terminal::safe(&text.replace('\n', " ")).into_owned();
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = crate::terminal::safe(&one_line).into_owned();
     if one_line.chars().count() <= max {
         return one_line;
     }
     let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
     format!("{cut}…")
+}
+
+/// An output on one line, for the timeline: an object's `headers` go last,
+/// so that an HTTP response shows its status and body before they are cut.
+fn summary(output: &Value) -> String {
+    match output.as_object() {
+        Some(object) if object.contains_key("headers") => {
+            let mut reordered: serde_json::Map<String, Value> =
+                object.iter().filter(|(k, _)| *k != "headers").map(|(k, v)| (k.clone(), v.clone())).collect();
+            reordered.insert("headers".into(), object["headers"].clone());
+            Value::Object(reordered).to_string()
+        }
+        _ => output.to_string(),
+    }
 }
 
 /// What `weft runs list` asks for.
@@ -338,8 +353,8 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
                 }
                 EntryStatus::Completed => {
                     let child = child.map(|id| format!("child run {} ", id.get(..8).unwrap_or(id)));
-                    let output = entry.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
-                    format!("{}→ {}", child.unwrap_or_default(), short(&output, 60))
+                    let output = entry.output.as_ref().map(summary).unwrap_or_default();
+                    format!("{}→ {}", child.unwrap_or_default(), short(&output, 80))
                 }
                 EntryStatus::Failed => {
                     let error = entry.error.as_ref().map(|e| e.to_string()).unwrap_or_default();
@@ -349,7 +364,7 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
                 }
                 EntryStatus::Skipped => entry.reason.clone().unwrap_or_default(),
                 EntryStatus::Reused => {
-                    let output = entry.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
+                    let output = entry.output.as_ref().map(summary).unwrap_or_default();
                     let from = retry_of.as_ref().map(|of| of.run.get(..8).unwrap_or(&of.run)).unwrap_or_default();
                     format!("→ {} (from run {from})", short(&output, 60))
                 }
@@ -386,7 +401,8 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
     }
     println!();
     if let Some(output) = &run.output {
-        println!("output    {}", short(output, 200));
+        let output = serde_json::from_str::<Value>(output).map_or_else(|_| output.clone(), |o| summary(&o));
+        println!("output    {}", short(&output, 200));
     }
     if let Some(error) = &run.error {
         println!("error     {}", short(error, 200));

@@ -284,6 +284,25 @@ async fn foreach_with_continue_keeps_the_outputs_of_the_items_that_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_puts_an_http_responses_body_before_its_headers() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let sink = Sink::start(&[]).await;
+    let file = ws.write(
+        "get.json",
+        &json!({ "name": "get", "steps": [
+            { "id": "get", "uses": "http/request", "with": { "url": format!("{}/the-answer", sink.base) } }
+        ] })
+        .to_string(),
+    );
+    let out = tokio::task::block_in_place(|| ws.run(&["run", file.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run = ws.run_ids().remove(0);
+    let shown = text(&ws.run(&["runs", "show", &run]).stdout);
+    let row = shown.lines().find(|l| l.starts_with("get ")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(row.contains(r#"→ {"status":200,"body":{"path":"/the-answer"},"headers":"#), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_host_limits_where_connectors_may_connect() {
     let ws = Workspace::new(Backend::Sqlite).await;
     // The help says which way the flag works.
