@@ -207,8 +207,13 @@ enum RunsCommand {
         /// A run id (or a unique prefix).
         run: String,
         /// Print the run and its raw journal as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "follow")]
         json: bool,
+        /// Keep printing the steps as they start and finish, and where the
+        /// run stands, until it is over; then exit as `weft run` does: 0
+        /// when it completed, 1 when it failed or was cancelled.
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -479,9 +484,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             timeline::list(&runs, &weft_store::redact(&cli.db), filtered, *json);
             Ok(0)
         }
-        Command::Runs(RunsCommand::Show { run, json }) => {
+        Command::Runs(RunsCommand::Show { run, json, follow }) => {
             let store = open_store(&cli).await?;
             let run = store.find_run(DEFAULT_TENANT, run).await.map_err(|e| classify(e.into()))?;
+            if *follow {
+                let ended = tokio::select! {
+                    ended = timeline::follow(&store, run) => ended.map_err(classify)?,
+                    _ = tokio::signal::ctrl_c() => return Ok(130),
+                };
+                return Ok(exit_code(ended.status));
+            }
             let inspection = weft_runtime::inspect(&store, &run).await.map_err(classify)?;
             let retries = store.retries(DEFAULT_TENANT, &run.id).await.map_err(|e| classify(e.into()))?;
             timeline::show(&run, &inspection, &retries, *json);

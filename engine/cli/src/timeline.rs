@@ -4,9 +4,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 
 use serde_json::{Value, json};
-use weft_core::{Awaiting, EntryStatus, Event, RunStatus};
+use weft_core::{Awaiting, Entry, EntryStatus, Event, RetryOf, RunStatus};
 use weft_runtime::{Inspection, Standing};
 use weft_store::{DEFAULT_TENANT, RunFilter, RunRecord, Store};
 
@@ -192,6 +193,7 @@ fn label(step: &str, iteration: Option<u32>) -> String {
 }
 
 /// One timeline entry as the table shows it.
+#[derive(PartialEq)]
 struct Row {
     step: String,
     attempt: String,
@@ -269,19 +271,31 @@ fn standing_lines(run: &RunRecord, standing: &Standing) -> Vec<String> {
     }
 }
 
-/// Prints a run's timeline, or the run, its timeline and its raw journal as
-/// JSON. `retries` are the runs that retry it.
-pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], json: bool) {
-    let Inspection { definition, events, standing, .. } = inspection;
-    let retry_of = events.iter().find_map(|e| match &e.event {
+/// The run a journal retries, if it is a retry.
+fn retry_of(events: &[weft_store::StoredEvent]) -> Option<RetryOf> {
+    events.iter().find_map(|e| match &e.event {
         Event::RunStarted { retry_of, .. } => retry_of.clone(),
         _ => None,
-    });
-    let retry_ids: Vec<&str> = retries.iter().map(|r| r.id.as_str()).collect();
+    })
+}
+
+/// The timeline of an inspected run.
+fn entries(inspection: &Inspection) -> Vec<Entry> {
+    let Inspection { definition, events, standing, .. } = inspection;
     let mut entries = weft_core::timeline(definition, events.iter().map(|e| (e.at, &e.event)));
     if *standing == Standing::Interrupted {
         weft_core::interrupt(&mut entries);
     }
+    entries
+}
+
+/// Prints a run's timeline, or the run, its timeline and its raw journal as
+/// JSON. `retries` are the runs that retry it.
+pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], json: bool) {
+    let Inspection { events, standing, .. } = inspection;
+    let retry_of = retry_of(events);
+    let retry_ids: Vec<&str> = retries.iter().map(|r| r.id.as_str()).collect();
+    let entries = entries(inspection);
     if json {
         let journal: Vec<Value> =
             events.iter().map(|e| json!({ "seq": e.seq, "at": timestamp(e.at), "event": e.event })).collect();
@@ -304,6 +318,20 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
         println!("{}", serde_json::to_string_pretty(&body).expect("JSON"));
         return;
     }
+    let origin = print_head(run, inspection, &retry_ids);
+    let rows = rows(entries, retry_of.as_ref());
+    print_table_head();
+    for row in &rows {
+        print_row(row, origin);
+    }
+    println!();
+    print_end(run);
+}
+
+/// Prints the run's summary lines; returns when it started, which the
+/// table's times count from.
+fn print_head(run: &RunRecord, inspection: &Inspection, retries: &[&str]) -> i64 {
+    let Inspection { events, standing, .. } = inspection;
     let origin = events.first().map_or(run.created_at, |e| e.at);
     let pins = events.iter().find_map(|e| match &e.event {
         Event::RunStarted { connectors, .. } => Some(connectors.clone()),
@@ -314,27 +342,35 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
     if let Some(parent) = &run.parent_id {
         println!("parent    {parent}");
     }
-    if let Some(of) = &retry_of {
+    if let Some(of) = retry_of(events) {
         let from = of.from.as_ref().map(|step| format!(", from step `{step}`")).unwrap_or_default();
         println!("retry of  {}{from}", of.run);
     }
-    if !retry_ids.is_empty() {
-        println!("retried   as {}", retry_ids.join(", "));
+    if !retries.is_empty() {
+        println!("retried   as {}", retries.join(", "));
     }
     if let Some(pins) = pins.filter(|p| !p.is_empty()) {
         let pins: Vec<String> = pins.iter().map(|(k, d)| format!("{k} {}", short(d, 19))).collect();
         println!("pinned    {}", pins.join(", "));
     }
-    for (i, line) in standing_lines(run, standing).iter().enumerate() {
-        println!("{}{line}", if i == 0 { "status    " } else { "          " });
-    }
+    print_standing(run, standing);
     println!("started   {}", timestamp(origin));
     if run.status.is_terminal() {
         println!("took      {}", duration(run.updated_at - origin));
     }
     println!("input     {}", short(&run.input, 100));
+    origin
+}
 
-    let rows: Vec<Row> = entries
+fn print_standing(run: &RunRecord, standing: &Standing) {
+    for (i, line) in standing_lines(run, standing).iter().enumerate() {
+        println!("{}{line}", if i == 0 { "status    " } else { "          " });
+    }
+}
+
+/// The table's rows, one per timeline entry.
+fn rows(entries: Vec<Entry>, retry_of: Option<&RetryOf>) -> Vec<Row> {
+    entries
         .into_iter()
         .map(|entry| {
             let step = match (&entry.step, &entry.signal) {
@@ -365,7 +401,7 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
                 EntryStatus::Skipped => entry.reason.clone().unwrap_or_default(),
                 EntryStatus::Reused => {
                     let output = entry.output.as_ref().map(summary).unwrap_or_default();
-                    let from = retry_of.as_ref().map(|of| of.run.get(..8).unwrap_or(&of.run)).unwrap_or_default();
+                    let from = retry_of.map(|of| of.run.get(..8).unwrap_or(&of.run)).unwrap_or_default();
                     format!("→ {} (from run {from})", short(&output, 60))
                 }
                 EntryStatus::Interrupted => match &entry.error {
@@ -384,22 +420,29 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
                 detail,
             }
         })
-        .collect();
+        .collect()
+}
+
+fn print_table_head() {
     println!();
     println!("{:<20}  {:>7}  {:<11}  {:>9}  {:>9}  DETAIL", "STEP", "ATTEMPT", "STATUS", "AT", "DURATION");
-    for row in &rows {
-        let took = row.end.map_or("-".to_string(), |end| duration(end - row.start));
-        println!(
-            "{:<20}  {:>7}  {:<11}  {:>9}  {:>9}  {}",
-            short(&row.step, 20),
-            row.attempt,
-            row.status,
-            format!("+{}", duration(row.start - origin)),
-            took,
-            row.detail
-        );
-    }
-    println!();
+}
+
+fn print_row(row: &Row, origin: i64) {
+    let took = row.end.map_or("-".to_string(), |end| duration(end - row.start));
+    println!(
+        "{:<20}  {:>7}  {:<11}  {:>9}  {:>9}  {}",
+        short(&row.step, 20),
+        row.attempt,
+        row.status,
+        format!("+{}", duration(row.start - origin)),
+        took,
+        row.detail
+    );
+}
+
+/// The run's output or error, once it has one.
+fn print_end(run: &RunRecord) {
     if let Some(output) = &run.output {
         let output = serde_json::from_str::<Value>(output).map_or_else(|_| output.clone(), |o| summary(&o));
         println!("output    {}", short(&output, 200));
@@ -407,4 +450,47 @@ pub fn show(run: &RunRecord, inspection: &Inspection, retries: &[RunRecord], jso
     if let Some(error) = &run.error {
         println!("error     {}", short(error, 200));
     }
+}
+
+/// How often `runs show --follow` looks at the journal.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Prints a run's timeline as `show` does, then the rows that appear or
+/// change and each change of where the run stands, until the run is over.
+/// Returns the run as it ended.
+pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_runtime::Error> {
+    let inspection = weft_runtime::inspect(store, &run).await?;
+    let retries: Vec<RunRecord> = store.retries(&run.tenant, &run.id).await?;
+    let retry_ids: Vec<&str> = retries.iter().map(|r| r.id.as_str()).collect();
+    let retry_of = retry_of(&inspection.events);
+    let origin = print_head(&run, &inspection, &retry_ids);
+    let mut shown = rows(entries(&inspection), retry_of.as_ref());
+    print_table_head();
+    for row in &shown {
+        print_row(row, origin);
+    }
+    let mut standing = inspection.standing;
+    let mut run = run;
+    while !run.status.is_terminal() {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        run = store.find_run(&run.tenant, &run.id).await?;
+        let inspection = weft_runtime::inspect(store, &run).await?;
+        let now = rows(entries(&inspection), retry_of.as_ref());
+        for (i, row) in now.iter().enumerate() {
+            if shown.get(i) != Some(row) {
+                print_row(row, origin);
+            }
+        }
+        shown = now;
+        if inspection.standing != standing && !run.status.is_terminal() {
+            print_standing(&run, &inspection.standing);
+        }
+        standing = inspection.standing;
+        let _ = std::io::stdout().flush();
+    }
+    println!();
+    println!("status    {}", run.status);
+    println!("took      {}", duration(run.updated_at - origin));
+    print_end(&run);
+    Ok(run)
 }

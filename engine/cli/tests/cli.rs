@@ -302,6 +302,33 @@ async fn runs_show_puts_an_http_responses_body_before_its_headers() {
     assert!(row.contains(r#"→ {"status":200,"body":{"path":"/the-answer"},"headers":"#), "{shown}");
 }
 
+#[tokio::test]
+async fn runs_show_follow_tails_a_run_until_it_ends() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write("approval.json", &wait_workflow());
+    let mut driver = ws.spawn(&["run", file.to_str().unwrap()]);
+    let run = ws.newest_run_except("").await;
+    wait_until("the run to wait for its signal", Duration::from_secs(30), || ws.journal(&run)["status"] == "waiting")
+        .await;
+    let follow = ws.spawn(&["runs", "show", &run, "--follow"]);
+    // What it has printed so far is not readable from here until it ends,
+    // so the signal goes once `follow` has surely started polling.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(ws.run(&["signal", &run, "approve", r#"{"ok": true}"#]).status.success());
+    let out = follow.wait_with_output().unwrap();
+    driver.wait().unwrap();
+    let printed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{printed}{}", text(&out.stderr));
+    assert!(printed.contains("waits for signal `approve`"), "{printed}");
+    assert!(printed.contains("(signal approve)") && printed.contains("received"), "{printed}");
+    assert!(printed.contains("status    completed"), "{printed}");
+    let decision_rows: Vec<&str> = printed.lines().filter(|l| l.starts_with("decision ")).collect();
+    assert!(decision_rows.len() >= 2 && decision_rows.last().unwrap().contains("completed"), "{printed}");
+
+    let out = ws.run(&["runs", "show", &run, "--follow", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "--follow prints no JSON: {}", text(&out.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_host_limits_where_connectors_may_connect() {
     let ws = Workspace::new(Backend::Sqlite).await;
