@@ -270,19 +270,23 @@ fn load_nested(
         let message = format!("the workflow nests deeper than the limit of {} levels", limits::MAX_DEPTH);
         return Err(fail(vec![(path, message)]));
     }
-    let problems = validate::structure(&doc);
-    if !problems.is_empty() {
-        return Err(fail(problems));
-    }
+    let mut problems = validate::structure(&doc);
     // The rules beyond the schema read the steps' file form, so that a step
-    // that does not say what it does is reported with everything else.
-    let steps: Vec<model::StepDocument> =
-        match doc.get("steps").map(|steps| decode(steps, JsonPath::root().key("steps"))) {
-            None => Vec::new(),
-            Some(Ok(steps)) => steps,
-            Some(Err(problem)) => return Err(fail(vec![problem])),
-        };
-    let mut problems = validate::semantics(&steps, doc.get("output"), catalog);
+    // that does not say what it does is reported with everything else. They
+    // run even when the schema found problems, so that every problem is
+    // reported at once: on the steps without the members the schema
+    // refused, and keeping quiet about those members and their steps.
+    let (steps, refused) = validate::without_refused(doc.get("steps"), &problems);
+    let steps: Vec<model::StepDocument> = match steps.as_ref().map(|steps| decode(steps, JsonPath::root().key("steps")))
+    {
+        None => Vec::new(),
+        Some(Ok(steps)) => steps,
+        Some(Err(problem)) if problems.is_empty() => return Err(fail(vec![problem])),
+        Some(Err(_)) => return Err(fail(problems)),
+    };
+    let semantic = validate::semantics(&steps, doc.get("output"), catalog);
+    problems.extend(semantic.into_iter().filter(|(path, _)| !refused.iter().any(|r| related(path, r))));
+    problems.extend(validate::trigger(doc.get("trigger")));
     let mut children = BTreeMap::new();
     chain.push(loader.identity(file));
     for (i, step) in steps.iter().enumerate() {
@@ -301,6 +305,11 @@ fn load_nested(
     }
     let workflow: Workflow = decode(&doc, JsonPath::root()).map_err(|problem| fail(vec![problem]))?;
     Ok(Definition::with_children(workflow, children))
+}
+
+/// Whether one path is the other or lies inside it.
+fn related(a: &JsonPath, b: &JsonPath) -> bool {
+    a.0.starts_with(&b.0) || b.0.starts_with(&a.0)
 }
 
 /// Reads the typed form of `value`, found at `at` in the document; a

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::catalog::{Catalog, ConnectorRef};
-use crate::diagnostic::JsonPath;
+use crate::diagnostic::{JsonPath, Segment};
 use crate::expr;
 use crate::model::{OnError, StepDocument, Workflow};
 
@@ -457,4 +457,72 @@ fn find_cycle(deps: &[BTreeSet<usize>]) -> Option<Vec<usize>> {
         }
     }
     None
+}
+
+/// Problems with the trigger that the schema cannot see: a `schedule`'s cron
+/// expression (five fields: minute, hour, day of month, month, day of week)
+/// and IANA time zone.
+#[cfg(feature = "schedules")]
+pub(crate) fn trigger(trigger: Option<&Value>) -> Vec<Problem> {
+    let Some(schedule) = trigger.and_then(|t| t.get("schedule")) else { return Vec::new() };
+    let at = JsonPath::root().key("trigger").key("schedule");
+    let mut problems = Vec::new();
+    if let Some(cron) = schedule.get("cron").and_then(Value::as_str) {
+        let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Disallowed).build();
+        if let Err(e) = parser.parse(cron) {
+            let why = match e {
+                croner::errors::CronError::InvalidPattern(m)
+                | croner::errors::CronError::IllegalCharacters(m)
+                | croner::errors::CronError::ComponentError(m) => m,
+                other => other.to_string(),
+            };
+            problems.push((
+                at.key("cron"),
+                format!(
+                    "`{cron}` is not a cron expression of five fields (minute hour day-of-month month day-of-week, \
+                     e.g. `0 9 * * 1-5`): {why}"
+                ),
+            ));
+        }
+    }
+    if let Some(zone) = schedule.get("timezone").and_then(Value::as_str)
+        && jiff::tz::db().get(zone).is_err()
+    {
+        problems.push((
+            at.key("timezone"),
+            format!("`{zone}` is not an IANA time zone (such as `Europe/Berlin`, `America/New_York` or `UTC`)"),
+        ));
+    }
+    problems
+}
+
+/// Without the `schedules` feature, triggers are checked by the schema alone.
+#[cfg(not(feature = "schedules"))]
+pub(crate) fn trigger(_: Option<&Value>) -> Vec<Problem> {
+    Vec::new()
+}
+
+/// The `steps` member without the step members the schema refused in
+/// `problems` (a step's `id` is kept: other steps name it), and the paths
+/// that the schema refused, within a step or a whole step, so that the rules
+/// beyond the schema keep quiet there. `None` when there is no `steps`.
+pub(crate) fn without_refused(steps: Option<&Value>, problems: &[Problem]) -> (Option<Value>, Vec<JsonPath>) {
+    let Some(mut steps) = steps.cloned() else { return (None, Vec::new()) };
+    let mut refused = Vec::new();
+    for (path, _) in problems {
+        match path.0.as_slice() {
+            [Segment::Key(top), Segment::Index(_)] if top == "steps" => refused.push(path.clone()),
+            [Segment::Key(top), Segment::Index(i), Segment::Key(member), ..] if top == "steps" => {
+                let at = JsonPath::root().key("steps").index(*i).key(member.clone());
+                if member != "id"
+                    && let Some(step) = steps.get_mut(*i).and_then(Value::as_object_mut)
+                {
+                    step.remove(member);
+                }
+                refused.push(at);
+            }
+            _ => {}
+        }
+    }
+    (Some(steps), refused)
 }

@@ -106,6 +106,60 @@ fn structural_errors_name_the_field_and_all_are_listed() {
 }
 
 #[test]
+fn schema_problems_do_not_hide_the_others() {
+    let text = r#"{
+  "name": "both",
+  "colour": 1,
+  "trigger": { "schedule": { "cron": "0 25 * * *", "timezone": "Mars/Olympus" } },
+  "steps": [
+    { "id": "a", "uses": "nope/get" },
+    { "id": "b", "uses": "transform/echo", "needs": ["ghost"] },
+    { "id": "c", "uses": "nosuch/thing", "retries": 3 }
+  ]
+}"#;
+    let errors = load("both.json", text, &catalog()).unwrap_err();
+    let lines: Vec<String> = errors.items.iter().map(|d| d.to_string()).collect();
+    let expect = [
+        ("3:3: $.colour", "unknown field `colour`"),
+        ("4:30: $.trigger.schedule.cron", "`0 25 * * *` is not a cron expression of five fields"),
+        ("4:52: $.trigger.schedule.timezone", "`Mars/Olympus` is not an IANA time zone"),
+        ("6:18: $.steps[0].uses", "unknown connector `nope`"),
+        ("7:54: $.steps[1].needs[0]", "unknown step `ghost`"),
+        ("8:42: $.steps[2].retries", "unknown field `retries`"),
+        ("8:18: $.steps[2].uses", "unknown connector `nosuch`"),
+    ];
+    for (at, what) in expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(at) && l.contains(what)),
+            "expected `{at}` … `{what}` among:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+}
+
+#[test]
+fn schedules_take_five_field_cron_expressions_and_iana_time_zones() {
+    for (cron, zone) in [("0 9 * * 1-5", "Europe/Berlin"), ("*/15 * * * *", "UTC"), ("0 0 1 jan *", "America/New_York")]
+    {
+        let text = json!({ "name": "s", "trigger": { "schedule": { "cron": cron, "timezone": zone } },
+                           "steps": [{ "id": "a", "sleep": "1s" }] })
+        .to_string();
+        load("s.json", &text, &catalog()).unwrap_or_else(|e| panic!("{cron} {zone}: {e}"));
+    }
+    for cron in ["0 9 * *", "0 0 9 * * 1-5", "61 * * * *", "* * * * mon-xyz", ""] {
+        let text = json!({ "name": "s", "trigger": { "schedule": { "cron": cron } },
+                           "steps": [{ "id": "a", "sleep": "1s" }] })
+        .to_string();
+        let errors = load("s.json", &text, &catalog()).unwrap_err().to_string();
+        assert!(
+            errors.contains("$.trigger.schedule.cron") && errors.contains("is not a cron expression"),
+            "{cron}: {errors}"
+        );
+    }
+}
+
+#[test]
 fn syntax_errors_give_line_and_column() {
     let errors = load("bad.json", "{\n  \"name\": \"x\",\n  \"steps\": [,]\n}", &catalog()).unwrap_err();
     assert_eq!(errors.items.len(), 1);

@@ -84,6 +84,7 @@ async fn yaml_workflows_run_and_validate_like_json_ones() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("5:5: $.steps[0].retries: unknown field `retries`"), "{err}");
+    assert!(err.contains("4:5: $.steps[0].uses: unknown connector `nosuch`"), "the schema hides nothing: {err}");
     let runs = ws.run_ids().len();
     let out = ws.run(&["run", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
