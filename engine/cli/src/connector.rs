@@ -124,7 +124,12 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
             let info = host.install(bytes).await.map_err(|e| bad(anyhow!("{}: {e}", wasm.display())))?;
             let wasm = named_after(&wasm, &info.manifest.name)?;
             println!("{}", wasm.display());
-            eprintln!("built {} ({}), {} action(s)", info.key(), info.digest, info.manifest.actions.len());
+            eprintln!(
+                "built {} ({}), {}",
+                info.key(),
+                info.digest,
+                crate::terminal::count(info.manifest.actions.len(), "action")
+            );
             Ok(0)
         }
         ConnectorCommand::Inspect { file, json } => {

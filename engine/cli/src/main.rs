@@ -307,7 +307,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let mut broken = 0;
             for file in files {
                 match read_workflow(file, &catalog) {
-                    Ok(def) => println!("{}: ok ({} steps, {})", file.display(), def.workflow.steps.len(), def.hash),
+                    Ok(def) => println!(
+                        "{}: ok ({}, {})",
+                        file.display(),
+                        terminal::count(def.workflow.steps.len(), "step"),
+                        def.hash
+                    ),
                     Err(e) => {
                         broken += 1;
                         let text = terminal::safe_lines(&terminal::error_chain(e.error.as_ref())).into_owned();

@@ -142,7 +142,7 @@ impl Observer for Progress {
             Event::StepScheduled { step, items: Some(items) } => {
                 self.items.insert(step.clone(), items.len());
                 self.started_at.insert(step.clone(), self.last_at);
-                self.update(step, format!("0/{} items", items.len()), false);
+                self.update(step, format!("0/{}", crate::terminal::count(items.len(), "item")), false);
             }
             Event::StepStarted { step, attempt, iteration, .. } => {
                 self.started_at.entry(step.clone()).or_insert(self.last_at);
@@ -169,10 +169,10 @@ impl Observer for Progress {
                 *done += 1;
                 let (done, total) = (*done, self.items.get(step).copied().unwrap_or(0));
                 if done == total {
-                    let message = format!("✓ {total} items in {}", self.elapsed(step));
+                    let message = format!("✓ {} in {}", crate::terminal::count(total, "item"), self.elapsed(step));
                     self.update(step, message, true);
                 } else if !self.plain {
-                    self.update(step, format!("{done}/{total} items"), false);
+                    self.update(step, format!("{done}/{}", crate::terminal::count(total, "item")), false);
                 }
             }
             Event::StepCompleted { step, iteration: None, .. } => {

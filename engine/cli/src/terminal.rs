@@ -17,6 +17,11 @@ pub fn safe_lines(text: &str) -> Cow<'_, str> {
     escape(text, |c| (c.is_control() && c != '\n' && c != '\t') || bidi(c))
 }
 
+/// `n` and a noun with a regular plural: `1 step`, `3 steps`, `0 items`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// An error and its causes, each cause once: `outer: inner: root`. A cause
 /// whose text its parent already shows (as sqlx's and our own errors do when
 /// they name their source) is not repeated.

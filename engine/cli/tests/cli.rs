@@ -92,6 +92,25 @@ async fn yaml_workflows_run_and_validate_like_json_ones() {
 }
 
 #[tokio::test]
+async fn counts_read_in_the_singular_and_the_plural() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let one = ws.write(
+        "one.json",
+        &json!({ "name": "one", "steps": [
+            { "id": "each", "uses": "transform/echo", "foreach": "input.items", "with": { "v": "{{ item }}" } }
+        ] })
+        .to_string(),
+    );
+    let out = ws.run(&["validate", one.to_str().unwrap()]);
+    assert!(text(&out.stdout).contains(": ok (1 step, sha256:"), "{}", text(&out.stdout));
+    let out = ws.run(&["run", one.to_str().unwrap(), "--input", r#"{"items": [1]}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("each: ✓ 1 item in"), "{}", text(&out.stderr));
+    let out = ws.run(&["run", one.to_str().unwrap(), "--input", r#"{"items": [1, 2]}"#]);
+    assert!(text(&out.stderr).contains("each: ✓ 2 items in"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
 async fn missing_input_is_refused_before_anything_is_written() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let file = ws.write(
