@@ -159,6 +159,43 @@ fn schedules_take_five_field_cron_expressions_and_iana_time_zones() {
     }
 }
 
+/// The names between two markers of docs/workflows.md's template section,
+/// each in backticks: `abs`, `attr`, ….
+fn documented(after: &str, until: &str) -> Vec<String> {
+    let docs = include_str!("../../docs/workflows.md");
+    let start = docs.find(after).unwrap_or_else(|| panic!("docs/workflows.md lacks {after:?}")) + after.len();
+    let end = start + docs[start..].find(until).unwrap();
+    docs[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_filters_and_tests_the_docs_list_exist() {
+    let filters = documented("Filters (`{{ input.name | upper }}`):", ". Tests");
+    assert!(filters.len() > 40, "{filters:?}");
+    for filter in filters {
+        // Arguments may be wrong for some; the filter must exist.
+        if let Err(e) = weft_workflows::expr::eval(&format!("[1, 2] | {filter}"), &json!({})) {
+            assert!(!e.to_string().contains("unknown filter"), "`{filter}`: {e}");
+        }
+    }
+    let tests = documented("`\"if\": \"input.n is even\"`):", "They are");
+    assert!(tests.len() > 30, "{tests:?}");
+    for test in tests {
+        if let Err(e) = weft_workflows::expr::eval(&format!("2 is {test}"), &json!({})) {
+            assert!(!e.to_string().contains("unknown test"), "`{test}`: {e}");
+        }
+    }
+    // A name that is not there fails as unknown: the check above can fail.
+    let e = weft_workflows::expr::eval("[1] | no_such_filter", &json!({})).unwrap_err();
+    assert!(e.to_string().contains("unknown filter"), "{e}");
+}
+
 #[test]
 fn syntax_errors_give_line_and_column() {
     let errors = load("bad.json", "{\n  \"name\": \"x\",\n  \"steps\": [,]\n}", &catalog()).unwrap_err();
