@@ -22,6 +22,9 @@ pub struct ActionSpec {
     pub name: String,
     /// JSON Schema of its input.
     pub input_schema: Value,
+    /// JSON Schema of its output: templates that read a field it does not
+    /// have are refused.
+    pub output_schema: Value,
 }
 
 /// The connectors a workflow may use.

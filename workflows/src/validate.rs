@@ -212,6 +212,20 @@ pub(crate) fn semantics(steps: &[StepDocument], output: Option<&Value>, catalog:
         })
         .collect();
 
+    // What each call step without `foreach` outputs, by the schema of its
+    // action, and the action as the step names it.
+    let outputs: HashMap<&str, (&str, &Value)> = steps
+        .iter()
+        .filter(|step| step.foreach.is_none())
+        .filter_map(|step| {
+            let uses = step.uses.as_deref()?;
+            let parsed: ConnectorRef = uses.parse().ok()?;
+            let connector = catalog.find(&parsed.connector, parsed.version.as_deref())?;
+            let action = connector.actions.iter().find(|a| a.name == parsed.action)?;
+            Some((step.id.as_str(), (uses, &action.output_schema)))
+        })
+        .collect();
+
     for (i, step) in steps.iter().enumerate() {
         let path = steps_path.index(i);
         let kinds: Vec<&str> = [
@@ -274,7 +288,8 @@ pub(crate) fn semantics(steps: &[StepDocument], output: Option<&Value>, catalog:
         for site in document_templates(step, &path) {
             let in_foreach_scope =
                 step.foreach.is_some() && !site.path.0.ends_with(&[crate::Segment::Key("foreach".into())]);
-            check_references(&site, &step.id, in_foreach_scope, &index, &known, &mut problems);
+            let refs = check_references(&site, &step.id, in_foreach_scope, &index, &known, &mut problems);
+            check_output_fields(&site, &refs, &outputs, &mut problems);
         }
 
         if let Some(uses) = &step.uses {
@@ -286,7 +301,8 @@ pub(crate) fn semantics(steps: &[StepDocument], output: Option<&Value>, catalog:
         let mut sites = Vec::new();
         collect_strings(output, &JsonPath::root().key("output"), &mut sites);
         for site in &sites {
-            check_references(site, "", false, &index, &known, &mut problems);
+            let refs = check_references(site, "", false, &index, &known, &mut problems);
+            check_output_fields(site, &refs, &outputs, &mut problems);
         }
     }
 
@@ -313,12 +329,12 @@ fn check_references(
     index: &HashMap<&str, usize>,
     known: &dyn Fn() -> String,
     problems: &mut Vec<Problem>,
-) {
+) -> BTreeSet<String> {
     let refs = match expr::references(site.text, site.bare) {
         Ok(refs) => refs,
         Err(e) => {
             problems.push((site.path.clone(), format!("template error: {}", e.message)));
-            return;
+            return BTreeSet::new();
         }
     };
     for reference in &refs {
@@ -352,6 +368,64 @@ fn check_references(
             )),
         }
     }
+    refs
+}
+
+/// Flags a template (whose references are `refs`) that reads
+/// `steps.<id>.output.<field>…` where the
+/// output schema of the step's action has no such field. A schema that does
+/// not list its properties (any JSON, like `http`'s `body`) or that allows
+/// others ends the check there.
+fn check_output_fields(
+    site: &TemplateSite<'_>,
+    refs: &BTreeSet<String>,
+    outputs: &HashMap<&str, (&str, &Value)>,
+    problems: &mut Vec<Problem>,
+) {
+    for reference in refs {
+        let mut parts = reference.split('.');
+        let (Some("steps"), Some(id), Some("output")) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let Some(&(uses, root)) = outputs.get(id) else { continue };
+        let mut schema = root;
+        let mut read = format!("steps.{id}.output");
+        for field in parts {
+            schema = resolve(root, schema);
+            let Some(properties) = schema.get("properties").and_then(Value::as_object) else { break };
+            if let Some(inner) = properties.get(field) {
+                schema = inner;
+                read = format!("{read}.{field}");
+                continue;
+            }
+            if schema.get("additionalProperties").is_some_and(|extra| extra != &Value::Bool(false)) {
+                break;
+            }
+            let names: Vec<&str> = properties.keys().map(String::as_str).collect();
+            problems.push((
+                site.path.clone(),
+                format!(
+                    "`{read}` ({uses}) has no field `{field}`; it has: {}",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                ),
+            ));
+            break;
+        }
+    }
+}
+
+/// A schema with its local `$ref` (`#/$defs/…`, `#/definitions/…`) followed.
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    let mut schema = schema;
+    // A reference to a reference is followed a few times, never in a loop.
+    for _ in 0..8 {
+        let Some(pointer) = schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) else {
+            break;
+        };
+        match root.pointer(pointer) {
+            Some(target) => schema = target,
+            None => break,
+        }
+    }
+    schema
 }
 
 fn check_uses(uses: &str, step: &StepDocument, path: &JsonPath, catalog: &Catalog, problems: &mut Vec<Problem>) {

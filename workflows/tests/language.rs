@@ -9,13 +9,19 @@ fn catalog() -> Catalog {
         name: "transform".into(),
         version: "0.1.0".into(),
         actions: vec![
-            ActionSpec { name: "echo".into(), input_schema: json!({}) },
+            ActionSpec { name: "echo".into(), input_schema: json!({}), output_schema: json!({}) },
             ActionSpec {
                 name: "double".into(),
                 input_schema: json!({
                     "type": "object",
                     "properties": { "value": { "type": "number" } },
                     "required": ["value"]
+                }),
+                output_schema: json!({
+                    "type": "object",
+                    "properties": { "value": { "$ref": "#/$defs/Amount" } },
+                    "required": ["value"],
+                    "$defs": { "Amount": { "type": "object", "properties": { "cents": { "type": "integer" } } } }
                 }),
             },
         ],
@@ -194,6 +200,39 @@ fn the_filters_and_tests_the_docs_list_exist() {
     // A name that is not there fails as unknown: the check above can fail.
     let e = weft_workflows::expr::eval("[1] | no_such_filter", &json!({})).unwrap_err();
     assert!(e.to_string().contains("unknown filter"), "{e}");
+}
+
+#[test]
+fn templates_read_only_fields_that_an_actions_output_has() {
+    let workflow = |read: &str| {
+        json!({ "name": "o", "steps": [
+            { "id": "d", "uses": "transform/double", "with": { "value": 1 } },
+            { "id": "f", "uses": "transform/echo" },
+            { "id": "e", "uses": "transform/echo", "with": { "x": read } },
+            { "id": "each", "uses": "transform/double", "foreach": "[1]", "with": { "value": "{{ item }}" } }
+        ], "output": read })
+        .to_string()
+    };
+    for fine in [
+        "{{ steps.d.output.value.cents }}",
+        "{{ steps.d.output.value }}",
+        "{{ steps.f.output.anything.at.all }}",
+        "{{ steps.d.error.message }}",
+        "{{ steps.each.output }}",
+    ] {
+        load("o.json", &workflow(fine), &catalog()).unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+    let errors = load("o.json", &workflow("{{ steps.d.output.valeu }}"), &catalog()).unwrap_err().to_string();
+    assert!(
+        errors.contains("$.steps[2].with.x: `steps.d.output` (transform/double) has no field `valeu`; it has: value")
+            && errors.contains("$.output: `steps.d.output` (transform/double) has no field `valeu`"),
+        "{errors}"
+    );
+    let errors = load("o.json", &workflow("{{ steps.d.output.value.euros }}"), &catalog()).unwrap_err().to_string();
+    assert!(
+        errors.contains("`steps.d.output.value` (transform/double) has no field `euros`; it has: cents"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -480,7 +519,7 @@ fn the_readme_example_fans_out_after_the_approval() {
     let spec = |name: &str, action: &str| ConnectorSpec {
         name: name.into(),
         version: "0.1.0".into(),
-        actions: vec![ActionSpec { name: action.into(), input_schema: json!({}) }],
+        actions: vec![ActionSpec { name: action.into(), input_schema: json!({}), output_schema: json!({}) }],
     };
     let catalog = Catalog::new(vec![spec("transform", "echo"), spec("http", "request")]);
     let def = load("README.json", text, &catalog).unwrap_or_else(|e| panic!("{e}"));

@@ -111,6 +111,22 @@ async fn counts_read_in_the_singular_and_the_plural() {
 }
 
 #[tokio::test]
+async fn validate_knows_what_each_action_outputs() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let file = ws.write(
+        "typo.json",
+        &json!({ "name": "typo", "steps": [
+            { "id": "d", "uses": "transform/double", "with": { "value": 2 } }
+        ], "output": "{{ steps.d.output.valeu }}" })
+        .to_string(),
+    );
+    let out = ws.run(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("$.output: `steps.d.output` (transform/double) has no field `valeu`; it has: value"), "{err}");
+}
+
+#[tokio::test]
 async fn missing_input_is_refused_before_anything_is_written() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let file = ws.write(

@@ -683,7 +683,7 @@ mod tests {
         /// the counts of the iterations.
         #[test]
         fn the_tally_matches_the_iterations(events in prop::collection::vec(event(), 0..40)) {
-            let action = weft_workflows::ActionSpec { name: "echo".into(), input_schema: json!({}) };
+            let action = weft_workflows::ActionSpec { name: "echo".into(), input_schema: json!({}), output_schema: json!({}) };
             let catalog = Catalog::new(vec![ConnectorSpec { name: "t".into(), version: "1".into(), actions: vec![action] }]);
             let workflow = json!({ "name": "w", "steps": [
                 { "id": "each", "uses": "t/echo", "foreach": "input.items" }

@@ -92,7 +92,7 @@ proptest! {
 /// a call, a `foreach` call, a sleep and a wait for a signal.
 fn replay_definition() -> weft_workflows::Definition {
     use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, load};
-    let action = ActionSpec { name: "echo".into(), input_schema: json!({}) };
+    let action = ActionSpec { name: "echo".into(), input_schema: json!({}), output_schema: json!({}) };
     let catalog = Catalog::new(vec![ConnectorSpec { name: "t".into(), version: "1".into(), actions: vec![action] }]);
     let workflow = json!({ "name": "w", "timeout": "1h", "steps": [
         { "id": "a", "uses": "t/echo", "with": { "v": "{{ input.v }}" }, "retry": { "max_attempts": 3 } },

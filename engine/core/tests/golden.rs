@@ -8,7 +8,7 @@ use weft_core::{
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, ErrorKind, load};
 
 fn catalog() -> Catalog {
-    let action = |name: &str| ActionSpec { name: name.into(), input_schema: json!({}) };
+    let action = |name: &str| ActionSpec { name: name.into(), input_schema: json!({}), output_schema: json!({}) };
     Catalog::new(vec![ConnectorSpec {
         name: "t".into(),
         version: "1".into(),

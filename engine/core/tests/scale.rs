@@ -8,7 +8,7 @@ use weft_core::{Effect, Event, RunState, RunStatus, advance, on_outcome};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, load};
 
 fn definition(workflow: Value) -> Definition {
-    let action = ActionSpec { name: "echo".into(), input_schema: json!({}) };
+    let action = ActionSpec { name: "echo".into(), input_schema: json!({}), output_schema: json!({}) };
     let catalog = Catalog::new(vec![ConnectorSpec { name: "t".into(), version: "1".into(), actions: vec![action] }]);
     load("w.json", &workflow.to_string(), &catalog).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -537,7 +537,7 @@ pub fn catalog(host: &Host, tenant: &str) -> Catalog {
                     .manifest
                     .actions
                     .into_iter()
-                    .map(|a| ActionSpec { name: a.name, input_schema: a.input_schema })
+                    .map(|a| ActionSpec { name: a.name, input_schema: a.input_schema, output_schema: a.output_schema })
                     .collect(),
             })
             .collect(),
