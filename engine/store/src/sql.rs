@@ -248,6 +248,6 @@ mod tests {
         assert!(batch.contains(", (1, $7::text, $8::text, 2::bigint, $9::text, $10::text, $11::text))"), "{batch}");
         assert!(batch.contains("e(i, k, kind, step, body) AS (VALUES (0, 1, $12::text, $13::text, $14::text), "));
         assert!(batch.contains(", (1, 2, $18::text, $19::text, $20::text)), w AS"), "{batch}");
-        assert!(super::insert_run_with_events(1).ends_with("($14, $15, $16, $17, $18, $19, $20)"));
+        assert!(super::insert_run_with_events(1).ends_with("($15, $16, $17, $18, $19, $20, $21)"));
     }
 }
