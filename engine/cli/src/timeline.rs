@@ -457,9 +457,10 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Prints a run's timeline as `show` does, then the rows that appear or
 /// change and each change of where the run stands, until the run is over.
+/// Each look reads the run's row and only the events it has not seen.
 /// Returns the run as it ended.
 pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_runtime::Error> {
-    let inspection = weft_runtime::inspect(store, &run).await?;
+    let mut inspection = weft_runtime::inspect(store, &run).await?;
     let retries: Vec<RunRecord> = store.retries(&run.tenant, &run.id).await?;
     let retry_ids: Vec<&str> = retries.iter().map(|r| r.id.as_str()).collect();
     let retry_of = retry_of(&inspection.events);
@@ -469,12 +470,19 @@ pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_run
     for row in &shown {
         print_row(row, origin);
     }
-    let mut standing = inspection.standing;
     let mut run = run;
     while !run.status.is_terminal() {
         tokio::time::sleep(FOLLOW_POLL).await;
         run = store.find_run(&run.tenant, &run.id).await?;
-        let inspection = weft_runtime::inspect(store, &run).await?;
+        let seen = inspection.events.last().map_or(0, |e| e.seq);
+        let new = store.load_events(&run.tenant, &run.id, seen).await?;
+        for event in &new {
+            inspection.state.apply(&inspection.definition, &event.event);
+        }
+        inspection.events.extend(new);
+        let standing = Standing::of(&run, &inspection.definition, &inspection.state, weft_runtime::now_ms());
+        let changed = standing != inspection.standing;
+        inspection.standing = standing;
         let now = rows(entries(&inspection), retry_of.as_ref());
         for (i, row) in now.iter().enumerate() {
             if shown.get(i) != Some(row) {
@@ -482,10 +490,9 @@ pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_run
             }
         }
         shown = now;
-        if inspection.standing != standing && !run.status.is_terminal() {
+        if changed && !run.status.is_terminal() {
             print_standing(&run, &inspection.standing);
         }
-        standing = inspection.standing;
         let _ = std::io::stdout().flush();
     }
     println!();

@@ -198,7 +198,7 @@ impl StepState {
 
     /// For a failed `foreach` step whose every item finished: the items'
     /// outputs in order, each failed item as `{"error": {"kind", "message"}}`.
-    pub fn partial_output(&self) -> Option<Value> {
+    fn partial_output(&self) -> Option<Value> {
         if self.items.is_none() || self.tally.done + self.tally.failed.len() != self.iterations.len() {
             return None;
         }

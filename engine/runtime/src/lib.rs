@@ -307,24 +307,14 @@ impl Engine {
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
         limits::check_value(&input, "the run input", limits::MAX_VALUE_BYTES)?;
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
-        let (id, parent, retry_of, pinned, reused) = match origin {
-            Origin::New => (None, None, None, None, Vec::new()),
-            Origin::Child { id, parent } => (Some(id), Some(parent), None, None, Vec::new()),
-            Origin::Retry { of, connectors, reused } => (None, None, Some(of), Some(connectors), reused),
+        let (id, parent) = match &origin {
+            Origin::Child { id, parent } => (Some(*id), Some(*parent)),
+            Origin::New | Origin::Retry { .. } => (None, None),
         };
-        let connectors = match pinned {
-            Some(connectors) => connectors,
-            None => {
-                let mut connectors = BTreeMap::new();
-                for uses in definition.workflow.steps.iter().filter_map(Step::call) {
-                    let info = self
-                        .host
-                        .resolve(tenant, &uses.connector, uses.version.as_deref())
-                        .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
-                    connectors.insert(info.key(), info.digest);
-                }
-                connectors
-            }
+        // A retry keeps the builds of the run it retries.
+        let (retry_of, connectors, reused) = match origin {
+            Origin::Retry { of, connectors, reused } => (Some(of), connectors, reused),
+            Origin::New | Origin::Child { .. } => (None, self.pins(tenant, definition)?, Vec::new()),
         };
         self.put_definition(tenant, definition).await?;
         let run_id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
@@ -379,6 +369,20 @@ impl Engine {
         let stored =
             events.into_iter().zip(1..).map(|(event, seq)| weft_store::StoredEvent { seq, at: now, event }).collect();
         Ok((record, stored, effects))
+    }
+
+    /// The connector builds `definition`'s steps resolve to for `tenant` now:
+    /// `name@version` to digest.
+    fn pins(&self, tenant: &str, definition: &Definition) -> Result<BTreeMap<String, String>> {
+        let mut connectors = BTreeMap::new();
+        for uses in definition.workflow.steps.iter().filter_map(Step::call) {
+            let info = self
+                .host
+                .resolve(tenant, &uses.connector, uses.version.as_deref())
+                .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
+            connectors.insert(info.key(), info.digest);
+        }
+        Ok(connectors)
     }
 
     /// Stores a definition and its children's under their hashes, unless this
