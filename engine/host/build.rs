@@ -6,8 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::{Digest, Sha256};
+
 #[path = "build/wasm_target.rs"]
 mod wasm_target;
+
+#[path = "src/config.rs"]
+#[allow(dead_code)]
+mod config;
 
 /// Every guest crate under `connectors/`, and whether it is a built-in
 /// connector (embedded in the host as `BUILTINS`), a test guest, or the
@@ -93,10 +99,17 @@ fn main() {
     }
 
     let out = target_dir.join("wasm32-wasip2/release");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let connectors = Precompiler::new(config::connectors(config::DEFAULT_MEMORY_BYTES));
+    let sandbox_engine = Precompiler::new(config::template_sandbox());
     let mut builtins = String::from(
         "/// Built-in connectors: (name, component bytes), from the guest list in\n\
          /// this crate's build script.\n\
-         pub const BUILTINS: &[(&str, &[u8])] = &[\n",
+         pub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
+    let mut prebuilt = String::from(
+        "/// What the build made of `BUILTINS`, in the same order.\n\
+         pub(crate) static PREBUILT: &[Prebuilt] = &[\n",
     );
     let mut sandbox = String::new();
     for (guest, kind) in GUESTS {
@@ -104,21 +117,65 @@ fn main() {
         assert!(file.exists(), "missing guest component {}", file.display());
         let path = file.display().to_string();
         match kind {
-            Guest::BuiltIn => builtins.push_str(&format!("    ({guest:?}, include_bytes!({path:?})),\n")),
+            Guest::BuiltIn => {
+                builtins.push_str(&format!("    ({guest:?}, include_bytes!({path:?})),\n"));
+                let compiled = connectors.precompile(&file, &out_dir);
+                let digest = format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(&file).unwrap())));
+                prebuilt.push_str(&format!(
+                    "    Prebuilt {{ digest: {digest:?}, compiled: include_bytes!({:?}) }},\n",
+                    compiled.display().to_string()
+                ));
+            }
             Guest::TemplateSandbox => {
+                let compiled = sandbox_engine.precompile(&file, &out_dir);
                 sandbox = format!(
                     "/// The template sandbox's component (`connectors/{guest}`).\n\
-                 pub const TEMPLATE_SANDBOX: &[u8] = include_bytes!({path:?});\n"
+                     pub static TEMPLATE_SANDBOX: &[u8] = include_bytes!({path:?});\n\
+                     /// `TEMPLATE_SANDBOX`, precompiled for the sandbox's engine.\n\
+                     pub(crate) static TEMPLATE_SANDBOX_PRECOMPILED: &[u8] = include_bytes!({:?});\n",
+                    compiled.display().to_string()
                 )
             }
             Guest::Test => {}
         }
     }
     builtins.push_str("];\n");
+    prebuilt.push_str("];\n");
+    builtins.push_str(&prebuilt);
     builtins.push_str(&sandbox);
-    let generated = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtins.rs");
-    std::fs::write(&generated, builtins).expect("writing builtins.rs");
+    std::fs::write(out_dir.join("builtins.rs"), builtins).expect("writing builtins.rs");
     println!("cargo:rustc-env=WEFT_GUEST_DIR={}", out.display());
+}
+
+/// Compiles components ahead of time for an engine configuration, so that
+/// the first run of `weft` loads the built-ins instead of compiling them.
+struct Precompiler {
+    engine: wasmtime::Engine,
+}
+
+impl Precompiler {
+    fn new(mut config: wasmtime::Config) -> Precompiler {
+        // Compile for the target being built. Only when it is not this
+        // machine is the target named: a named target means its baseline
+        // CPU features, where this machine's are detected.
+        let (target, host) = (std::env::var("TARGET").unwrap(), std::env::var("HOST").unwrap());
+        if target != host {
+            config.target(&target).expect("a target wasmtime compiles for");
+        }
+        Precompiler { engine: wasmtime::Engine::new(&config).expect("the engine configuration") }
+    }
+
+    /// Compiles `component` into `dir`, returning the compiled file's path.
+    fn precompile(&self, component: &Path, dir: &Path) -> PathBuf {
+        let bytes = std::fs::read(component).expect("reading a guest component");
+        let compiled = self
+            .engine
+            .precompile_component(&bytes)
+            .unwrap_or_else(|e| panic!("precompiling {}: {e:#}", component.display()));
+        let path = dir.join(component.file_name().unwrap()).with_extension("cwasm");
+        std::fs::write(&path, compiled).expect("writing a precompiled component");
+        path
+    }
 }
 
 /// `<target>/wasm-guests`, where `<target>` is the host's target directory,

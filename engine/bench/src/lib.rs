@@ -5,7 +5,9 @@
 //!   references the previous step's output, next to the single-row commit
 //!   floor of the same database ([`floor`]);
 //! - [`w2`]: one connector call through the host, next to a bare wasmtime
-//!   instantiate and call of the same component.
+//!   instantiate and call of the same component;
+//! - [`w3`]: the whole `weft` process running the hello example with an
+//!   empty and a warm cache, next to `weft --version`.
 //!
 //! `weft bench` prints these as the Markdown tables kept in
 //! `docs/BENCHMARKS.md`. Nothing here is linked into the engine's
@@ -14,6 +16,7 @@
 pub mod floor;
 pub mod w1;
 pub mod w2;
+pub mod w3;
 pub mod workloads;
 
 /// The `p`-quantile (0.0 to 1.0) of sorted samples; 0 for none.

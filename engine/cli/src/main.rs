@@ -109,18 +109,21 @@ enum Command {
         #[arg(default_value = "null")]
         payload: String,
     },
-    /// Benchmark W1 (ten sequential wasm steps) against the commit floor, or
-    /// W2 (one connector call) against a bare wasmtime call.
+    /// Benchmark W1 (ten sequential wasm steps) against the commit floor, W2
+    /// (one connector call) against a bare wasmtime call, or W3 (a first
+    /// `weft run`) against starting the binary.
     ///
     /// W1 runs on SQLite and Postgres next to the single-row commit floor
     /// measured in the same run, with durable settings: SQLite WAL with
     /// synchronous=FULL; Postgres (a throwaway cluster unless --postgres is
     /// given) with fsync on. W2 times `transform/echo` through the host and
-    /// as a bare instantiate+call of the same component, alternating.
-    /// Prints Markdown tables for docs/BENCHMARKS.md.
+    /// as a bare instantiate+call of the same component, alternating. W3
+    /// times this binary running examples/workflows/hello.json (without its
+    /// sleep) with an empty cache and store, and again warm, next to `weft
+    /// --version`. Prints Markdown tables for docs/BENCHMARKS.md.
     Bench {
-        /// Which workload: w1 or w2.
-        #[arg(long, default_value = "w1", value_parser = ["w1", "w2"])]
+        /// Which workload: w1, w2 or w3.
+        #[arg(long, default_value = "w1", value_parser = ["w1", "w2", "w3"])]
         workload: String,
         /// W2: calls measured each way.
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -135,9 +138,10 @@ enum Command {
         /// Warm-up runs before the sequential measurement.
         #[arg(long, default_value_t = 10)]
         warmup: usize,
-        /// Measured sequential runs.
-        #[arg(long, default_value_t = 50)]
-        runs: usize,
+        /// Measured runs: W1's sequential runs [default: 50], or W3's
+        /// processes of each kind [default: 5].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: Option<u32>,
         /// Seconds per throughput level.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -436,6 +440,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency } => {
+            if workload == "w3" {
+                let exe = std::env::current_exe().map_err(|e| failed(anyhow::anyhow!("finding this binary: {e}")))?;
+                let scratch = weft_bench::w3::scratch_dir();
+                let report = weft_bench::w3::measure(&exe, &scratch, runs.unwrap_or(5) as usize);
+                let _ = std::fs::remove_dir_all(&scratch);
+                weft_bench::w3::print(&report.map_err(failed)?);
+                return Ok(0);
+            }
             let host = open_host(&cli, None).await?;
             if workload == "w2" {
                 weft_bench::w2::run(&host, *calls as usize).await.map_err(failed)?;
@@ -443,7 +455,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             let settings = weft_bench::w1::Settings {
                 warmup: *warmup,
-                runs: *runs,
+                runs: runs.unwrap_or(50) as usize,
                 seconds: *seconds,
                 concurrency: concurrency.clone(),
             };

@@ -41,6 +41,27 @@ async fn the_example_runs_and_prints_its_output() {
 }
 
 #[tokio::test]
+async fn a_first_run_compiles_nothing() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let cache = ws.dir.path().join("empty-cache");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/workflows/hello.json");
+    // hello uses a built-in connector and a template the sandbox evaluates
+    // (`item * …`): both were compiled when weft was built.
+    for args in [&["validate", example][..], &["connector", "list"], &["run", example, "--input", r#"{"n":2}"#]] {
+        let out = ws.weft().env("WEFT_CACHE_DIR", &cache).args(args).output().unwrap();
+        assert!(out.status.success(), "weft {args:?}: {}", text(&out.stderr));
+    }
+    let compiled: Vec<_> =
+        walkdir(&cache).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
+    assert_eq!(compiled, Vec::<std::path::PathBuf>::new(), "nothing was compiled");
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).flat_map(|p| if p.is_dir() { walkdir(&p) } else { vec![p] }).collect()
+}
+
+#[tokio::test]
 async fn invalid_workflows_list_every_error_and_exit_2() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let file = ws.write(

@@ -44,7 +44,7 @@ impl Cache {
                 }
             }
         }
-        let compiled = engine.precompile_component(bytes).map_err(Error::Compile)?;
+        let compiled = compile(engine, digest, bytes)?;
         write_atomically(&path, &compiled);
         let component = unsafe_deserialize(engine, &compiled)?;
         Ok(component)
@@ -59,6 +59,18 @@ impl Cache {
     pub fn put_manifest(&self, digest: &str, json: &str) {
         write_atomically(&self.path(digest, "manifest.json"), json.as_bytes());
     }
+}
+
+/// Compiles a component for the cache.
+fn compile(engine: &Engine, digest: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    compiling(digest, bytes);
+    engine.precompile_component(bytes).map_err(Error::Compile)
+}
+
+/// Logs a compilation, which takes a noticeable time (about 0.1 s for a
+/// small connector, on two cores).
+pub(crate) fn compiling(digest: &str, bytes: &[u8]) {
+    tracing::debug!(target: "weft::compile", %digest, bytes = bytes.len(), "compiling a component");
 }
 
 /// Writes via a temporary file and a rename, so that a reader never sees half

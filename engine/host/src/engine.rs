@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine};
 
 use crate::call::CallState;
 use crate::{Error, Limits, Result};
@@ -19,30 +19,7 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// model, epoch interruption, and a pooling allocator sized for `limits`.
 /// Public so that a benchmark's floor runs on exactly the same settings.
 pub fn engine_config(limits: &Limits) -> Config {
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(256)
-        .total_core_instances(1024)
-        .total_memories(256)
-        .total_tables(512)
-        .max_memories_per_component(4)
-        .max_core_instances_per_component(64)
-        .max_tables_per_component(8)
-        .max_memory_size(limits.memory_bytes.max(1 << 20))
-        // Reset small memories and tables in place rather than with
-        // madvise: each madvise costs a TLB shootdown on every core, which
-        // dominated CPU time with many calls in flight.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(64 << 10);
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        // Connectors are synchronous p2 components. Without the
-        // component-model-async state, dropping a store does not build an
-        // error (and a backtrace) per call.
-        .concurrency_support(false)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config
+    crate::config::connectors(limits.memory_bytes)
 }
 
 /// The linker: WASI p2 (no files, no env), wasi:http, and Weft's imports.

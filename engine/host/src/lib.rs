@@ -32,6 +32,7 @@
 mod builtin;
 mod cache;
 mod call;
+mod config;
 mod egress;
 mod engine;
 mod limits;
@@ -242,18 +243,33 @@ impl Host {
         self.limits
     }
 
-    /// Compiles (or loads from the cache) and links a component.
-    async fn compile(&self, digest: &str, bytes: &[u8]) -> Result<bindings::ConnectorPre<CallState>> {
+    /// Compiles (or loads from the cache, or from the build script's
+    /// `precompiled` form) and links a component.
+    async fn compile(
+        &self,
+        digest: &str,
+        bytes: &bytes::Bytes,
+        precompiled: Option<&'static [u8]>,
+    ) -> Result<bindings::ConnectorPre<CallState>> {
         if let Some(what) = not_a_component(bytes) {
             return Err(Error::NotAComponent(what));
         }
         let engine = self.engine.clone();
         let cache = self.cache.clone();
         let digest = digest.to_string();
-        let bytes = bytes.to_vec();
-        let component = tokio::task::spawn_blocking(move || match &cache {
-            Some(cache) => cache.component(&engine, &digest, &bytes),
-            None => wasmtime::component::Component::new(&engine, &bytes).map_err(Error::Compile),
+        let bytes = bytes.clone();
+        // Loading takes milliseconds even precompiled: off the async threads.
+        let component = tokio::task::spawn_blocking(move || {
+            if let Some(component) = precompiled.and_then(|compiled| builtin::load_precompiled(&engine, compiled)) {
+                return Ok(component);
+            }
+            match &cache {
+                Some(cache) => cache.component(&engine, &digest, &bytes),
+                None => {
+                    cache::compiling(&digest, &bytes);
+                    wasmtime::component::Component::new(&engine, &bytes).map_err(Error::Compile)
+                }
+            }
         })
         .await
         .map_err(|e| Error::Compile(wasmtime::Error::new(e)))??;

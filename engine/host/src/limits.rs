@@ -31,7 +31,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout: Duration::from_secs(30),
-            memory_bytes: 64 << 20,
+            memory_bytes: crate::config::DEFAULT_MEMORY_BYTES,
             max_input_bytes: 4 << 20,
             max_output_bytes: 4 << 20,
             max_request_body_bytes: 16 << 20,

@@ -6,9 +6,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::sync::OnceCell;
 
 use crate::bindings::ConnectorPre;
+use crate::builtin::{PREBUILT, Prebuilt};
 use crate::call::CallState;
 use crate::manifest::{ConnectorInfo, Manifest};
 use crate::{BUILTINS, Host, Result, digest_of};
@@ -30,7 +32,9 @@ pub(crate) struct Loaded {
     pub secrets: Arc<[String]>,
     pub oauth: Arc<[String]>,
     pub egress: Arc<[String]>,
-    bytes: Vec<u8>,
+    bytes: Bytes,
+    /// The build script's compiled form, for a built-in.
+    precompiled: Option<&'static [u8]>,
     pre: OnceCell<ConnectorPre<CallState>>,
 }
 
@@ -78,11 +82,13 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 impl Host {
-    /// Installs the built-in connectors for every tenant.
+    /// Installs the built-in connectors for every tenant. They were
+    /// compiled when this crate was built, so nothing compiles here unless
+    /// the engine's limits differ from the defaults.
     pub async fn install_builtins(&self) -> Result<Vec<ConnectorInfo>> {
         let mut infos = Vec::new();
-        for (_, bytes) in BUILTINS {
-            infos.push(self.install(bytes.to_vec()).await?);
+        for ((_, bytes), built) in BUILTINS.iter().zip(PREBUILT) {
+            infos.push(self.install_in(Scope::Shared, Bytes::from_static(bytes), Some(built)).await?);
         }
         Ok(infos)
     }
@@ -91,16 +97,17 @@ impl Host {
     /// cache when this digest was seen before, so nothing compiles) and makes
     /// it callable.
     pub async fn install(&self, bytes: Vec<u8>) -> Result<ConnectorInfo> {
-        self.install_in(Scope::Shared, bytes).await
+        self.install_in(Scope::Shared, bytes.into(), None).await
     }
 
     /// Installs a component that only `tenant`'s runs may resolve and call.
     pub async fn install_for(&self, tenant: &str, bytes: Vec<u8>) -> Result<ConnectorInfo> {
-        self.install_in(Scope::Tenant(tenant.to_string()), bytes).await
+        self.install_in(Scope::Tenant(tenant.to_string()), bytes.into(), None).await
     }
 
-    async fn install_in(&self, scope: Scope, bytes: Vec<u8>) -> Result<ConnectorInfo> {
-        let digest = digest_of(&bytes);
+    async fn install_in(&self, scope: Scope, bytes: Bytes, built: Option<&'static Prebuilt>) -> Result<ConnectorInfo> {
+        let digest = built.map_or_else(|| digest_of(&bytes), |built| built.digest.to_string());
+        let precompiled = built.map(|built| built.compiled);
         if let Some(entry) = self.registry.lock().get_mut(&digest) {
             entry.add(&scope);
             return Ok(entry.loaded.info.clone());
@@ -111,7 +118,7 @@ impl Host {
         let manifest = match cached {
             Some(manifest) => manifest,
             None => {
-                let compiled = self.compile(&digest, &bytes).await?;
+                let compiled = self.compile(&digest, &bytes, precompiled).await?;
                 let manifest = self.describe(&compiled).await?;
                 if let Some(cache) = &self.cache {
                     cache.put_manifest(&digest, &serde_json::to_string(&manifest).expect("manifests serialize"));
@@ -134,6 +141,7 @@ impl Host {
                 egress: info.manifest.egress.clone().into(),
                 info: info.clone(),
                 bytes,
+                precompiled,
                 pre,
             }),
             shared: false,
@@ -207,7 +215,11 @@ impl Host {
 
     /// The compiled, linked component for a connector (compiled on first use).
     pub(crate) async fn pre(&self, loaded: &Loaded) -> Result<ConnectorPre<CallState>> {
-        loaded.pre.get_or_try_init(|| self.compile(&loaded.info.digest, &loaded.bytes)).await.cloned()
+        loaded
+            .pre
+            .get_or_try_init(|| self.compile(&loaded.info.digest, &loaded.bytes, loaded.precompiled))
+            .await
+            .cloned()
     }
 }
 

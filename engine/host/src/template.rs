@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft_workflows::expr::{self, Mode};
 
@@ -60,9 +60,7 @@ impl WasiView for State {
 impl TemplateSandbox {
     /// A sandbox whose compiled component is cached in `cache_dir`.
     pub fn new(cache_dir: Option<PathBuf>) -> crate::Result<TemplateSandbox> {
-        let mut config = Config::new();
-        config.wasm_component_model(true).concurrency_support(false).consume_fuel(true);
-        let engine = Engine::new(&config).map_err(crate::Error::Engine)?;
+        let engine = Engine::new(&crate::config::template_sandbox()).map_err(crate::Error::Engine)?;
         Ok(TemplateSandbox { engine, cache_dir, compiled: OnceLock::new() })
     }
 
@@ -80,9 +78,15 @@ impl TemplateSandbox {
     fn compiled(&self) -> Result<&bindings::SandboxPre<State>, String> {
         let compiled = self.compiled.get_or_init(|| {
             let bytes = crate::builtin::TEMPLATE_SANDBOX;
-            let component = match &self.cache_dir {
-                Some(dir) => Cache::new(dir, &self.engine).component(&self.engine, &digest_of(bytes), bytes),
-                None => wasmtime::component::Component::new(&self.engine, bytes).map_err(crate::Error::Compile),
+            let precompiled =
+                crate::builtin::load_precompiled(&self.engine, crate::builtin::TEMPLATE_SANDBOX_PRECOMPILED);
+            let component = match (precompiled, &self.cache_dir) {
+                (Some(component), _) => Ok(component),
+                (None, Some(dir)) => Cache::new(dir, &self.engine).component(&self.engine, &digest_of(bytes), bytes),
+                (None, None) => {
+                    crate::cache::compiling(&digest_of(bytes), bytes);
+                    wasmtime::component::Component::new(&self.engine, bytes).map_err(crate::Error::Compile)
+                }
             };
             let component = component
                 .map_err(|e| format!("the template sandbox does not compile: {}", crate::secrets::chain(&e)))?;

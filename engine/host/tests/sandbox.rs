@@ -165,26 +165,31 @@ async fn http_sends_the_idempotency_key_and_maps_statuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_host_reuses_compiled_components() {
+async fn the_builtins_are_precompiled_and_other_components_compile_once() {
     let dir = tempfile::tempdir().unwrap();
     let config = HostConfig { cache_dir: Some(dir.path().to_path_buf()), limits: Limits::default() };
+    let artifacts =
+        |ext: &str| walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>();
     let first = Host::new(config.clone()).unwrap();
     first.install_builtins().await.unwrap();
     let transform = first.resolve("default", "transform", None).unwrap();
     first.invoke(&transform.digest, &ctx(), "echo", &json!(1), None).await.unwrap();
-    let artifacts =
-        |ext: &str| walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(ext)).collect::<Vec<_>>();
+    assert_eq!(artifacts(".cwasm"), Vec::<std::path::PathBuf>::new(), "no built-in was compiled at run time");
+    assert_eq!(artifacts(".manifest.json").len(), weft_host::BUILTINS.len(), "each manifest is kept");
+
+    let testkit = first.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
+    first.invoke(&testkit.digest, &ctx(), "big", &json!({"bytes": 1}), None).await.unwrap();
     let compiled = artifacts(".cwasm");
-    assert_eq!(compiled.len(), weft_host::BUILTINS.len(), "each built-in compiled once: {compiled:?}");
-    let stamps: Vec<_> = compiled.iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
+    assert_eq!(compiled.len(), 1, "a component that is not built in is compiled once: {compiled:?}");
+    let stamp = std::fs::metadata(&compiled[0]).unwrap().modified().unwrap();
     drop(first);
 
     let second = Host::new(config).unwrap();
     second.install_builtins().await.unwrap();
-    let transform = second.resolve("default", "transform", None).unwrap();
-    assert_eq!(second.invoke(&transform.digest, &ctx(), "echo", &json!(2), None).await.unwrap(), json!(2));
-    let again: Vec<_> = artifacts(".cwasm").iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
-    assert_eq!(stamps, again, "nothing was recompiled");
+    let testkit = second.install(std::fs::read(guest_component("testkit")).unwrap()).await.unwrap();
+    second.invoke(&testkit.digest, &ctx(), "big", &json!({"bytes": 2}), None).await.unwrap();
+    assert_eq!(artifacts(".cwasm"), compiled);
+    assert_eq!(std::fs::metadata(&compiled[0]).unwrap().modified().unwrap(), stamp, "nothing was recompiled");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
