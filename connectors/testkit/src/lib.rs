@@ -1,7 +1,7 @@
 //! A test-only connector whose actions misbehave on purpose, so that tests can
 //! prove the host's limits: `trap` panics, `spin` never returns, `hog`
 //! allocates without bound, `hoard` holds host resources without bound,
-//! `big`, `nest` and `shout` return too much, and
+//! `big`, `nest` and `shout` return too much, `chatter` logs, and
 //! the probes reach for secrets, tokens, hosts, files and environment
 //! variables. It is not installed as a built-in connector.
 //!
@@ -130,6 +130,20 @@ fn hoard(_cx: &Context, input: Value) -> Result<Value, Error> {
     Ok(json!({ "held": hoard.len(), "refused_appends": refused }))
 }
 
+/// Logs `lines` lines (`line 0`, `line 1`, …), each level in turn from
+/// `info`; with `fail`, fails after logging.
+fn chatter(_cx: &Context, input: Value) -> Result<Value, Error> {
+    let lines = input["lines"].as_u64().unwrap_or(3);
+    let levels = [weft_sdk::log::info, weft_sdk::log::warn, weft_sdk::log::error, weft_sdk::log::debug];
+    for i in 0..lines {
+        levels[i as usize % levels.len()](&format!("line {i}"));
+    }
+    if input["fail"].as_bool().unwrap_or(false) {
+        return Err(Error::fatal("failed after logging"));
+    }
+    Ok(json!({ "logged": lines }))
+}
+
 fn trap(_cx: &Context, _input: Value) -> Result<Value, Error> {
     panic!("testkit trap requested")
 }
@@ -166,6 +180,7 @@ impl Connector for Testkit {
             .action(Action::new("big", "Return a string of `bytes` bytes.", big))
             .action(Action::new("nest", "Return a list nested `levels` deep.", nest))
             .action(Action::new("shout", "Fail with a message of `bytes` bytes.", shout))
+            .action(Action::new("chatter", "Log `lines` lines; with `fail`, fail after them.", chatter).idempotent())
             .secret("declared")
             .oauth("github", &["repo"])
             .egress("localhost")

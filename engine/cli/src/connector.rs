@@ -278,7 +278,15 @@ pub async fn run(command: &ConnectorCommand, cli: &Cli) -> Result<u8, Failure> {
                 attempt: 1,
                 idempotency_key: weft_core::idempotency_key(&format!("test-{id}"), "test", None),
             };
-            match host.invoke(&info.digest, &ctx, action, &input, *timeout).await {
+            let invocation = host.invoke_logged(&info.digest, &ctx, action, &input, *timeout).await;
+            // What the connector logged goes to stderr, before the result.
+            for line in &invocation.logs.lines {
+                eprintln!("{} {}", line.level, crate::terminal::safe(&line.message));
+            }
+            if invocation.logs.dropped > 0 {
+                eprintln!("… {} not shown", crate::terminal::count(invocation.logs.dropped, "more log line"));
+            }
+            match invocation.result {
                 Ok(output) => {
                     println!("{}", serde_json::to_string_pretty(&output).expect("JSON"));
                     Ok(0)

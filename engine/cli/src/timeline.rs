@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 
 use serde_json::{Value, json};
-use weft_core::{Awaiting, Entry, EntryStatus, Event, RetryOf, RunStatus};
+use weft_core::{Awaiting, Entry, EntryStatus, Event, Logs, RetryOf, RunStatus};
 use weft_runtime::{Inspection, Standing};
 use weft_store::{DEFAULT_TENANT, RunFilter, RunRecord, Store};
 
@@ -201,6 +201,8 @@ struct Row {
     start: i64,
     end: Option<i64>,
     detail: String,
+    /// What the attempt's connector logged, one line each.
+    logs: Vec<String>,
 }
 
 /// What a waiting run waits for, as JSON.
@@ -418,9 +420,24 @@ fn rows(entries: Vec<Entry>, retry_of: Option<&RetryOf>) -> Vec<Row> {
                 start: entry.started_at,
                 end: entry.ended_at,
                 detail,
+                logs: log_lines(&entry.logs),
             }
         })
         .collect()
+}
+
+/// A timeline entry's log lines as printed under its row: the level, then
+/// the message on one line; then how many more lines were not kept.
+fn log_lines(logs: &Logs) -> Vec<String> {
+    let mut lines: Vec<String> =
+        logs.lines.iter().map(|line| format!("  {:<5}  {}", line.level.as_str(), short(&line.message, 160))).collect();
+    if logs.dropped > 0 {
+        lines.push(format!(
+            "  … {} not kept in the journal (WEFT_LOG=connector.log=debug prints every line as it is logged)",
+            crate::terminal::count(logs.dropped as usize, "more line")
+        ));
+    }
+    lines
 }
 
 fn print_table_head() {
@@ -439,6 +456,9 @@ fn print_row(row: &Row, origin: i64) {
         took,
         row.detail
     );
+    for line in &row.logs {
+        println!("{line}");
+    }
 }
 
 /// The run's output or error, once it has one.

@@ -208,6 +208,44 @@ async fn a_trapping_connector_fails_the_step_with_a_precise_error() {
 }
 
 #[tokio::test]
+async fn runs_show_prints_what_a_connector_logged_under_its_step() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let connectors = testkit_dir(&ws);
+    let file = ws.write(
+        "chatty.json",
+        &json!({ "name": "chatty", "steps": [
+            { "id": "talk", "uses": "testkit/chatter", "with": { "lines": 2 } },
+            { "id": "flood", "uses": "testkit/chatter", "with": { "lines": 60, "fail": true }, "needs": ["talk"] }
+        ] })
+        .to_string(),
+    );
+    let out = ws.weft().args(["run", file.to_str().unwrap()]).env("WEFT_CONNECTORS_DIR", &connectors).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let run = ws.run_ids().remove(0);
+
+    let shown = text(&ws.run(&["runs", "show", &run]).stdout);
+    let talk = shown.lines().position(|l| l.starts_with("talk ")).expect(&shown);
+    assert_eq!(
+        &shown.lines().collect::<Vec<_>>()[talk + 1..talk + 3],
+        ["  info   line 0", "  warn   line 1"],
+        "{shown}"
+    );
+    assert!(shown.contains("  warn   line 49\n"), "{shown}");
+    assert!(!shown.contains("line 50"), "only the first 50 lines are kept:\n{shown}");
+    assert!(shown.contains("… 10 more lines not kept in the journal"), "{shown}");
+
+    let journal = ws.journal(&run);
+    let entries = journal["timeline"].as_array().unwrap();
+    let talk = entries.iter().find(|e| e["step"] == "talk").unwrap();
+    assert_eq!(
+        talk["logs"]["lines"],
+        json!([{ "level": "info", "message": "line 0" }, { "level": "warn", "message": "line 1" }])
+    );
+    let flood = entries.iter().find(|e| e["step"] == "flood").unwrap();
+    assert_eq!((flood["status"].as_str(), flood["logs"]["dropped"].as_u64()), (Some("failed"), Some(10)));
+}
+
+#[tokio::test]
 async fn secrets_come_from_the_environment_and_stay_out_of_the_journal() {
     let ws = Workspace::new(Backend::Sqlite).await;
     let connectors = testkit_dir(&ws);

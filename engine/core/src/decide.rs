@@ -8,7 +8,7 @@ use weft_workflows::expr::{Scope, ScopeValue};
 use weft_workflows::{Definition, ErrorKind, ErrorMode, OnError, RetryPolicy, Step, StepKind, expr};
 
 use crate::effect::{AttemptId, Call, ChildStart, Decision, Effect};
-use crate::event::{Event, Millis, StepError};
+use crate::event::{Event, Logs, Millis, StepError};
 use crate::state::{Iteration, RunState, RunStatus, StepPhase};
 
 /// How many `foreach` items run at once when the step does not say.
@@ -167,6 +167,7 @@ pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decisio
                                     iteration,
                                     attempt: *attempt,
                                     output: signal.payload.clone(),
+                                    logs: Logs::default(),
                                 });
                             } else if due {
                                 let timeout = wait.timeout.map(|t| t.to_string()).unwrap_or_default();
@@ -179,6 +180,7 @@ pub fn decide(definition: &Definition, state: &RunState, now: Millis) -> Decisio
                                         format!("no `{}` signal arrived within {timeout}", wait.name),
                                     ),
                                     retry_at: None,
+                                    logs: Logs::default(),
                                 });
                             }
                         }
@@ -292,6 +294,7 @@ fn schedule(definition: &Definition, state: &RunState, i: usize) -> Event {
         attempt: 0,
         error: StepError::new(ErrorKind::InvalidInput, message),
         retry_at: None,
+        logs: Logs::default(),
     };
     if let Some(condition) = &step.condition {
         match expr::eval_condition_in(condition, &scope) {
@@ -348,7 +351,14 @@ fn start(definition: &Definition, state: &RunState, id: AttemptId, now: Millis) 
                 Ok(input) => input,
                 Err(e) => {
                     let error = StepError::new(ErrorKind::InvalidInput, format!("rendering `{member}`: {e}"));
-                    let failed = Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at: None };
+                    let failed = Event::StepFailed {
+                        step: step.id.clone(),
+                        iteration,
+                        attempt,
+                        error,
+                        retry_at: None,
+                        logs: Logs::default(),
+                    };
                     return Decision { events: vec![failed], effects: Vec::new() };
                 }
             }
@@ -384,13 +394,15 @@ fn start(definition: &Definition, state: &RunState, id: AttemptId, now: Millis) 
     Decision { events: vec![event], effects: vec![effect] }
 }
 
-/// The event that records an attempt's result, with the retry decision.
-/// Returns nothing for a stale result (the attempt is no longer running).
+/// The event that records an attempt's result (with what its connector
+/// logged), and the retry decision. Returns nothing for a stale result (the
+/// attempt is no longer running).
 pub fn on_outcome(
     definition: &Definition,
     state: &RunState,
     id: AttemptId,
     outcome: Result<Value, StepError>,
+    logs: Logs,
     now: Millis,
 ) -> Vec<Event> {
     let AttemptId { step: i, iteration, attempt } = id;
@@ -400,7 +412,7 @@ pub fn on_outcome(
     };
     let step = &definition.workflow.steps[i];
     match outcome {
-        Ok(output) => vec![Event::StepCompleted { step: step.id.clone(), iteration, attempt, output }],
+        Ok(output) => vec![Event::StepCompleted { step: step.id.clone(), iteration, attempt, output, logs }],
         Err(mut error) => {
             // Interrupted attempts are bounded on their own and retried at
             // once; the others count only the attempts that ran to an end.
@@ -419,7 +431,7 @@ pub fn on_outcome(
             } else {
                 retry_delay(step, &error, attempt.saturating_sub(interrupted), key).map(|d| now.saturating_add(d))
             };
-            vec![Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at }]
+            vec![Event::StepFailed { step: step.id.clone(), iteration, attempt, error, retry_at, logs }]
         }
     }
 }
@@ -441,7 +453,7 @@ pub fn recover(definition: &Definition, state: &RunState, now: Millis) -> Decisi
             StepKind::Call { .. } => {
                 let error =
                     StepError::new(ErrorKind::Interrupted, "the process stopped while this attempt was running");
-                let mut events = on_outcome(definition, state, id, Err(error), now);
+                let mut events = on_outcome(definition, state, id, Err(error), Logs::default(), now);
                 for event in &mut events {
                     if let Event::StepFailed { retry_at: Some(at), .. } = event {
                         *at = now;

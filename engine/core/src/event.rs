@@ -34,6 +34,74 @@ impl std::fmt::Display for StepError {
     }
 }
 
+/// A connector's log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// `trace`.
+    Trace,
+    /// `debug`.
+    Debug,
+    /// `info`.
+    Info,
+    /// `warn`.
+    Warn,
+    /// `error`.
+    Error,
+}
+
+impl LogLevel {
+    /// The level as shown: `trace`, `debug`, `info`, `warn` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// The level named `name`, as [`LogLevel::as_str`] spells it.
+    pub fn named(name: &str) -> Option<LogLevel> {
+        [LogLevel::Trace, LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error]
+            .into_iter()
+            .find(|level| level.as_str() == name)
+    }
+}
+
+/// One line a connector logged during an attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Its level.
+    pub level: LogLevel,
+    /// The message, with secret values redacted.
+    pub message: String,
+}
+
+/// What a connector logged during an attempt, as journaled: the first
+/// lines, up to the host's budget, and how many more there were.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logs {
+    /// The lines kept, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LogLine>,
+    /// How many more lines the attempt logged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u32,
+}
+
+impl Logs {
+    /// Whether nothing was logged.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.dropped == 0
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// What a retry run retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryOf {
@@ -134,6 +202,9 @@ pub enum Event {
         attempt: u32,
         /// Its output.
         output: Value,
+        /// What the connector logged.
+        #[serde(default, skip_serializing_if = "Logs::is_empty")]
+        logs: Logs,
     },
     /// An attempt failed. `retry_at` says when the next attempt starts; none
     /// means the step failed for good.
@@ -150,6 +221,9 @@ pub enum Event {
         /// When to try again, if the policy allows.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_at: Option<Millis>,
+        /// What the connector logged.
+        #[serde(default, skip_serializing_if = "Logs::is_empty")]
+        logs: Logs,
     },
     /// A signal was delivered to the run.
     SignalReceived {
@@ -214,5 +288,44 @@ impl Event {
             | Event::StepFailed { step, .. } => Some(step),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_attempt_that_logged_nothing_is_journaled_as_before_logs_existed() {
+        let before = r#"{"type":"step_completed","step":"a","attempt":1,"output":2}"#;
+        let event: Event = serde_json::from_str(before).unwrap();
+        let expected = Event::StepCompleted {
+            step: "a".into(),
+            iteration: None,
+            attempt: 1,
+            output: json!(2),
+            logs: Logs::default(),
+        };
+        assert_eq!(event, expected);
+        assert_eq!(serde_json::to_string(&event).unwrap(), before);
+    }
+
+    #[test]
+    fn log_lines_are_journaled_with_the_attempt() {
+        let logs = Logs { lines: vec![LogLine { level: LogLevel::Warn, message: "slow".into() }], dropped: 2 };
+        let event = Event::StepFailed {
+            step: "a".into(),
+            iteration: None,
+            attempt: 1,
+            error: StepError::new(ErrorKind::Fatal, "no"),
+            retry_at: None,
+            logs,
+        };
+        let text = serde_json::to_value(&event).unwrap();
+        assert_eq!(text["logs"], json!({ "lines": [{ "level": "warn", "message": "slow" }], "dropped": 2 }));
+        assert_eq!(serde_json::from_value::<Event>(text).unwrap(), event);
+        assert!(["trace", "debug", "info", "warn", "error"].iter().all(|name| LogLevel::named(name).is_some()));
     }
 }

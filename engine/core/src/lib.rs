@@ -34,7 +34,7 @@ pub use decide::{
     on_outcome, recover, retry_delay, scope,
 };
 pub use effect::{AttemptId, Call, ChildStart, Decision, Effect};
-pub use event::{Event, Millis, RetryOf, StepError};
+pub use event::{Event, LogLevel, LogLine, Logs, Millis, RetryOf, StepError};
 pub use retry::{RetryError, reused};
 pub use state::{Awaiting, Iteration, Pin, RunState, RunStatus, Signal, StepPhase, StepState};
 pub use timeline::{Entry, EntryStatus, interrupt, timeline};

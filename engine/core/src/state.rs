@@ -666,7 +666,8 @@ mod tests {
                 step: step(),
                 iteration,
                 attempt: 1,
-                output: json!(iteration)
+                output: json!(iteration),
+                logs: Default::default(),
             }),
             (it, any::<bool>(), any::<bool>()).prop_map(move |(iteration, retry, interrupted)| Event::StepFailed {
                 step: step(),
@@ -674,6 +675,7 @@ mod tests {
                 attempt: 1,
                 error: StepError::new(if interrupted { ErrorKind::Interrupted } else { ErrorKind::Fatal }, "no"),
                 retry_at: retry.then_some(5),
+                logs: Default::default(),
             }),
         ]
     }

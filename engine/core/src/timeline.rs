@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use weft_workflows::{Definition, ErrorKind, StepKind};
 
-use crate::event::{Event, Millis, StepError};
+use crate::event::{Event, Logs, Millis, StepError};
 
 /// Where a timeline entry stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,6 +86,8 @@ pub struct Entry {
     pub child: Option<String>,
     /// For a skipped step: why.
     pub reason: Option<String>,
+    /// What the attempt's connector logged.
+    pub logs: Logs,
 }
 
 impl Entry {
@@ -110,6 +112,7 @@ impl Entry {
             signal: None,
             child: None,
             reason: None,
+            logs: Logs::default(),
         }
     }
 
@@ -161,14 +164,15 @@ pub fn timeline<'e>(definition: &Definition, events: impl IntoIterator<Item = (M
                     entries[i].ended_at = Some(at);
                 }
             }
-            Event::StepCompleted { step, iteration, attempt, output } => {
+            Event::StepCompleted { step, iteration, attempt, output, logs } => {
                 if let Some(i) = find(&mut entries, step, *iteration, Some(*attempt)) {
                     entries[i].status = EntryStatus::Completed;
                     entries[i].ended_at = Some(at);
                     entries[i].output = Some(output.clone());
+                    entries[i].logs = logs.clone();
                 }
             }
-            Event::StepFailed { step, iteration, attempt, error, retry_at } => {
+            Event::StepFailed { step, iteration, attempt, error, retry_at, logs } => {
                 let i = match find(&mut entries, step, *iteration, Some(*attempt)) {
                     Some(i) => i,
                     None => {
@@ -182,6 +186,7 @@ pub fn timeline<'e>(definition: &Definition, events: impl IntoIterator<Item = (M
                 entry.ended_at = Some(at);
                 entry.error = Some(error.clone());
                 entry.retry_at = *retry_at;
+                entry.logs = logs.clone();
             }
             Event::StepSkipped { step, reason } => {
                 let mut entry = Entry::new(Some(step.clone()), None, None, EntryStatus::Skipped, at);

@@ -154,7 +154,7 @@ fn journal_event() -> impl Strategy<Value = Event> {
         (step.clone(), time.clone()).prop_map(|(step, fire_at)| Event::TimerSet { step, fire_at }),
         step.clone().prop_map(|step| Event::TimerFired { step }),
         (step.clone(), iteration.clone(), attempt.clone()).prop_map(|(step, iteration, attempt)| {
-            Event::StepCompleted { step, iteration, attempt, output: json!(attempt) }
+            Event::StepCompleted { step, iteration, attempt, output: json!(attempt), logs: weft_core::Logs::default() }
         }),
         (step, iteration, attempt, error.clone(), prop::option::of(time)).prop_map(
             |(step, iteration, attempt, error, retry_at)| Event::StepFailed {
@@ -162,7 +162,8 @@ fn journal_event() -> impl Strategy<Value = Event> {
                 iteration,
                 attempt,
                 error,
-                retry_at
+                retry_at,
+                logs: weft_core::Logs::default(),
             }
         ),
         prop::sample::select(vec!["go", "other"])
@@ -199,7 +200,7 @@ proptest! {
         for id in running {
             let failure = weft_core::StepError::new(weft_core::ErrorKind::Transient, "x");
             for outcome in [Ok(json!(1)), Err(failure)] {
-                for event in weft_core::on_outcome(&def, &state, id, outcome, now) {
+                for event in weft_core::on_outcome(&def, &state, id, outcome, weft_core::Logs::default(), now) {
                     let mut next = state.clone();
                     next.apply(&def, &event);
                     let _ = weft_core::advance(&def, &mut next, now);

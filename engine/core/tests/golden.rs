@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 use weft_core::{
-    AttemptId, Awaiting, Call, ChildStart, Decision, Effect, Event, MAX_INTERRUPTIONS, RunState, RunStatus, StepError,
-    advance, decide, next_wake, on_outcome, recover,
+    AttemptId, Awaiting, Call, ChildStart, Decision, Effect, Event, Logs, MAX_INTERRUPTIONS, RunState, RunStatus,
+    StepError, advance, decide, next_wake, on_outcome, recover,
 };
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, ErrorKind, load};
 
@@ -72,7 +72,8 @@ impl Sim {
     }
 
     fn finish(&mut self, step: &str, iteration: Option<u32>, outcome: Result<Value, StepError>) -> Vec<Event> {
-        let events = on_outcome(&self.def, &self.state, self.attempt(step, iteration), outcome, self.now);
+        let events =
+            on_outcome(&self.def, &self.state, self.attempt(step, iteration), outcome, Logs::default(), self.now);
         self.commit(events.clone());
         let mut all = events;
         all.extend(self.settle());
@@ -437,7 +438,8 @@ fn interruptions_do_not_use_up_max_attempts_and_are_bounded_on_their_own() {
     sim.settle();
     let state = RunState::replay("r1", &sim.def, &sim.journal);
     let id = AttemptId { step: 0, iteration: None, attempt: 2 };
-    let failed = on_outcome(&sim.def, &state, id, Err(StepError::new(ErrorKind::Transient, "no")), sim.now);
+    let failed =
+        on_outcome(&sim.def, &state, id, Err(StepError::new(ErrorKind::Transient, "no")), Logs::default(), sim.now);
     assert!(matches!(&failed[..], [Event::StepFailed { retry_at: None, .. }]), "{failed:?}");
 }
 
@@ -474,7 +476,10 @@ fn cancellation_ends_the_run() {
     assert_eq!(sim.state.status, RunStatus::Cancelled);
     assert_eq!(sim.effects, [Effect::Finish(RunStatus::Cancelled)]);
     let late = sim.attempt("a", None);
-    assert!(on_outcome(&sim.def, &sim.state, late, Ok(json!(1)), sim.now).is_empty(), "late results are dropped");
+    assert!(
+        on_outcome(&sim.def, &sim.state, late, Ok(json!(1)), Logs::default(), sim.now).is_empty(),
+        "late results are dropped"
+    );
 }
 
 #[test]

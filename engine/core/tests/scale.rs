@@ -4,7 +4,7 @@
 //! hours; the figures are in docs/BENCHMARKS.md.)
 
 use serde_json::{Value, json};
-use weft_core::{Effect, Event, RunState, RunStatus, advance, on_outcome};
+use weft_core::{Effect, Event, Logs, RunState, RunStatus, advance, on_outcome};
 use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, load};
 
 fn definition(workflow: Value) -> Definition {
@@ -44,7 +44,7 @@ fn drive(
         }
         assert!(!calls.is_empty(), "the run is stuck");
         for call in std::mem::take(&mut calls) {
-            for event in on_outcome(def, &state, call.attempt, answer(&call.input), 1_000) {
+            for event in on_outcome(def, &state, call.attempt, answer(&call.input), Logs::default(), 1_000) {
                 state.apply(def, &event);
                 journal.push(event);
             }

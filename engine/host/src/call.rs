@@ -16,6 +16,7 @@ use weft_workflows::{ErrorKind, limits};
 use crate::bindings::weft::connector::types as wit;
 use crate::egress::Egress;
 use crate::limits::{Exceeded, Limiter};
+use crate::log::CallLogs;
 use crate::oauth::TokenSource;
 use crate::redact::Redactor;
 use crate::refusal::{Refusal, Refusals};
@@ -102,6 +103,15 @@ impl Grants {
     }
 }
 
+/// A call's result, with what the connector logged.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The output, or why there is none.
+    pub result: Result<Value, CallError>,
+    /// The first lines the connector logged.
+    pub logs: CallLogs,
+}
+
 /// What a call's store holds.
 pub(crate) struct CallState {
     pub wasi: WasiCtx,
@@ -110,6 +120,8 @@ pub(crate) struct CallState {
     pub limiter: Limiter,
     /// Lines logged so far.
     pub log_lines: usize,
+    /// The lines kept with the call's result.
+    pub logs: CallLogs,
     pub grants: Grants,
     pub egress: Egress,
     pub refusals: Refusals,
@@ -168,6 +180,7 @@ impl Host {
             },
             limiter: Limiter::new(&self.limits),
             log_lines: 0,
+            logs: CallLogs::default(),
             redactor: Redactor::default(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -194,6 +207,33 @@ impl Host {
         action: &str,
         input: &Value,
         timeout: Option<Duration>,
+    ) -> Result<Value, CallError> {
+        self.invoke_logged(digest, ctx, action, input, timeout).await.result
+    }
+
+    /// [`Host::invoke`], returning with the result the first lines the
+    /// connector logged (see [`CallLogs`]).
+    pub async fn invoke_logged(
+        &self,
+        digest: &str,
+        ctx: &CallContext,
+        action: &str,
+        input: &Value,
+        timeout: Option<Duration>,
+    ) -> Invocation {
+        let mut logs = CallLogs::default();
+        let result = self.call(digest, ctx, action, input, timeout, &mut logs).await;
+        Invocation { result, logs }
+    }
+
+    async fn call(
+        &self,
+        digest: &str,
+        ctx: &CallContext,
+        action: &str,
+        input: &Value,
+        timeout: Option<Duration>,
+        logs: &mut CallLogs,
     ) -> Result<Value, CallError> {
         let loaded = self.loaded(&ctx.tenant, digest).ok_or_else(|| {
             let unknown = Error::UnknownDigest { digest: digest.to_string(), tenant: ctx.tenant.clone() };
@@ -244,7 +284,12 @@ impl Host {
         // Whatever the call says goes through its redactor: a value it was
         // given as a secret is never journaled, logged or shown. A message
         // is cut after it is redacted, so no part of a secret survives the cut.
-        let redactor = &store.data().redactor;
+        let state = store.data_mut();
+        *logs = std::mem::take(&mut state.logs);
+        let redactor = &state.redactor;
+        for line in &mut logs.lines {
+            line.message = redactor.text(std::mem::take(&mut line.message));
+        }
         match result {
             Ok(output) => Ok(redactor.value(output)),
             Err(error) => {

@@ -54,9 +54,10 @@ use sha2::{Digest, Sha256};
 
 pub use builtin::{BUILTINS, guest_component};
 pub use cache::Cache;
-pub use call::{CallContext, CallError};
+pub use call::{CallContext, CallError, Invocation};
 pub use engine::engine_config;
 pub use limits::Limits;
+pub use log::{CallLogs, LogLine, MAX_KEPT_BYTES, MAX_KEPT_LINES};
 pub use manifest::{ActionInfo, ConnectorInfo, Manifest, ManifestError, OAuthNeed};
 pub use oauth::{MemoryTokens, NoTokens, TokenSource};
 pub use outgoing::AddressPolicy;

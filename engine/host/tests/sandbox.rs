@@ -310,6 +310,9 @@ async fn a_revealed_secret_never_leaves_the_call() {
         json!({ "raw": REDACTED, "base64": REDACTED, "hex": REDACTED, "percent": REDACTED,
                 "header": format!("Authorization: Bearer {REDACTED}") })
     );
+    let kept = host.invoke_logged(&testkit, &ctx(), "leak", &json!({}), None).await.logs;
+    let kept: Vec<String> = kept.lines.iter().map(|line| format!("{} {}", line.level, line.message)).collect();
+    assert_eq!(kept, ["info the secret is [redacted]"], "the lines kept with the result are redacted too");
     let err = host.invoke(&testkit, &ctx(), "leak", &json!({ "fail": true }), None).await.unwrap_err();
     assert!(err.message.starts_with("upstream echoed the request:"), "{err}");
     assert!(err.message.contains(REDACTED), "{err}");
@@ -320,6 +323,22 @@ async fn a_revealed_secret_never_leaves_the_call() {
             assert!(!text.contains(leak), "`{leak}` leaked in {text}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_first_log_lines_come_back_with_its_result_whether_it_succeeds_or_fails() {
+    let (host, testkit) = host_with_testkit(Limits::default()).await;
+    let call = host.invoke_logged(&testkit, &ctx(), "chatter", &json!({ "lines": 3 }), None).await;
+    assert_eq!(call.result.unwrap(), json!({ "logged": 3 }));
+    let lines: Vec<(&str, &str)> = call.logs.lines.iter().map(|l| (l.level, l.message.as_str())).collect();
+    assert_eq!(lines, [("info", "line 0"), ("warn", "line 1"), ("error", "line 2")]);
+    assert_eq!(call.logs.dropped, 0);
+
+    let call = host.invoke_logged(&testkit, &ctx(), "chatter", &json!({ "lines": 1200, "fail": true }), None).await;
+    assert_eq!(call.result.unwrap_err().message, "failed after logging");
+    assert_eq!(call.logs.lines.len(), weft_host::MAX_KEPT_LINES);
+    assert_eq!(call.logs.lines.last().unwrap().message, format!("line {}", weft_host::MAX_KEPT_LINES - 1));
+    assert_eq!(call.logs.dropped, 1200 - weft_host::MAX_KEPT_LINES, "every line not kept is counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

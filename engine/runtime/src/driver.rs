@@ -10,7 +10,10 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tracing::Instrument;
-use weft_core::{AttemptId, Call, ChildStart, Decision, Effect, Event, RunState, RunStatus, StepError, on_outcome};
+use weft_core::{
+    AttemptId, Call, ChildStart, Decision, Effect, Event, LogLevel, LogLine, Logs, RunState, RunStatus, StepError,
+    on_outcome,
+};
 use weft_host::CallContext;
 use weft_store::RunRecord;
 use weft_workflows::{Definition, ErrorKind};
@@ -41,6 +44,18 @@ pub(crate) struct Opened {
 struct Finished {
     attempt: AttemptId,
     result: Result<Value, StepError>,
+    /// What the connector logged, for a connector call.
+    logs: Logs,
+}
+
+/// A call's log lines as the journal keeps them.
+fn journaled(logs: weft_host::CallLogs) -> Logs {
+    let lines = logs.lines.into_iter().map(|line| LogLine {
+        // The host names only the five levels `LogLevel` has.
+        level: LogLevel::named(line.level).unwrap_or(LogLevel::Info),
+        message: line.message,
+    });
+    Logs { lines: lines.collect(), dropped: u32::try_from(logs.dropped).unwrap_or(u32::MAX) }
 }
 
 /// The result of an attempt whose call panicked: a trap, so that the step's
@@ -51,7 +66,8 @@ fn panicked(attempt: AttemptId, panic: &(dyn std::any::Any + Send)) -> Finished 
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into());
-    Finished { attempt, result: Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}"))) }
+    let result = Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}")));
+    Finished { attempt, result, logs: Logs::default() }
 }
 
 /// The span of one attempt, inside its run's `run.drive` span (which names
@@ -346,7 +362,8 @@ impl Drive<'_> {
 
     /// Stages what a finished attempt leads to.
     fn finish(&mut self, finished: Finished) {
-        let events = on_outcome(&self.definition, &self.state, finished.attempt, finished.result, now_ms());
+        let Finished { attempt, result, logs } = finished;
+        let events = on_outcome(&self.definition, &self.state, attempt, result, logs, now_ms());
         self.stage(events);
     }
 
@@ -429,7 +446,7 @@ impl Drive<'_> {
                     }
                 }
             };
-            Finished { attempt, result }
+            Finished { attempt, result, logs: Logs::default() }
         })
     }
 
@@ -445,13 +462,12 @@ impl Drive<'_> {
             idempotency_key,
         };
         async move {
-            let result = match digest {
-                Some(digest) => host.invoke(&digest, &ctx, &uses.action, &input, timeout).await.map_err(step_error),
-                None => {
-                    Err(StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id)))
-                }
+            let Some(digest) = digest else {
+                let error = StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id));
+                return Finished { attempt, result: Err(error), logs: Logs::default() };
             };
-            Finished { attempt, result }
+            let invocation = host.invoke_logged(&digest, &ctx, &uses.action, &input, timeout).await;
+            Finished { attempt, result: invocation.result.map_err(step_error), logs: journaled(invocation.logs) }
         }
     }
 }
