@@ -16,20 +16,20 @@ use crate::{Cli, Failure, bad, failed};
 pub enum ConnectorCommand {
     /// Create a connector crate from the template, in a new directory NAME.
     New {
-        /// The connector's name: lower-case letters, digits and `-`, starting with a letter.
+        /// The connector's name: lower-case letters, digits, `-` and `_`, starting with a letter.
         name: String,
         /// Where weft-sdk is [default: this Weft checkout's sdk/].
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         sdk_path: Option<PathBuf>,
         /// Create the crate here instead of ./NAME.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
     /// Build the connector crate in the current directory (or --path) into a
     /// component, and check its manifest.
     Build {
         /// The crate's directory.
-        #[arg(long, default_value = ".")]
+        #[arg(long, default_value = ".", value_name = "DIR")]
         path: PathBuf,
     },
     /// Print a component's manifest: actions with their schemas, secrets,
@@ -48,7 +48,7 @@ pub enum ConnectorCommand {
     /// component under a name@version that is installed (or built in) is
     /// refused.
     Install {
-        /// The component.
+        /// The component file (.wasm).
         file: PathBuf,
     },
     /// List the connectors workflows can use: built in, installed, and from
@@ -59,10 +59,15 @@ pub enum ConnectorCommand {
         json: bool,
     },
     /// Call one action of a component locally and print its output.
+    ///
+    /// The call runs in the same sandbox as a workflow step, under the
+    /// component's own manifest (its secrets, OAuth providers and egress
+    /// hosts). The lines it logs are printed on stderr. Exits 1 when the
+    /// action fails.
     Test {
-        /// The component.
+        /// The component file (.wasm).
         file: PathBuf,
-        /// The action.
+        /// The action to call.
         action: String,
         /// The input: JSON text, or @FILE.
         #[arg(long, short, default_value = "{}")]
@@ -81,7 +86,7 @@ pub enum ConnectorCommand {
         /// are kept; the connector must still be allowed to reach HOST.
         #[arg(long = "route", value_name = "HOST=ADDRESS")]
         routes: Vec<String>,
-        /// The call's deadline, e.g. 5s.
+        /// The call's deadline, e.g. 5s [default: 30s].
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<std::time::Duration>,
     },

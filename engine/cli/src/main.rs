@@ -23,14 +23,26 @@ use weft_runtime::{Assembly, AssemblyError, Engine, Outcome};
 use weft_store::{DEFAULT_TENANT, Store};
 use weft_workflows::limits;
 
-/// Weft runs durable workflows: every step's result is journaled, so a run
-/// that is interrupted picks up where it stopped.
 /// The help heading of the options every command takes, so that each
 /// command's own options come first in its `--help`.
 const GLOBAL: &str = "Global options";
 
+/// The end of `weft --help`: a first session.
+const EXAMPLES: &str = "\
+Every step's result is journaled, so a run that stops (Ctrl-C, a crash) picks up where it left off.
+
+Examples:
+  weft run examples/workflows/hello.json --input '{\"name\": \"Ada\"}'
+  weft runs list                       the latest runs and where each stands
+  weft runs show RUN --follow          a run's steps, live until it ends
+  weft resume                          continue every interrupted run
+  weft connector list                  the connectors workflows can use
+
+Exit codes: 0 success; 1 a run failed or was cancelled, or an error such as an unreachable store;
+2 refused input (a bad file, flag, input or run state), with nothing written; 130 stopped by Ctrl-C.";
+
 #[derive(Parser)]
-#[command(name = "weft", version, about, long_about = None)]
+#[command(name = "weft", version, about, long_about = None, after_help = EXAMPLES)]
 pub(crate) struct Cli {
     /// Where runs are kept: a SQLite file (sqlite://PATH) or a Postgres URL
     /// [default: .weft/weft.db in the nearest directory, this one or a parent,
@@ -41,10 +53,10 @@ pub(crate) struct Cli {
     #[arg(skip)]
     db: String,
     /// A directory of extra connector components (*.wasm) to install.
-    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_CONNECTORS_DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_CONNECTORS_DIR", value_name = "DIR")]
     connectors_dir: Option<PathBuf>,
     /// Where compiled components are cached [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
-    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_CACHE_DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Narrows where connectors may connect: a host must be on its
     /// connector's own egress list and on this one (exact names, *.domain or
@@ -60,6 +72,12 @@ pub(crate) struct Cli {
 enum Command {
     /// Run a workflow to the end, showing each step's progress, and print its output.
     ///
+    /// The workflow is validated first; nothing is written if it (or the
+    /// input) is refused. Ctrl-C stops the process and prints the `weft
+    /// resume` command that continues the run. Exits 0 when the run
+    /// completes, 1 when it fails or is cancelled, 2 when the file or input
+    /// is refused.
+    ///
     /// Secrets that connectors reveal come from environment variables named
     /// WEFT_SECRET_<CONNECTOR>_<SECRET>, for example WEFT_SECRET_SLACK_BOT_TOKEN.
     Run {
@@ -73,13 +91,15 @@ enum Command {
         json: bool,
     },
     /// Check workflow files and list every problem with its line:column.
+    ///
+    /// Checks the schema, the steps' references, the connectors and actions
+    /// they use (and the fields their templates read), cron expressions and
+    /// time zones. Exits 2 when any file has a problem.
     Validate {
         /// The workflow files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of workflow files (for editors, via `$schema`).
-    Schema,
     /// List and inspect runs.
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -109,9 +129,24 @@ enum Command {
         #[arg(default_value = "null")]
         payload: String,
     },
-    /// Benchmark W1 (ten sequential wasm steps) against the commit floor, W2
-    /// (one connector call) against a bare wasmtime call, or W3 (a first
-    /// `weft run`) against starting the binary.
+    /// Cancel a run.
+    Cancel {
+        /// A run id (or a unique prefix).
+        run: String,
+        /// Why, for the journal.
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+    /// Write, build, inspect and try connectors (WebAssembly components).
+    #[command(subcommand)]
+    Connector(connector::ConnectorCommand),
+    /// Print the JSON Schema of workflow files (for editors, via `$schema`).
+    Schema,
+    /// Measure a benchmark workload (W1, W2 or W3) against its floor, in the same run.
+    ///
+    /// W1 is ten sequential wasm steps against the commit floor, W2 one
+    /// connector call against a bare wasmtime call, W3 a first `weft run`
+    /// against starting the binary.
     ///
     /// W1 runs on SQLite and Postgres next to the single-row commit floor
     /// measured in the same run, with durable settings: SQLite WAL with
@@ -128,37 +163,26 @@ enum Command {
         /// W2: calls measured each way.
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
         calls: u32,
-        /// Stores to measure.
+        /// W1: the stores to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         stores: Vec<String>,
-        /// A Postgres server to use (postgres://user@host:port); by default a
-        /// throwaway cluster with fsync on is started.
+        /// W1: a Postgres server to use (postgres://user@host:port); by
+        /// default a throwaway cluster with fsync on is started.
         #[arg(long, env = "WEFT_BENCH_POSTGRES")]
         postgres: Option<String>,
-        /// Warm-up runs before the sequential measurement.
+        /// W1: warm-up runs before the sequential measurement.
         #[arg(long, default_value_t = 10)]
         warmup: usize,
         /// Measured runs: W1's sequential runs [default: 50], or W3's
         /// processes of each kind [default: 5].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         runs: Option<u32>,
-        /// Seconds per throughput level.
+        /// W1: seconds per throughput level.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Runs in flight for the throughput levels.
+        /// W1: runs in flight for the throughput levels.
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         concurrency: Vec<usize>,
-    },
-    /// Write, build, inspect and try connectors (WebAssembly components).
-    #[command(subcommand)]
-    Connector(connector::ConnectorCommand),
-    /// Cancel a run.
-    Cancel {
-        /// A run id (or a unique prefix).
-        run: String,
-        /// Why, for the journal.
-        #[arg(long, default_value = "cancelled from the command line")]
-        reason: String,
     },
 }
 
@@ -187,6 +211,23 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A run's timeline from its journal: steps, attempts, durations, errors, logs.
+    ///
+    /// Says where the run stands: what a waiting run waits for (and the
+    /// `weft signal` command that sends it), and how to resume an interrupted
+    /// one. Under each attempt come the first lines its connector logged.
+    Show {
+        /// A run id (or a unique prefix).
+        run: String,
+        /// Print the run, its timeline and its raw journal as JSON.
+        #[arg(long, conflicts_with = "follow")]
+        json: bool,
+        /// Keep printing the steps as they start and finish, and where the
+        /// run stands, until it is over; then exit as `weft run` does: 0
+        /// when it completed, 1 when it failed or was cancelled.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Start a finished run again as a new run, keeping what succeeded.
     ///
     /// The new run uses the same workflow version, input and connector
@@ -205,19 +246,6 @@ enum RunsCommand {
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
-    },
-    /// A run's timeline from its journal: steps, attempts, durations, errors.
-    Show {
-        /// A run id (or a unique prefix).
-        run: String,
-        /// Print the run and its raw journal as JSON.
-        #[arg(long, conflicts_with = "follow")]
-        json: bool,
-        /// Keep printing the steps as they start and finish, and where the
-        /// run stands, until it is over; then exit as `weft run` does: 0
-        /// when it completed, 1 when it failed or was cancelled.
-        #[arg(long, short)]
-        follow: bool,
     },
 }
 

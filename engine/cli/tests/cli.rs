@@ -726,4 +726,18 @@ async fn help_puts_a_commands_own_options_first() {
     for flag in ["--db", "--connectors-dir", "--cache-dir", "--allow-host"] {
         assert!(global.contains(flag) && !own.contains(flag), "{flag} is under the global heading:\n{help}");
     }
+
+    // The top-level help starts a new user off: the everyday commands first,
+    // examples, and what the exit codes mean.
+    let help = text(&ws.run(&["--help"]).stdout);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(commands[..3], ["run", "validate", "runs"], "{help}");
+    assert!(help.contains("Examples:\n  weft run examples/workflows/hello.json"), "{help}");
+    assert!(help.contains("Exit codes: 0 success"), "{help}");
 }
