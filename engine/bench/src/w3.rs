@@ -23,6 +23,10 @@ pub struct Report {
     pub empty: Vec<f64>,
     /// A run with the cache and the store of an earlier run.
     pub warm: Vec<f64>,
+    /// `weft validate` of the workflow with an empty cache.
+    pub validate: Vec<f64>,
+    /// `weft connector list` with an empty cache.
+    pub list: Vec<f64>,
 }
 
 /// `hello.json` without its `sleep` step, which W3 leaves out.
@@ -41,12 +45,14 @@ pub fn measure(exe: &Path, scratch: &Path, samples: usize) -> anyhow::Result<Rep
     std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
     let workflow = scratch.join("hello.json");
     std::fs::write(&workflow, serde_json::to_vec_pretty(&hello_without_sleep()?)?)?;
-    let run = |dir: &Path| -> anyhow::Result<f64> {
+    let weft = |dir: &Path, command: &[&str]| -> anyhow::Result<f64> {
         let db = format!("sqlite://{}", dir.join("weft.db").display());
         let cache = dir.join("cache");
-        let args = ["--db", &db, "--cache-dir", path_text(&cache)?, "run", path_text(&workflow)?];
+        let mut args = vec!["--db", &db, "--cache-dir", path_text(&cache)?];
+        args.extend_from_slice(command);
         time(exe, &args, dir)
     };
+    let run = |dir: &Path| weft(dir, &["run", path_text(&workflow)?]);
     let mut report = Report::default();
     eprintln!("W3: timing {samples} processes of each kind…");
     for i in 0..samples {
@@ -56,8 +62,14 @@ pub fn measure(exe: &Path, scratch: &Path, samples: usize) -> anyhow::Result<Rep
         report.empty.push(run(&fresh)?);
         // The same directory again: its cache and its store exist now.
         report.warm.push(run(&fresh)?);
+        for (command, samples) in [("validate", &mut report.validate), ("connector", &mut report.list)] {
+            let fresh = scratch.join(format!("{command}-{i}"));
+            std::fs::create_dir_all(&fresh)?;
+            let args = if command == "validate" { ["validate", path_text(&workflow)?] } else { ["connector", "list"] };
+            samples.push(weft(&fresh, &args)?);
+        }
     }
-    for samples in [&mut report.floor, &mut report.empty, &mut report.warm] {
+    for samples in [&mut report.floor, &mut report.empty, &mut report.warm, &mut report.validate, &mut report.list] {
         samples.sort_by(f64::total_cmp);
     }
     Ok(report)
@@ -93,10 +105,12 @@ pub fn print(report: &Report) {
     let floor = percentile(&report.floor, 0.5);
     println!("| process | median | min | max | median ÷ floor | target |");
     println!("|---|---|---|---|---|---|");
-    let rows: [(&str, &[f64], &str); 3] = [
+    let rows: [(&str, &[f64], &str); 5] = [
         ("`weft --version` (floor)", &report.floor, "-"),
         ("`weft run hello.json`, empty cache, new store", &report.empty, "≤ 300 ms"),
         ("`weft run hello.json`, warm cache", &report.warm, "≤ 30 ms"),
+        ("`weft validate hello.json`, empty cache", &report.validate, "≤ 300 ms"),
+        ("`weft connector list`, empty cache", &report.list, "≤ 300 ms"),
     ];
     for (what, samples, target) in rows {
         let (median, min, max) = (percentile(samples, 0.5), percentile(samples, 0.0), percentile(samples, 1.0));
