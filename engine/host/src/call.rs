@@ -222,81 +222,73 @@ impl Host {
         timeout: Option<Duration>,
     ) -> Invocation {
         let mut logs = CallLogs::default();
-        let result = self.call(digest, ctx, action, input, timeout, &mut logs).await;
-        Invocation { result, logs }
-    }
-
-    async fn call(
-        &self,
-        digest: &str,
-        ctx: &CallContext,
-        action: &str,
-        input: &Value,
-        timeout: Option<Duration>,
-        logs: &mut CallLogs,
-    ) -> Result<Value, CallError> {
-        let loaded = self.loaded(&ctx.tenant, digest).ok_or_else(|| {
-            let unknown = Error::UnknownDigest { digest: digest.to_string(), tenant: ctx.tenant.clone() };
-            CallError::new(ErrorKind::Fatal, unknown.to_string())
-        })?;
-        let name = loaded.info.key();
-        let input_text = input.to_string();
-        if input_text.len() > self.limits.max_input_bytes {
-            return Err(CallError::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "the input is {} bytes, over the request limit of {} bytes",
-                    input_text.len(),
-                    self.limits.max_input_bytes
-                ),
-            ));
-        }
-        let pre = self.pre(&loaded).await.map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name}: {e}")))?;
-        let deadline = timeout.unwrap_or(self.limits.timeout);
-        let grants = Grants {
-            connector: name.clone(),
-            tenant: ctx.tenant.clone(),
-            run_id: ctx.run_id.clone(),
-            step_id: ctx.step_id.clone(),
-            secrets: loaded.secrets.clone(),
-            oauth: loaded.oauth.clone(),
-            source: self.secrets.clone(),
-            tokens: self.tokens.clone(),
-            audit: self.audit.clone(),
-        };
-        let mut store = self.new_store(deadline, grants, loaded.egress.clone());
-        let context = wit_context(ctx);
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_invoke(&mut store, &context, action, &input_text).await
-        };
-        let span = tracing::debug_span!(
-            "connector.invoke",
-            tenant = %ctx.tenant,
-            run_id = %ctx.run_id,
-            step_id = %ctx.step_id,
-            attempt = ctx.attempt,
-            connector = %name,
-            action,
-        );
-        let outcome = tokio::time::timeout(deadline, call).instrument(span).await;
-        let result = self.settle(&name, action, deadline, &store, outcome);
-        // Whatever the call says goes through its redactor: a value it was
-        // given as a secret is never journaled, logged or shown. A message
-        // is cut after it is redacted, so no part of a secret survives the cut.
-        let state = store.data_mut();
-        *logs = std::mem::take(&mut state.logs);
-        let redactor = &state.redactor;
-        for line in &mut logs.lines {
-            line.message = redactor.text(std::mem::take(&mut line.message));
-        }
-        match result {
-            Ok(output) => Ok(redactor.value(output)),
-            Err(error) => {
-                let message = limits::truncate_message(redactor.text(error.message), limits::MAX_ERROR_MESSAGE_BYTES);
-                Err(CallError { message, ..error })
+        let result = async {
+            let loaded = self.loaded(&ctx.tenant, digest).ok_or_else(|| {
+                let unknown = Error::UnknownDigest { digest: digest.to_string(), tenant: ctx.tenant.clone() };
+                CallError::new(ErrorKind::Fatal, unknown.to_string())
+            })?;
+            let name = loaded.info.key();
+            let input_text = input.to_string();
+            if input_text.len() > self.limits.max_input_bytes {
+                return Err(CallError::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "the input is {} bytes, over the request limit of {} bytes",
+                        input_text.len(),
+                        self.limits.max_input_bytes
+                    ),
+                ));
+            }
+            let pre = self.pre(&loaded).await.map_err(|e| CallError::new(ErrorKind::Fatal, format!("{name}: {e}")))?;
+            let deadline = timeout.unwrap_or(self.limits.timeout);
+            let grants = Grants {
+                connector: name.clone(),
+                tenant: ctx.tenant.clone(),
+                run_id: ctx.run_id.clone(),
+                step_id: ctx.step_id.clone(),
+                secrets: loaded.secrets.clone(),
+                oauth: loaded.oauth.clone(),
+                source: self.secrets.clone(),
+                tokens: self.tokens.clone(),
+                audit: self.audit.clone(),
+            };
+            let mut store = self.new_store(deadline, grants, loaded.egress.clone());
+            let context = wit_context(ctx);
+            let call = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance.call_invoke(&mut store, &context, action, &input_text).await
+            };
+            let span = tracing::debug_span!(
+                "connector.invoke",
+                tenant = %ctx.tenant,
+                run_id = %ctx.run_id,
+                step_id = %ctx.step_id,
+                attempt = ctx.attempt,
+                connector = %name,
+                action,
+            );
+            let outcome = tokio::time::timeout(deadline, call).instrument(span).await;
+            let result = self.settle(&name, action, deadline, &store, outcome);
+            // Whatever the call says goes through its redactor: a value it was
+            // given as a secret is never journaled, logged or shown. A message
+            // is cut after it is redacted, so no part of a secret survives the cut.
+            let state = store.data_mut();
+            logs = std::mem::take(&mut state.logs);
+            let redactor = &state.redactor;
+            for line in &mut logs.lines {
+                line.message = redactor.text(std::mem::take(&mut line.message));
+            }
+            match result {
+                Ok(output) => Ok(redactor.value(output)),
+                Err(error) => {
+                    let message =
+                        limits::truncate_message(redactor.text(error.message), limits::MAX_ERROR_MESSAGE_BYTES);
+                    Err(CallError { message, ..error })
+                }
             }
         }
+        .await;
+        Invocation { result, logs }
     }
 
     /// The result of a call as the engine sees it: a trap or deadline named,
