@@ -23,6 +23,12 @@ use weft_runtime::{Assembly, AssemblyError, Engine, Outcome};
 use weft_store::{DEFAULT_TENANT, Store};
 use weft_workflows::limits;
 
+/// mimalloc in place of the system allocator: a run's steps allocate and
+/// free many small values across threads, which glibc's malloc serves
+/// with more CPU (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The help heading of the options every command takes, so that each
 /// command's own options come first in its `--help`.
 const GLOBAL: &str = "Global options";
