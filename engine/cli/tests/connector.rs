@@ -281,7 +281,10 @@ async fn github_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(Stri
     use axum::http::{HeaderMap, StatusCode, Uri};
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+    // The handler takes the body, so that the answer is sent after the whole
+    // request is read, as GitHub does: answering first and closing the
+    // connection races the connector's body under load.
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, _body: axum::body::Bytes| {
         let log = log.clone();
         async move {
             let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
