@@ -119,15 +119,17 @@ fn main() {
         match kind {
             Guest::BuiltIn => {
                 builtins.push_str(&format!("    ({guest:?}, include_bytes!({path:?})),\n"));
-                let compiled = connectors.precompile(&file, &out_dir);
-                let digest = format!("sha256:{}", hex::encode(Sha256::digest(std::fs::read(&file).unwrap())));
+                let bytes = std::fs::read(&file).expect("reading a guest component");
+                let compiled = connectors.precompile(&file, &bytes, &out_dir);
+                let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
                 prebuilt.push_str(&format!(
                     "    Prebuilt {{ digest: {digest:?}, compiled: include_bytes!({:?}) }},\n",
                     compiled.display().to_string()
                 ));
             }
             Guest::TemplateSandbox => {
-                let compiled = sandbox_engine.precompile(&file, &out_dir);
+                let bytes = std::fs::read(&file).expect("reading a guest component");
+                let compiled = sandbox_engine.precompile(&file, &bytes, &out_dir);
                 sandbox = format!(
                     "/// The template sandbox's component (`connectors/{guest}`).\n\
                      pub static TEMPLATE_SANDBOX: &[u8] = include_bytes!({path:?});\n\
@@ -165,12 +167,12 @@ impl Precompiler {
         Precompiler { engine: wasmtime::Engine::new(&config).expect("the engine configuration") }
     }
 
-    /// Compiles `component` into `dir`, returning the compiled file's path.
-    fn precompile(&self, component: &Path, dir: &Path) -> PathBuf {
-        let bytes = std::fs::read(component).expect("reading a guest component");
+    /// Compiles `bytes`, the component at `component`, into `dir`, returning
+    /// the compiled file's path.
+    fn precompile(&self, component: &Path, bytes: &[u8], dir: &Path) -> PathBuf {
         let compiled = self
             .engine
-            .precompile_component(&bytes)
+            .precompile_component(bytes)
             .unwrap_or_else(|e| panic!("precompiling {}: {e:#}", component.display()));
         let path = dir.join(component.file_name().unwrap()).with_extension("cwasm");
         std::fs::write(&path, compiled).expect("writing a precompiled component");

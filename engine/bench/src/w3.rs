@@ -52,7 +52,8 @@ pub fn measure(exe: &Path, scratch: &Path, samples: usize) -> anyhow::Result<Rep
         args.extend_from_slice(command);
         time(exe, &args, dir)
     };
-    let run = |dir: &Path| weft(dir, &["run", path_text(&workflow)?]);
+    let workflow = path_text(&workflow)?;
+    let run = |dir: &Path| weft(dir, &["run", workflow]);
     let mut report = Report::default();
     eprintln!("W3: timing {samples} processes of each kind…");
     for i in 0..samples {
@@ -62,11 +63,12 @@ pub fn measure(exe: &Path, scratch: &Path, samples: usize) -> anyhow::Result<Rep
         report.empty.push(run(&fresh)?);
         // The same directory again: its cache and its store exist now.
         report.warm.push(run(&fresh)?);
-        for (command, samples) in [("validate", &mut report.validate), ("connector", &mut report.list)] {
-            let fresh = scratch.join(format!("{command}-{i}"));
+        for (command, samples) in
+            [(["validate", workflow], &mut report.validate), (["connector", "list"], &mut report.list)]
+        {
+            let fresh = scratch.join(format!("{}-{i}", command[0]));
             std::fs::create_dir_all(&fresh)?;
-            let args = if command == "validate" { ["validate", path_text(&workflow)?] } else { ["connector", "list"] };
-            samples.push(weft(&fresh, &args)?);
+            samples.push(weft(&fresh, &command)?);
         }
     }
     for samples in [&mut report.floor, &mut report.empty, &mut report.warm, &mut report.validate, &mut report.list] {

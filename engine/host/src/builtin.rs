@@ -23,9 +23,9 @@ pub fn guest_component(name: &str) -> std::path::PathBuf {
 }
 
 /// `compiled`, one of the build script's precompiled components, loaded
-/// into `engine`; `None` when `engine` cannot run it (a machine with other
-/// CPU features, or limits other than the defaults), and the component is
-/// compiled instead.
+/// into `engine`; `None` when `engine` cannot run it (another wasmtime
+/// configuration, or a machine without the build machine's CPU features),
+/// and the component is compiled instead.
 #[allow(unsafe_code)]
 pub(crate) fn load_precompiled(engine: &Engine, compiled: &'static [u8]) -> Option<Component> {
     // SAFETY: `compiled` was produced by `Engine::precompile_component` of

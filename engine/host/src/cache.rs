@@ -61,6 +61,27 @@ impl Cache {
     }
 }
 
+/// A component: its build-time `precompiled` form when `engine` can load
+/// that, else from `cache` (compiled and stored on a miss), else compiled.
+pub(crate) fn load_or_compile(
+    engine: &Engine,
+    cache: Option<&Cache>,
+    digest: &str,
+    bytes: &[u8],
+    precompiled: Option<&'static [u8]>,
+) -> Result<Component> {
+    if let Some(component) = precompiled.and_then(|compiled| crate::builtin::load_precompiled(engine, compiled)) {
+        return Ok(component);
+    }
+    match cache {
+        Some(cache) => cache.component(engine, digest, bytes),
+        None => {
+            compiling(digest, bytes);
+            Component::new(engine, bytes).map_err(Error::Compile)
+        }
+    }
+}
+
 /// Compiles a component for the cache.
 fn compile(engine: &Engine, digest: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     compiling(digest, bytes);
@@ -69,7 +90,7 @@ fn compile(engine: &Engine, digest: &str, bytes: &[u8]) -> Result<Vec<u8>> {
 
 /// Logs a compilation, which takes a noticeable time (about 0.1 s for a
 /// small connector, on two cores).
-pub(crate) fn compiling(digest: &str, bytes: &[u8]) {
+fn compiling(digest: &str, bytes: &[u8]) {
     tracing::debug!(target: "weft::compile", %digest, bytes = bytes.len(), "compiling a component");
 }
 

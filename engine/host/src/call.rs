@@ -272,12 +272,11 @@ impl Host {
             // Whatever the call says goes through its redactor: a value it was
             // given as a secret is never journaled, logged or shown. A message
             // is cut after it is redacted, so no part of a secret survives the cut.
+            // Log lines were redacted as they were logged: a secret is
+            // revealed (and known to the redactor) before it can be logged.
             let state = store.data_mut();
             logs = std::mem::take(&mut state.logs);
             let redactor = &state.redactor;
-            for line in &mut logs.lines {
-                line.message = redactor.text(std::mem::take(&mut line.message));
-            }
             match result {
                 Ok(output) => Ok(redactor.value(output)),
                 Err(error) => {

@@ -261,16 +261,7 @@ impl Host {
         let bytes = bytes.clone();
         // Loading takes milliseconds even precompiled: off the async threads.
         let component = tokio::task::spawn_blocking(move || {
-            if let Some(component) = precompiled.and_then(|compiled| builtin::load_precompiled(&engine, compiled)) {
-                return Ok(component);
-            }
-            match &cache {
-                Some(cache) => cache.component(&engine, &digest, &bytes),
-                None => {
-                    cache::compiling(&digest, &bytes);
-                    wasmtime::component::Component::new(&engine, &bytes).map_err(Error::Compile)
-                }
-            }
+            cache::load_or_compile(&engine, cache.as_ref(), &digest, &bytes, precompiled)
         })
         .await
         .map_err(|e| Error::Compile(wasmtime::Error::new(e)))??;

@@ -84,7 +84,7 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 impl Host {
     /// Installs the built-in connectors for every tenant. They were
     /// compiled when this crate was built, so nothing compiles here unless
-    /// the engine's limits differ from the defaults.
+    /// this engine cannot load that form (see `builtin::load_precompiled`).
     pub async fn install_builtins(&self) -> Result<Vec<ConnectorInfo>> {
         let mut infos = Vec::new();
         for ((_, bytes), built) in BUILTINS.iter().zip(PREBUILT) {

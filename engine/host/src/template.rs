@@ -78,16 +78,10 @@ impl TemplateSandbox {
     fn compiled(&self) -> Result<&bindings::SandboxPre<State>, String> {
         let compiled = self.compiled.get_or_init(|| {
             let bytes = crate::builtin::TEMPLATE_SANDBOX;
-            let precompiled =
-                crate::builtin::load_precompiled(&self.engine, crate::builtin::TEMPLATE_SANDBOX_PRECOMPILED);
-            let component = match (precompiled, &self.cache_dir) {
-                (Some(component), _) => Ok(component),
-                (None, Some(dir)) => Cache::new(dir, &self.engine).component(&self.engine, &digest_of(bytes), bytes),
-                (None, None) => {
-                    crate::cache::compiling(&digest_of(bytes), bytes);
-                    wasmtime::component::Component::new(&self.engine, bytes).map_err(crate::Error::Compile)
-                }
-            };
+            let cache = self.cache_dir.as_ref().map(|dir| Cache::new(dir, &self.engine));
+            let precompiled = Some(crate::builtin::TEMPLATE_SANDBOX_PRECOMPILED);
+            let component =
+                crate::cache::load_or_compile(&self.engine, cache.as_ref(), &digest_of(bytes), bytes, precompiled);
             let component = component
                 .map_err(|e| format!("the template sandbox does not compile: {}", crate::secrets::chain(&e)))?;
             let link = |e: wasmtime::Error| format!("the template sandbox does not link: {e:#}");
