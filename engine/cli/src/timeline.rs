@@ -80,6 +80,7 @@ pub async fn find(store: &Store, query: &Query) -> Result<Vec<Listed>, weft_runt
         status: stored,
         since: query.since,
         limit: if by_standing { UNFINISHED_SCANNED } else { query.limit },
+        ..RunFilter::default()
     };
     let mut found = Vec::new();
     for run in store.filter_runs(DEFAULT_TENANT, &filter).await? {

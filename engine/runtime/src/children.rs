@@ -47,7 +47,10 @@ impl Engine {
                 match self.store.get_run(tenant, id).await {
                     Ok(Some(_)) => self.open(tenant, id).await.map(Child::Found),
                     Ok(None) => {
-                        match self.create(tenant, definition, input.clone(), Origin::Child { id, parent }, true).await {
+                        match self
+                            .create(tenant, definition, input.clone(), Origin::Child { id, parent }, None, true)
+                            .await
+                        {
                             Ok((run, events, effects)) => Ok(Child::Created(run, events, effects)),
                             Err(Error::InvalidInput(problems)) => {
                                 let message = format!("the child workflow's input: {}", problems.join("; "));

@@ -25,7 +25,8 @@ use crate::{Engine, Error, Observer, Result, now_ms, step_error};
 pub struct Outcome {
     /// The run id.
     pub run_id: String,
-    /// `Completed`, `Failed` or `Cancelled`.
+    /// `Completed`, `Failed` or `Cancelled`; `Running` when the engine
+    /// parked the run ([`crate::EngineConfig::park_after`]).
     pub status: RunStatus,
     /// The output, when completed.
     pub output: Option<Value>,
@@ -128,7 +129,9 @@ impl Drop for Driving<'_> {
 }
 
 impl Engine {
-    /// Drives a run until it completes, fails or is cancelled. Attempts that
+    /// Drives a run until it completes, fails or is cancelled (or, on an
+    /// engine that parks, until it only waits: then the outcome's status
+    /// is `Running` and a [`crate::Worker`] picks it up when due). Attempts that
     /// were under way when a previous driver died are recorded as
     /// interrupted and retried with the same idempotency key.
     pub async fn drive(&self, tenant: &str, run_id: &str, observer: &mut dyn Observer) -> Result<Outcome> {
@@ -236,6 +239,18 @@ impl Drive<'_> {
                 break;
             }
             self.perform(std::mem::take(&mut effects));
+            if self.parks() {
+                let (tenant, id, owner) = (&self.run.tenant, &self.run.id, &self.engine.owner);
+                let until = self.wake_at.unwrap_or(weft_store::PARKED_UNTIL_SIGNALLED);
+                if self.engine.store.park_run(tenant, id, owner, self.known, until).await? {
+                    tracing::debug!(wake_at = until, "run.park");
+                    return Ok(self.outcome());
+                }
+                // A signal or a cancel came in since the last look (or the
+                // lease was lost): read it and go on.
+                self.poll_foreign().await?;
+                continue;
+            }
 
             let wake = self.wake_at.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
             let wait = wake.map_or(poll, |w| w.min(poll));
@@ -278,12 +293,28 @@ impl Drive<'_> {
         }
         self.lone = None;
         self.in_flight.abort_all();
-        Ok(Outcome {
+        Ok(self.outcome())
+    }
+
+    /// Where the run is: its end, or `Running` when it was parked.
+    fn outcome(&self) -> Outcome {
+        Outcome {
             run_id: self.run.id.clone(),
             status: self.state.status,
             output: self.state.output.clone(),
             error: self.state.error.clone(),
-        })
+        }
+    }
+
+    /// Whether to park the run now: the engine parks, the run is top-level,
+    /// nothing of it is under way or unwritten, and what it waits for is a
+    /// signal or a time at least `park_after` off.
+    fn parks(&self) -> bool {
+        let Some(min) = self.engine.config.park_after else { return false };
+        let idle = self.lone.is_none() && self.in_flight.is_empty() && self.staged.is_empty();
+        idle && self.run.parent_id.is_none()
+            && !self.state.status.is_terminal()
+            && self.wake_at.is_none_or(|at| at - now_ms() >= min.as_millis() as i64)
     }
 
     /// Starts the calls and child runs that committed events started. A

@@ -29,6 +29,7 @@ mod children;
 mod driver;
 mod lease;
 mod standing;
+mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step, limit
 pub use assemble::{Assembly, AssemblyError};
 pub use driver::Outcome;
 pub use standing::{Inspection, Standing, inspect, standing};
+pub use worker::{Worker, WorkerConfig};
 
 /// Runtime errors. A step failing is not one of these: it is recorded in the
 /// run's journal and reported in the [`Outcome`].
@@ -165,11 +167,16 @@ pub struct EngineConfig {
     /// How often a driver looks for signals and cancellations from other
     /// processes while it waits.
     pub poll_interval: Duration,
+    /// Park a top-level run that only waits, when its next wake-up is at
+    /// least this far off (or it waits for a signal): its driver gives up
+    /// the lease and returns, and a [`Worker`] claims the run when it is
+    /// due. `None` (the CLI's choice) keeps waiting runs in their driver.
+    pub park_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { lease_ttl: Duration::from_secs(15), poll_interval: Duration::from_millis(200) }
+        EngineConfig { lease_ttl: Duration::from_secs(15), poll_interval: Duration::from_millis(200), park_after: None }
     }
 }
 
@@ -219,7 +226,34 @@ impl Engine {
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
     pub async fn start(&self, tenant: &str, definition: &Definition, input: Value) -> Result<String> {
-        Ok(self.create(tenant, definition, input, Origin::New, false).await?.0.id)
+        Ok(self.create(tenant, definition, input, Origin::New, None, false).await?.0.id)
+    }
+
+    /// Creates a run as [`Engine::start`] does, once per idempotency `key`:
+    /// when the tenant already has a run started with `key`, that run is
+    /// returned instead, with `false`. A new run is leased to this process
+    /// (drive it, or let its lease go for a worker to claim).
+    pub async fn start_once(
+        &self,
+        tenant: &str,
+        definition: &Definition,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<(RunRecord, bool)> {
+        if let Some(key) = key
+            && let Some(run) = self.store.run_by_idempotency_key(tenant, key).await?
+        {
+            return Ok((run, false));
+        }
+        match self.create(tenant, definition, input, Origin::New, key, false).await {
+            Ok((run, _, _)) => Ok((run, true)),
+            // Another request with the same key won the race.
+            Err(Error::Store(weft_store::Error::IdempotencyKeyUsed(key))) => {
+                let run = self.store.run_by_idempotency_key(tenant, &key).await?;
+                run.map(|run| (run, false)).ok_or(Error::Store(weft_store::Error::IdempotencyKeyUsed(key)))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts a run and drives it to the end in this process, without reading
@@ -231,7 +265,7 @@ impl Engine {
         input: Value,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
-        let (run, events, effects) = self.create(tenant, definition, input, Origin::New, true).await?;
+        let (run, events, effects) = self.create(tenant, definition, input, Origin::New, None, true).await?;
         self.drive_created(run, definition, events, effects, observer).await
     }
 
@@ -269,7 +303,7 @@ impl Engine {
             connectors,
             reused,
         };
-        let (created, events, effects) = self.create(&run.tenant, definition, state.input, origin, true).await?;
+        let (created, events, effects) = self.create(&run.tenant, definition, state.input, origin, None, true).await?;
         self.drive_created(created, definition, events, effects, observer).await
     }
 
@@ -296,13 +330,15 @@ impl Engine {
     /// returns its row and journal as written. With `first_steps`, the
     /// steps that can start at once are started in the same commit, for a
     /// caller that drives the run next ([`Engine::drive_created`]) and
-    /// performs the effects returned.
+    /// performs the effects returned. With an idempotency `key`, a second
+    /// run with the same key is refused by the store.
     async fn create(
         &self,
         tenant: &str,
         definition: &Definition,
         input: Value,
         origin: Origin<'_>,
+        key: Option<&str>,
         first_steps: bool,
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
         limits::check_value(&input, "the run input", limits::MAX_VALUE_BYTES)?;
@@ -346,6 +382,7 @@ impl Engine {
             lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
             parent,
             retry_of: retried.as_deref(),
+            idempotency_key: key,
             at: now,
         };
         self.store.create_run(new, &events).await?;
@@ -365,6 +402,8 @@ impl Engine {
             updated_at: now,
             parent_id: parent.map(str::to_string),
             retry_of: retried.clone(),
+            idempotency_key: key.map(str::to_string),
+            wake_at: 0,
         };
         let stored =
             events.into_iter().zip(1..).map(|(event, seq)| weft_store::StoredEvent { seq, at: now, event }).collect();
@@ -440,6 +479,9 @@ impl Engine {
         }
         let signal = [Event::SignalReceived { name: name.to_string(), payload }];
         self.store.append(tenant, &run.id, &signal, now_ms()).await?;
+        // A parked run is due now; one being driven sees the signal at its
+        // next poll (and cannot park past it: its journal grew).
+        self.store.wake_run(tenant, &run.id, now_ms()).await?;
         Ok(run)
     }
 

@@ -102,7 +102,11 @@ async fn engine_with_fixture(url: &str) -> Engine {
         .unwrap();
     }
     pool.close().await;
-    let config = EngineConfig { poll_interval: Duration::from_millis(20), lease_ttl: Duration::from_millis(500) };
+    let config = EngineConfig {
+        poll_interval: Duration::from_millis(20),
+        lease_ttl: Duration::from_millis(500),
+        park_after: None,
+    };
     Engine::new(store, Arc::new(host), config)
 }
 

@@ -31,7 +31,11 @@ async fn engine(url: &str, builds: &[&[u8]]) -> Engine {
     for build in builds {
         host.install(build.to_vec()).await.unwrap();
     }
-    let config = EngineConfig { poll_interval: Duration::from_millis(20), lease_ttl: Duration::from_millis(200) };
+    let config = EngineConfig {
+        poll_interval: Duration::from_millis(20),
+        lease_ttl: Duration::from_millis(200),
+        park_after: None,
+    };
     Engine::new(Store::connect(url).await.unwrap(), Arc::new(host), config)
 }
 

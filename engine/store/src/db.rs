@@ -116,6 +116,13 @@ impl Db {
         self.backend == Backend::Postgres
     }
 
+    /// Whether a claim passes over rows another transaction has locked
+    /// (`FOR UPDATE SKIP LOCKED`, Postgres) rather than relying on writers
+    /// taking turns (SQLite's `BEGIN IMMEDIATE`).
+    pub(crate) fn skips_locked_rows(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
     /// [`Db::begin_write`] on a connection the caller holds (the
     /// group-commit writer's).
     pub(crate) async fn begin_write_on<'c>(

@@ -22,15 +22,19 @@ mod db;
 mod journal;
 mod runs;
 mod sql;
+mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod workflows;
 
 use db::Db;
 
 pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use db::{Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
-pub use runs::{Lease, NewRun, RunFilter, RunRecord};
+pub use runs::{Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
+pub use tenants::{ApiKey, Tenant};
+pub use workflows::WorkflowVersion;
 
 /// The tenant that local runs belong to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -86,6 +90,12 @@ pub enum Error {
         /// The refused digest.
         offered: String,
     },
+    /// The tenant already has a run started with this idempotency key.
+    #[error("a run was already started with idempotency key {0:?}")]
+    IdempotencyKeyUsed(String),
+    /// A tenant with this id exists.
+    #[error("a tenant with id {0:?} exists")]
+    TenantExists(String),
     /// More than one run starts with that prefix.
     #[error("{prefix:?} matches several runs ({candidates}); give more characters")]
     AmbiguousRun {

@@ -4,7 +4,7 @@ use sqlx::AssertSqlSafe;
 use weft_core::{Event, RunStatus};
 
 use crate::journal::{RunEnd, bind_events, insert_events};
-use crate::sql::{self, RunRow};
+use crate::sql::{self, ClaimedRow, RunRow};
 use crate::{Error, Result, Store};
 
 /// A run to create.
@@ -26,6 +26,9 @@ pub struct NewRun<'a> {
     pub parent: Option<&'a str>,
     /// For a retry: the run it retries.
     pub retry_of: Option<&'a str>,
+    /// The caller's idempotency key: a second run with the same key (in
+    /// the tenant) is refused with [`Error::IdempotencyKeyUsed`].
+    pub idempotency_key: Option<&'a str>,
     /// When it is created (ms).
     pub at: i64,
 }
@@ -39,6 +42,11 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs created at or after this time (ms).
     pub since: Option<i64>,
+    /// Only runs created before this time (ms).
+    pub until: Option<i64>,
+    /// Only runs listed after this one (created at, id): the cursor of
+    /// the page before.
+    pub after: Option<(i64, String)>,
     /// At most this many.
     pub limit: i64,
 }
@@ -46,7 +54,7 @@ pub struct RunFilter {
 impl Default for RunFilter {
     /// Every run, up to 20.
     fn default() -> RunFilter {
-        RunFilter { workflow: None, status: None, since: None, limit: 20 }
+        RunFilter { workflow: None, status: None, since: None, until: None, after: None, limit: 20 }
     }
 }
 
@@ -83,7 +91,16 @@ pub struct RunRecord {
     pub parent_id: Option<String>,
     /// For a retry: the run it retries.
     pub retry_of: Option<String>,
+    /// The idempotency key it was started with.
+    pub idempotency_key: Option<String>,
+    /// When a worker should next drive it, if it is parked (ms; 0: as soon
+    /// as nobody does).
+    pub wake_at: i64,
 }
+
+/// When a run waiting only for a signal is parked until: never, until the
+/// signal wakes it.
+pub const PARKED_UNTIL_SIGNALLED: i64 = i64::MAX;
 
 /// The result of asking for a run's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +136,8 @@ impl RunRow {
             updated_at: self.updated_at,
             parent_id: self.parent_id,
             retry_of: self.retry_of,
+            idempotency_key: self.idempotency_key,
+            wake_at: self.wake_at,
         })
     }
 }
@@ -154,15 +173,83 @@ impl Store {
             .bind(status.as_str())
             .bind(output)
             .bind(error)
-            .bind(run.retry_of);
+            .bind(run.retry_of)
+            .bind(run.idempotency_key);
+        let key_used = |e: sqlx::Error| match (&e, run.idempotency_key) {
+            (sqlx::Error::Database(db), Some(key)) if db.is_unique_violation() => {
+                Error::IdempotencyKeyUsed(key.to_string())
+            }
+            _ => Error::Database(e),
+        };
         if one_statement {
-            bind_events(query, run.tenant, run.id, 1, first, now).execute(&self.db.pool).await?;
+            bind_events(query, run.tenant, run.id, 1, first, now).execute(&self.db.pool).await.map_err(key_used)?;
             return Ok(());
         }
         let mut tx = self.db.begin_write().await?;
-        query.execute(&mut *tx).await?;
+        query.execute(&mut *tx).await.map_err(key_used)?;
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tenant's run started with this idempotency key, if any.
+    pub async fn run_by_idempotency_key(&self, tenant: &str, key: &str) -> Result<Option<RunRecord>> {
+        let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN_BY_IDEMPOTENCY_KEY)
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(RunRow::into_record).transpose()
+    }
+
+    /// Claims up to `limit` top-level runs that are due at `now` and that
+    /// nobody drives (parked runs whose time has come, new runs whose
+    /// starter let them go, runs whose driver died): `owner` holds their
+    /// leases until `until`. Returns (tenant, run id) of each, across
+    /// tenants: workers serve every tenant. Two workers never claim one run.
+    pub async fn claim_due_runs(&self, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        let sql = sql::claim_due_runs(self.db.skips_locked_rows());
+        let mut tx = self.db.begin_write().await?;
+        let rows = sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|row| (row.tenant_id, row.id)).collect())
+    }
+
+    /// How many top-level runs are due at `now` with nobody driving them.
+    pub async fn due_runs(&self, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql::COUNT_DUE_RUNS).bind(now).fetch_one(&self.db.pool).await?)
+    }
+
+    /// Parks a run that only waits: `owner` gives up its lease and the run
+    /// is due again at `wake_at` ([`PARKED_UNTIL_SIGNALLED`] for a signal),
+    /// when a worker claims it. Refused (returns false) when `owner` no
+    /// longer holds the lease or the journal has grown past `last_seq`
+    /// (a signal or a cancel came in after the driver looked): the driver
+    /// then reads what came and goes on.
+    pub async fn park_run(&self, tenant: &str, run_id: &str, owner: &str, last_seq: i64, wake_at: i64) -> Result<bool> {
+        let parked = sqlx::query(sql::PARK_RUN)
+            .bind(wake_at)
+            .bind(run_id)
+            .bind(tenant)
+            .bind(owner)
+            .bind(last_seq)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
+        Ok(parked == 1)
+    }
+
+    /// Makes a parked run due at `at` (a signal came for it). Call it after
+    /// the signal is in the journal: a driver that parks in between is
+    /// refused, since the journal grew.
+    pub async fn wake_run(&self, tenant: &str, run_id: &str, at: i64) -> Result<()> {
+        sqlx::query(sql::WAKE_RUN).bind(at).bind(run_id).bind(tenant).execute(&self.db.pool).await?;
         Ok(())
     }
 
@@ -225,6 +312,9 @@ impl Store {
             .bind(filter.status.map(RunStatus::as_str))
             .bind(filter.since)
             .bind(filter.limit)
+            .bind(filter.until)
+            .bind(filter.after.as_ref().map(|(at, _)| *at))
+            .bind(filter.after.as_ref().map(|(_, id)| id.as_str()))
             .fetch_all(&self.db.pool)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()

@@ -10,7 +10,7 @@ use sqlx::FromRow;
 macro_rules! run_columns {
     () => {
         "id, tenant_id, workflow_name, workflow_hash, status, input, output, error, last_seq, lease_owner, \
-         lease_until, created_at, updated_at, parent_id, retry_of"
+         lease_until, created_at, updated_at, parent_id, retry_of, idempotency_key, wake_at"
     };
 }
 
@@ -24,15 +24,44 @@ pub(crate) const INSERT_WORKFLOW: &str = "INSERT INTO workflows (tenant_id, hash
 
 pub(crate) const SELECT_WORKFLOW: &str = "SELECT definition FROM workflows WHERE tenant_id = $1 AND hash = $2";
 
+/// The columns of a workflow version's summary, in [`WorkflowRow`]'s order.
+macro_rules! workflow_columns {
+    () => {
+        "hash, name, created_at, deprecated_at"
+    };
+}
+
+/// A version of tenant $1 by hash $2, without its definition.
+pub(crate) const SELECT_WORKFLOW_SUMMARY: &str =
+    concat!("SELECT ", workflow_columns!(), " FROM workflows WHERE tenant_id = $1 AND hash = $2");
+
+/// The versions of tenant $1, newest first, of name $2 when not null, at
+/// most $3.
+pub(crate) const LIST_WORKFLOWS: &str = concat!(
+    "SELECT ",
+    workflow_columns!(),
+    " FROM workflows WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR name = $2) \
+     ORDER BY created_at DESC, hash LIMIT $3"
+);
+
+/// Marks version $2 of tenant $1 deprecated at $3 (keeping an earlier time).
+pub(crate) const DEPRECATE_WORKFLOW: &str = "UPDATE workflows SET deprecated_at = COALESCE(deprecated_at, $3) \
+                                             WHERE tenant_id = $1 AND hash = $2";
+
 // Runs.
 
 /// A run's summary row: id, tenant, name, hash, input ($5), lease owner and
 /// until ($6, $7), created ($8), last seq ($9), parent ($10), status ($11),
-/// output and error ($12, $13), the run it retries ($14).
+/// output and error ($12, $13), the run it retries ($14), its idempotency
+/// key ($15).
 pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, \
                                      last_seq, lease_owner, lease_until, created_at, updated_at, parent_id, output, \
-                                     error, retry_of) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, $7, $8, $8, $10, $12, \
-                                     $13, $14)";
+                                     error, retry_of, idempotency_key) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, $7, \
+                                     $8, $8, $10, $12, $13, $14, $15)";
+
+/// The run of tenant $1 started with idempotency key $2.
+pub(crate) const SELECT_RUN_BY_IDEMPOTENCY_KEY: &str =
+    concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 AND idempotency_key = $2");
 
 /// The runs that retry run $1 of tenant $2, oldest first.
 pub(crate) const SELECT_RETRIES: &str =
@@ -47,13 +76,16 @@ pub(crate) const SELECT_RUNS_BY_PREFIX: &str = concat!(
     " FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 ORDER BY id LIMIT 5"
 );
 
-/// The newest runs of tenant $1, at most $5, of workflow $2, with status $3
-/// and created at or after $4 (each when not null).
+/// The newest runs of tenant $1, at most $5, of workflow $2, with status $3,
+/// created at or after $4 and before $6, and (a page's cursor) ordered after
+/// the run created at $7 with id $8 (each when not null).
 pub(crate) const LIST_RUNS: &str = concat!(
     "SELECT ",
     run_columns!(),
     " FROM runs WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR workflow_name = $2) \
      AND (CAST($3 AS TEXT) IS NULL OR status = $3) AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
+     AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6) \
+     AND (CAST($7 AS BIGINT) IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8)) \
      ORDER BY created_at DESC, id DESC LIMIT $5"
 );
 
@@ -69,6 +101,32 @@ pub(crate) const UNFINISHED_RUNS: &str = concat!(
 pub(crate) const ACQUIRE_LEASE: &str = "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND \
                                         tenant_id = $6 AND status = 'running' AND (lease_owner IS NULL OR \
                                         lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)";
+
+/// Owner $1 takes, until $2, the leases of up to $4 top-level runs due at
+/// $3 whose leases are free or expired, most overdue first. With
+/// `skip_locked` (Postgres), rows another worker is claiming are passed
+/// over instead of waited for; SQLite's writers serialize anyway.
+pub(crate) fn claim_due_runs(skip_locked: bool) -> String {
+    format!(
+        "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN (SELECT id FROM runs \
+         WHERE status = 'running' AND parent_id IS NULL AND wake_at <= $3 \
+         AND (lease_owner IS NULL OR lease_until < $3) ORDER BY wake_at LIMIT $4{}) RETURNING tenant_id, id",
+        if skip_locked { " FOR UPDATE SKIP LOCKED" } else { "" }
+    )
+}
+
+/// Owner $4 parks run $2 (tenant $3) until $1 and gives up its lease, if its
+/// journal still ends at seq $5 (nothing came in since its driver looked).
+pub(crate) const PARK_RUN: &str = "UPDATE runs SET wake_at = $1, lease_owner = NULL, lease_until = NULL \
+                                   WHERE id = $2 AND tenant_id = $3 AND lease_owner = $4 AND last_seq = $5 \
+                                   AND status = 'running'";
+
+/// Makes run $2 (tenant $3) due at $1 if it was parked later.
+pub(crate) const WAKE_RUN: &str = "UPDATE runs SET wake_at = $1 WHERE id = $2 AND tenant_id = $3 AND wake_at > $1";
+
+/// How many top-level runs are due at $1 and not driven: the queue's depth.
+pub(crate) const COUNT_DUE_RUNS: &str = "SELECT COUNT(*) FROM runs WHERE status = 'running' AND parent_id IS NULL \
+                                         AND wake_at <= $1 AND (lease_owner IS NULL OR lease_until < $1)";
 
 pub(crate) const RELEASE_LEASE: &str = "UPDATE runs SET lease_owner = NULL, lease_until = NULL \
                                         WHERE id = $1 AND lease_owner = $2 AND tenant_id = $3";
@@ -98,7 +156,7 @@ pub(crate) fn insert_events(rows: usize) -> String {
 /// Postgres only: [`INSERT_RUN`] and its first `events` in one statement.
 pub(crate) fn insert_run_with_events(events: usize) -> String {
     let mut sql = format!("WITH r AS ({INSERT_RUN} RETURNING id) INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
-    push_event_rows(&mut sql, 14, events);
+    push_event_rows(&mut sql, 15, events);
     sql
 }
 
@@ -182,6 +240,44 @@ pub(crate) const SELECT_CONNECTOR_DIGEST: &str =
 pub(crate) const SELECT_CONNECTORS: &str = "SELECT name, version, digest, component, installed_at FROM connectors \
                                             WHERE tenant_id = $1 ORDER BY installed_at, name, version";
 
+// Tenants and API keys.
+
+pub(crate) const INSERT_TENANT: &str =
+    "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING";
+
+pub(crate) const SELECT_TENANT: &str = "SELECT id, name, created_at FROM tenants WHERE id = $1";
+
+pub(crate) const SELECT_TENANTS: &str = "SELECT id, name, created_at FROM tenants ORDER BY created_at, id";
+
+/// The columns of an API key row, in [`ApiKeyRow`]'s order.
+macro_rules! api_key_columns {
+    () => {
+        "id, tenant_id, name, role, secret_hash, created_at, last_used_at, revoked_at"
+    };
+}
+
+pub(crate) const INSERT_API_KEY: &str = "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, created_at) \
+                                         VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const SELECT_API_KEY: &str = concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE id = $1");
+
+/// The keys of tenant $1 (null: the operator's), oldest first.
+pub(crate) const SELECT_API_KEYS: &str = concat!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE (tenant_id = $1 OR (tenant_id IS NULL AND CAST($1 AS TEXT) IS NULL)) \
+     ORDER BY created_at, id"
+);
+
+pub(crate) const COUNT_LIVE_API_KEYS: &str = "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL";
+
+/// Revokes key $1 of tenant $2 (null: an operator key) at $3, keeping an
+/// earlier revocation's time.
+pub(crate) const REVOKE_API_KEY: &str = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 \
+                                         AND (tenant_id = $2 OR (tenant_id IS NULL AND CAST($2 AS TEXT) IS NULL))";
+
+pub(crate) const TOUCH_API_KEY: &str = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
+
 // Rows.
 
 /// A row of [`SELECT_RUN`] and the other run queries.
@@ -202,6 +298,45 @@ pub(crate) struct RunRow {
     pub updated_at: i64,
     pub parent_id: Option<String>,
     pub retry_of: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub wake_at: i64,
+}
+
+/// A row of [`SELECT_WORKFLOW_SUMMARY`] and [`LIST_WORKFLOWS`].
+#[derive(FromRow)]
+pub(crate) struct WorkflowRow {
+    pub hash: String,
+    pub name: String,
+    pub created_at: i64,
+    pub deprecated_at: Option<i64>,
+}
+
+/// A row of [`SELECT_TENANT`] and [`SELECT_TENANTS`].
+#[derive(FromRow)]
+pub(crate) struct TenantRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// A row of [`SELECT_API_KEY`] and [`SELECT_API_KEYS`].
+#[derive(FromRow)]
+pub(crate) struct ApiKeyRow {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub name: String,
+    pub role: String,
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// A row of [`claim_due_runs`].
+#[derive(FromRow)]
+pub(crate) struct ClaimedRow {
+    pub tenant_id: String,
+    pub id: String,
 }
 
 /// A row of [`SELECT_EVENTS`].
@@ -248,6 +383,6 @@ mod tests {
         assert!(batch.contains(", (1, $7::text, $8::text, 2::bigint, $9::text, $10::text, $11::text))"), "{batch}");
         assert!(batch.contains("e(i, k, kind, step, body) AS (VALUES (0, 1, $12::text, $13::text, $14::text), "));
         assert!(batch.contains(", (1, 2, $18::text, $19::text, $20::text)), w AS"), "{batch}");
-        assert!(super::insert_run_with_events(1).ends_with("($15, $16, $17, $18, $19, $20, $21)"));
+        assert!(super::insert_run_with_events(1).ends_with("($16, $17, $18, $19, $20, $21, $22)"));
     }
 }

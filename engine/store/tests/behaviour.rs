@@ -43,7 +43,13 @@ both_stores!(
     runs_are_created_with_their_first_events,
     a_name_and_version_always_mean_one_component,
     a_retry_and_the_run_it_retries_name_each_other,
-    another_tenant_finds_nothing
+    another_tenant_finds_nothing,
+    an_idempotency_key_names_one_run_per_tenant,
+    parked_runs_are_claimed_when_due_and_once,
+    a_signal_can_not_be_parked_past,
+    tenants_and_api_keys_round_trip,
+    run_pages_follow_their_cursor,
+    workflow_versions_are_listed_and_deprecated
 );
 
 async fn new_run(store: &Store, id: &str) {
@@ -86,6 +92,7 @@ async fn create(
         lease,
         parent,
         retry_of: None,
+        idempotency_key: None,
         at: now_ms(),
     };
     store.create_run(run, first).await
@@ -466,6 +473,7 @@ async fn a_retry_and_the_run_it_retries_name_each_other(store: Store) {
         lease: None,
         parent: None,
         retry_of: Some("run-first"),
+        idempotency_key: None,
         at: now_ms(),
     };
     store.create_run(retry, &[run_started()]).await.unwrap();
@@ -475,4 +483,179 @@ async fn a_retry_and_the_run_it_retries_name_each_other(store: Store) {
     assert_eq!(retries.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["run-again"]);
     assert!(store.retries("someone-else", "run-first").await.unwrap().is_empty(), "another tenant sees none");
     assert!(store.get_run(DEFAULT_TENANT, "run-first").await.unwrap().unwrap().retry_of.is_none());
+}
+
+async fn new_keyed_run(store: &Store, tenant: &str, id: &str, key: Option<&str>) -> weft_store::Result<()> {
+    store.put_workflow(tenant, "sha256:abc", "demo", "{}", now_ms()).await.unwrap();
+    let run = NewRun {
+        id,
+        tenant,
+        workflow_name: "demo",
+        workflow_hash: "sha256:abc",
+        input: &json!({}),
+        lease: None,
+        parent: None,
+        retry_of: None,
+        idempotency_key: key,
+        at: now_ms(),
+    };
+    store.create_run(run, &[run_started()]).await
+}
+
+async fn an_idempotency_key_names_one_run_per_tenant(store: Store) {
+    new_keyed_run(&store, DEFAULT_TENANT, "run-k1", Some("order-7")).await.unwrap();
+    let again = new_keyed_run(&store, DEFAULT_TENANT, "run-k2", Some("order-7")).await;
+    assert!(matches!(again, Err(weft_store::Error::IdempotencyKeyUsed(ref k)) if k == "order-7"), "{again:?}");
+    assert!(store.get_run(DEFAULT_TENANT, "run-k2").await.unwrap().is_none(), "nothing of the refused run is written");
+    let first = store.run_by_idempotency_key(DEFAULT_TENANT, "order-7").await.unwrap().unwrap();
+    assert_eq!(first.id, "run-k1");
+    assert_eq!(first.idempotency_key.as_deref(), Some("order-7"));
+    new_keyed_run(&store, DEFAULT_TENANT, "run-k3", None).await.unwrap();
+    new_keyed_run(&store, DEFAULT_TENANT, "run-k4", None).await.expect("runs without a key never clash");
+    store.create_tenant("acme", "Acme", now_ms()).await.unwrap();
+    new_keyed_run(&store, "acme", "run-k5", Some("order-7")).await.expect("keys are per tenant");
+    assert!(store.run_by_idempotency_key("acme", "order-8").await.unwrap().is_none());
+}
+
+async fn parked_runs_are_claimed_when_due_and_once(store: Store) {
+    let now = now_ms();
+    let later = now + 60_000;
+    for id in ["run-p1", "run-p2", "run-p3"] {
+        new_keyed_run(&store, DEFAULT_TENANT, id, None).await.unwrap();
+    }
+    new_child_run(&store, "run-child", Some("run-p1")).await;
+    // New runs that nobody leases are due at once; a child is its parent's.
+    let mut claimed = store.claim_due_runs("w1", now, later, 10).await.unwrap();
+    claimed.sort();
+    let ids: Vec<&str> = claimed.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, ["run-p1", "run-p2", "run-p3"]);
+    assert!(claimed.iter().all(|(tenant, _)| tenant == DEFAULT_TENANT));
+    assert!(store.claim_due_runs("w2", now, later, 10).await.unwrap().is_empty(), "claimed runs are leased");
+
+    // Parked: p1 until a time, p2 until a signal; p3 stays leased.
+    let seq = |run: &str| {
+        let store = store.clone();
+        let run = run.to_string();
+        async move { store.get_run(DEFAULT_TENANT, &run).await.unwrap().unwrap().last_seq }
+    };
+    assert!(store.park_run(DEFAULT_TENANT, "run-p1", "w1", seq("run-p1").await, now + 1_000).await.unwrap());
+    assert!(
+        !store.park_run(DEFAULT_TENANT, "run-p2", "w2", seq("run-p2").await, now).await.unwrap(),
+        "only the holder parks"
+    );
+    let parked = weft_store::PARKED_UNTIL_SIGNALLED;
+    assert!(store.park_run(DEFAULT_TENANT, "run-p2", "w1", seq("run-p2").await, parked).await.unwrap());
+    let p1 = store.get_run(DEFAULT_TENANT, "run-p1").await.unwrap().unwrap();
+    assert_eq!((p1.wake_at, p1.lease_owner), (now + 1_000, None));
+    assert_eq!(store.due_runs(now).await.unwrap(), 0);
+    assert!(store.claim_due_runs("w2", now + 999, later, 10).await.unwrap().is_empty(), "not due yet");
+    assert_eq!(store.due_runs(now + 1_000).await.unwrap(), 1);
+    let due = store.claim_due_runs("w2", now + 1_000, later, 10).await.unwrap();
+    assert_eq!(due, [(DEFAULT_TENANT.to_string(), "run-p1".to_string())]);
+    assert!(store.claim_due_runs("w3", now + 5_000, later, 10).await.unwrap().is_empty(), "once");
+
+    // A signal makes p2 due.
+    store.wake_run(DEFAULT_TENANT, "run-p2", now + 2_000).await.unwrap();
+    let due = store.claim_due_runs("w3", now + 2_000, later, 10).await.unwrap();
+    assert_eq!(due, [(DEFAULT_TENANT.to_string(), "run-p2".to_string())]);
+
+    // A driver that dies leaves its runs to the lease's expiry.
+    let due = store.claim_due_runs("w4", later + 1, later + 60_000, 1).await.unwrap();
+    assert_eq!(due.len(), 1, "the limit holds");
+    assert_eq!(store.claim_due_runs("w4", later + 1, later + 60_000, 10).await.unwrap().len(), 2);
+}
+
+async fn a_signal_can_not_be_parked_past(store: Store) {
+    let now = now_ms();
+    new_keyed_run(&store, DEFAULT_TENANT, "run-s", None).await.unwrap();
+    store.claim_due_runs("w1", now, now + 60_000, 10).await.unwrap();
+    let looked = store.get_run(DEFAULT_TENANT, "run-s").await.unwrap().unwrap().last_seq;
+    // The signal lands after the driver looked and before it parks.
+    let signal = Event::SignalReceived { name: "go".into(), payload: json!(null) };
+    store.append(DEFAULT_TENANT, "run-s", &[signal], now).await.unwrap();
+    let parked = weft_store::PARKED_UNTIL_SIGNALLED;
+    assert!(!store.park_run(DEFAULT_TENANT, "run-s", "w1", looked, parked).await.unwrap(), "the journal grew");
+    let run = store.get_run(DEFAULT_TENANT, "run-s").await.unwrap().unwrap();
+    assert_eq!(run.lease_owner.as_deref(), Some("w1"), "the driver keeps it and reads the signal");
+}
+
+async fn tenants_and_api_keys_round_trip(store: Store) {
+    let now = now_ms();
+    let acme = store.create_tenant("acme", "Acme Inc", now).await.unwrap();
+    assert!(matches!(store.create_tenant("acme", "Again", now).await, Err(weft_store::Error::TenantExists(_))));
+    assert_eq!(store.get_tenant("acme").await.unwrap(), Some(acme));
+    let ids: Vec<String> = store.list_tenants().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, [DEFAULT_TENANT, "acme"]);
+    assert!(!store.has_live_api_keys().await.unwrap());
+    let key = |id: &str, tenant: Option<&str>| weft_store::ApiKey {
+        id: id.into(),
+        tenant: tenant.map(str::to_string),
+        name: format!("{id} key"),
+        role: "developer".into(),
+        secret_hash: "ab".repeat(32),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.create_api_key(&key("k-op", None)).await.unwrap();
+    store.create_api_key(&key("k-acme", Some("acme"))).await.unwrap();
+    assert!(store.has_live_api_keys().await.unwrap());
+    assert_eq!(store.get_api_key("k-acme").await.unwrap(), Some(key("k-acme", Some("acme"))));
+    let operator: Vec<String> = store.list_api_keys(None).await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(operator, ["k-op"]);
+    let tenant: Vec<String> = store.list_api_keys(Some("acme")).await.unwrap().into_iter().map(|k| k.id).collect();
+    assert_eq!(tenant, ["k-acme"]);
+    store.touch_api_key("k-acme", now + 5).await.unwrap();
+    assert!(!store.revoke_api_key(None, "k-acme", now + 6).await.unwrap(), "an operator scope does not reach it");
+    assert!(!store.revoke_api_key(Some(DEFAULT_TENANT), "k-acme", now + 6).await.unwrap(), "nor another tenant");
+    assert!(store.revoke_api_key(Some("acme"), "k-acme", now + 7).await.unwrap());
+    assert!(store.revoke_api_key(Some("acme"), "k-acme", now + 9).await.unwrap());
+    let revoked = store.get_api_key("k-acme").await.unwrap().unwrap();
+    assert_eq!((revoked.last_used_at, revoked.revoked_at), (Some(now + 5), Some(now + 7)));
+}
+
+async fn run_pages_follow_their_cursor(store: Store) {
+    for n in 0..5 {
+        new_keyed_run(&store, DEFAULT_TENANT, &format!("run-{n}"), None).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut filter = RunFilter { limit: 2, ..RunFilter::default() };
+    loop {
+        let page = store.filter_runs(DEFAULT_TENANT, &filter).await.unwrap();
+        let Some(last) = page.last() else { break };
+        filter.after = Some((last.created_at, last.id.clone()));
+        seen.extend(page.iter().map(|r| r.id.clone()));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 5, "every run once: {seen:?}");
+    let all = store.filter_runs(DEFAULT_TENANT, &RunFilter { limit: 10, ..RunFilter::default() }).await.unwrap();
+    let ids: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(seen, ids, "pages keep the listing's order");
+    let until = all.iter().map(|r| r.created_at).min().unwrap();
+    let none =
+        store.filter_runs(DEFAULT_TENANT, &RunFilter { until: Some(until), ..RunFilter::default() }).await.unwrap();
+    assert!(none.is_empty(), "`until` is exclusive");
+}
+
+async fn workflow_versions_are_listed_and_deprecated(store: Store) {
+    let now = now_ms();
+    store.put_workflow(DEFAULT_TENANT, "sha256:one", "alpha", "{}", now).await.unwrap();
+    store.put_workflow(DEFAULT_TENANT, "sha256:two", "alpha", "{}", now + 1).await.unwrap();
+    store.put_workflow(DEFAULT_TENANT, "sha256:three", "beta", "{}", now + 2).await.unwrap();
+    let names = |v: Vec<weft_store::WorkflowVersion>| v.into_iter().map(|v| v.hash).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.workflow_versions(DEFAULT_TENANT, None, 10).await.unwrap()),
+        ["sha256:three", "sha256:two", "sha256:one"]
+    );
+    assert_eq!(
+        names(store.workflow_versions(DEFAULT_TENANT, Some("alpha"), 10).await.unwrap()),
+        ["sha256:two", "sha256:one"]
+    );
+    assert!(store.deprecate_workflow(DEFAULT_TENANT, "sha256:one", now + 5).await.unwrap());
+    assert!(!store.deprecate_workflow(DEFAULT_TENANT, "sha256:nope", now).await.unwrap());
+    assert!(!store.deprecate_workflow("other", "sha256:one", now).await.unwrap(), "another tenant's is not found");
+    let one = store.workflow_version(DEFAULT_TENANT, "sha256:one").await.unwrap().unwrap();
+    assert_eq!((one.name.as_str(), one.deprecated_at), ("alpha", Some(now + 5)));
 }
