@@ -7,6 +7,7 @@
 
 mod connector;
 mod progress;
+mod serve;
 mod terminal;
 mod timeline;
 
@@ -146,6 +147,36 @@ enum Command {
     /// Write, build, inspect and try connectors (WebAssembly components).
     #[command(subcommand)]
     Connector(connector::ConnectorCommand),
+    /// Serve the /v1 HTTP API, and drive runs (unless --no-worker).
+    ///
+    /// With no --db this is a local service on the SQLite store: sleeps wake
+    /// and signals arrive without a terminal held open per run. With a
+    /// Postgres URL, run as many servers and `weft worker`s as you like
+    /// against it. The first start on a database makes a super-admin API key
+    /// and prints it once. Stops on Ctrl-C or SIGTERM, finishing requests and
+    /// giving runs under way up to 10 s.
+    Server {
+        /// The address to listen on.
+        #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: String,
+        /// Serve the API only; `weft worker` processes drive the runs.
+        #[arg(long)]
+        no_worker: bool,
+        #[command(flatten)]
+        worker: serve::WorkerArgs,
+    },
+    /// Drive runs, next to `weft server`, on the same database.
+    ///
+    /// A worker claims runs that are due (new, woken, or left by a process
+    /// that died) so that no two workers drive one run. Stops on Ctrl-C or
+    /// SIGTERM, giving runs under way up to 10 s.
+    Worker {
+        #[command(flatten)]
+        worker: serve::WorkerArgs,
+    },
+    /// Service administration: the first API key.
+    #[command(subcommand)]
+    Admin(serve::AdminCommand),
     /// Print the JSON Schema of workflow files (for editors, via `$schema`).
     Schema,
     /// Measure a benchmark workload (W1, W2 or W3) against its floor, in the same run.
@@ -518,6 +549,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Connector(command) => connector::run(command, &cli).await,
+        Command::Server { listen, no_worker, worker } => serve::server(&cli, listen, *no_worker, worker).await,
+        Command::Worker { worker } => serve::worker(&cli, worker).await,
+        Command::Admin(command) => serve::admin(&cli, command).await,
         Command::Runs(RunsCommand::List { limit, status, workflow, since, json }) => {
             let runs = match existing_store(&cli).await? {
                 Some(store) => {

@@ -78,7 +78,9 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn release_lease(&self, tenant: &str, run_id: &str) {
+    /// Gives a run's lease back if this engine holds it, so that a worker
+    /// can claim the run (a failure is logged: the lease then expires).
+    pub async fn release_lease(&self, tenant: &str, run_id: &str) {
         if let Err(e) = self.store.release_lease(tenant, run_id, &self.owner).await {
             tracing::warn!(run_id, error = %e, "releasing the lease failed; it will expire");
         }

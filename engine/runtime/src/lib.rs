@@ -217,6 +217,11 @@ impl Engine {
         &self.store
     }
 
+    /// The wasm host, with its connectors.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// What validation needs to know about the connectors `tenant` can use.
     pub fn catalog(&self, tenant: &str) -> Catalog {
         catalog(&self.host, tenant)
@@ -439,6 +444,23 @@ impl Engine {
             self.stored.lock().expect("stored lock").insert(key);
         }
         Ok(())
+    }
+
+    /// Stores a workflow version (and its child workflows') for `tenant`
+    /// unless it is stored; returns whether it was new.
+    pub async fn save(&self, tenant: &str, definition: &Definition) -> Result<bool> {
+        let new = self.store.workflow_version(tenant, &definition.hash).await?.is_none();
+        self.put_definition(tenant, definition).await?;
+        Ok(new)
+    }
+
+    /// The tenant's stored version `hash`, with its children; `None` when
+    /// the tenant has no such version.
+    pub async fn version(&self, tenant: &str, hash: &str) -> Result<Option<Definition>> {
+        if self.store.workflow_version(tenant, hash).await?.is_none() {
+            return Ok(None);
+        }
+        stored_definition(&self.store, tenant, hash).await.map(Some)
     }
 
     /// The definition a run is pinned to.

@@ -146,6 +146,24 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Whether the database answers and has every migration this build
+    /// knows applied.
+    pub(crate) async fn ready(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(&self.pool).await?;
+        match applied {
+            Some(v) if v >= latest => Ok(()),
+            applied => Err(Error::NotMigrated { applied: applied.unwrap_or(0), latest }),
+        }
+    }
+}
+
 /// Brings the schema up to date. Postgres migrations hold an advisory lock;
 /// SQLite's take none, so two processes opening a new file at once can race:
 /// the loser's migration fails because the winner's tables exist. Running the

@@ -33,6 +33,8 @@ pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use db::{Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
 pub use runs::{Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
+/// The database driver's error, which [`Error::Database`] carries.
+pub use sqlx::Error as SqlxError;
 pub use tenants::{ApiKey, Tenant};
 pub use workflows::WorkflowVersion;
 
@@ -89,6 +91,14 @@ pub enum Error {
         existing: String,
         /// The refused digest.
         offered: String,
+    },
+    /// The database's schema is older than this build's.
+    #[error("the database schema is at migration {applied}; this build needs {latest}")]
+    NotMigrated {
+        /// The last migration applied.
+        applied: i64,
+        /// The last this build has.
+        latest: i64,
     },
     /// The tenant already has a run started with this idempotency key.
     #[error("a run was already started with idempotency key {0:?}")]
@@ -148,6 +158,12 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.db.backend()
+    }
+
+    /// Whether the database answers and its schema is current: what a
+    /// server's readiness probe asks.
+    pub async fn ready(&self) -> Result<()> {
+        self.db.ready().await
     }
 
     /// Closes the pool, waiting for connections to finish.
