@@ -92,6 +92,9 @@ struct Drive<'a> {
     staged: Vec<Event>,
     /// When the core next has something to do without a new event.
     wake_at: Option<weft_core::Millis>,
+    /// Whether `state` took in events from elsewhere (a signal, a cancel)
+    /// that the core has not advanced on yet: the run must not park then.
+    unsettled: bool,
     observer: &'a mut dyn Observer,
     /// Connector calls and child runs under way in this process, each in a
     /// task of its own.
@@ -210,6 +213,7 @@ impl Engine {
             known,
             staged: Vec::new(),
             wake_at: None,
+            unsettled: false,
             observer,
             in_flight: JoinSet::new(),
             tasks: HashMap::new(),
@@ -239,6 +243,11 @@ impl Drive<'_> {
                 break;
             }
             self.perform(std::mem::take(&mut effects));
+            if self.unsettled && self.engine.config.park_after.is_some() {
+                // What came from elsewhere is decided on before anything
+                // waits (or parks).
+                continue;
+            }
             if self.parks() {
                 let (tenant, id, owner) = (&self.run.tenant, &self.run.id, &self.engine.owner);
                 let until = self.wake_at.unwrap_or(weft_store::PARKED_UNTIL_SIGNALLED);
@@ -307,11 +316,11 @@ impl Drive<'_> {
     }
 
     /// Whether to park the run now: the engine parks, the run is top-level,
-    /// nothing of it is under way or unwritten, and what it waits for is a
-    /// signal or a time at least `park_after` off.
+    /// nothing of it is under way, unwritten or unadvanced on, and what it
+    /// waits for is a signal or a time at least `park_after` off.
     fn parks(&self) -> bool {
         let Some(min) = self.engine.config.park_after else { return false };
-        let idle = self.lone.is_none() && self.in_flight.is_empty() && self.staged.is_empty();
+        let idle = self.lone.is_none() && self.in_flight.is_empty() && self.staged.is_empty() && !self.unsettled;
         idle && self.run.parent_id.is_none()
             && !self.state.status.is_terminal()
             && self.wake_at.is_none_or(|at| at - now_ms() >= min.as_millis() as i64)
@@ -353,6 +362,7 @@ impl Drive<'_> {
     /// together, before those steps are called. Returns the effects to
     /// perform now that their events are durable.
     async fn settle(&mut self) -> Result<Vec<Effect>> {
+        self.unsettled = false;
         let mut decision = {
             let _advance = tracing::debug_span!("run.advance").entered();
             weft_core::advance(&self.definition, &mut self.state, now_ms())
@@ -420,6 +430,7 @@ impl Drive<'_> {
                 self.observer.event(&self.run.id, stored.seq, &stored.event);
             }
             self.reload().await?;
+            self.unsettled = true;
         }
         for (n, event) in events.iter().enumerate() {
             self.observer.event(&self.run.id, first + n as i64, event);

@@ -516,6 +516,9 @@ impl Engine {
         }
         let request = [Event::CancelRequested { reason: reason.to_string() }];
         self.store.append(tenant, &run.id, &request, now_ms()).await?;
+        // A parked run is due now (a driver that has just parked it may
+        // still count as driving it here), so that whoever claims it ends it.
+        self.store.wake_run(tenant, &run.id, now_ms()).await?;
         // This engine's own lease does not mean nobody drives the run: one of
         // its drivers may, and ending the run under it would race it.
         let driven_here = self.driving.lock().expect("driving lock").contains_key(&run.id);

@@ -122,6 +122,12 @@ impl Server {
         &self.state
     }
 
+    /// The worker, when this server has one ([`Server::serve`] runs its
+    /// claim loop; a test that only calls the router runs it itself).
+    pub fn worker(&self) -> Option<&Worker> {
+        self.state.inner.worker.as_ref()
+    }
+
     /// Makes the first super-admin key when the database has no live key,
     /// and returns it (it is shown once: only its hash is stored).
     pub async fn bootstrap(&self) -> Result<Option<String>, Error> {

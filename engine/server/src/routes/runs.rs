@@ -278,12 +278,14 @@ async fn cancel(
     caller: Caller,
     Path(RunPath { id }): Path<RunPath>,
     body: Option<Json<Cancel>>,
-) -> ApiResult<axum::Json<RunView>> {
+) -> ApiResult<(StatusCode, axum::Json<RunView>)> {
     let tenant = caller.tenant(Action::RunWorkflows)?;
     let reason =
-        body.and_then(|Json(c)| c.reason).unwrap_or_else(|| format!("cancelled through the API ({})", caller.key));
+        body.and_then(|Json(c)| c.reason).unwrap_or_else(|| format!("cancelled through the API (key {})", caller.key));
     run(&state, tenant, &id).await?;
-    Ok(axum::Json(state.engine().cancel(tenant, &id, &reason).await?.into()))
+    // A run that a driver holds ends at the driver's next look: the answer
+    // may still say `running`.
+    Ok((StatusCode::ACCEPTED, axum::Json(state.engine().cancel(tenant, &id, &reason).await?.into())))
 }
 
 async fn signal(
@@ -334,7 +336,17 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
                 op.summary("A run's timeline").description("What `weft runs show` draws, and the journal.").tag("runs")
             }),
         )
-        .api_route("/v1/runs/{id}/cancel", post_with(cancel, |op| op.summary("Cancel a run").tag("runs")))
+        .api_route(
+            "/v1/runs/{id}/cancel",
+            post_with(cancel, |op| {
+                op.summary("Cancel a run")
+                    .description(
+                        "Records the cancellation; the run ends at once when nothing drives it, else at its \
+                         driver's next look (then the answer still says `running`).",
+                    )
+                    .tag("runs")
+            }),
+        )
         .api_route(
             "/v1/runs/{id}/signal",
             post_with(signal, |op| {

@@ -1,0 +1,446 @@
+//! The /v1 API through its router, against both stores: a tenant's whole
+//! flow, every documented route, tenants kept apart, and bad input answered
+//! with the error shape and a 4xx.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use weft_runtime::WorkerConfig;
+use weft_server::{Server, ServerConfig};
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$name(super::Api::new(weft_store::testing::sqlite_url(dir.path())).await).await
+            }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Api::new(weft_store::testing::fresh_postgres().await).await).await
+            }
+        )* }
+    };
+}
+
+both_stores!(
+    a_tenant_starts_a_run_once_per_key_and_reads_it_back,
+    every_documented_route_answers,
+    a_tenant_sees_nothing_of_another,
+    bad_requests_get_a_4xx_in_the_error_shape,
+    keys_are_checked_scoped_and_revocable
+);
+
+/// The router of a server on `url`, with its super-admin key.
+struct Api {
+    router: Router,
+    admin: String,
+    _server: Server,
+}
+
+impl Api {
+    async fn new(url: String) -> Api {
+        let mut config = ServerConfig::new(url);
+        config.assembly.cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
+        config.assembly.engine.poll_interval = Duration::from_millis(20);
+        config.worker = Some(WorkerConfig { poll_interval: Duration::from_millis(50), ..WorkerConfig::default() });
+        config.max_body_bytes = 64 * 1024;
+        let server = Server::start(config).await.unwrap();
+        let admin = server.bootstrap().await.unwrap().expect("a new database gets a key");
+        assert!(server.bootstrap().await.unwrap().is_none(), "only once");
+        // Parked runs need the claim loop, which `serve` would run.
+        let worker = server.worker().unwrap().clone();
+        tokio::spawn(async move { worker.run(std::future::pending()).await });
+        Api { router: server.router(), admin, _server: server }
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when
+    /// empty).
+    async fn raw(&self, method: Method, path: &str, key: Option<&str>, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let body = body.map_or_else(Body::empty, Body::from);
+        let response = self.router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        assert!(status.as_u16() < 500, "{path}: {status} {value}");
+        if !status.is_success() {
+            let error = &value["error"];
+            assert!(error["code"].is_string() && error["message"].is_string(), "{path}: error shape: {value}");
+        }
+        (status, value)
+    }
+
+    async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.raw(method, path, Some(key), body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    /// A new tenant and a key of it with `role`.
+    async fn tenant(&self, id: &str, role: &str) -> String {
+        let (status, _) = self.call(Method::POST, "/v1/tenants", &self.admin, Some(json!({ "id": id }))).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let path = format!("/v1/tenants/{id}/api-keys");
+        let (status, made) =
+            self.call(Method::POST, &path, &self.admin, Some(json!({ "name": "test", "role": role }))).await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        made["secret"].as_str().unwrap().to_string()
+    }
+
+    /// Stores a workflow for the key's tenant; returns its hash.
+    async fn workflow(&self, key: &str, workflow: Value) -> String {
+        let source = serde_json::to_string_pretty(&workflow).unwrap();
+        let (status, created) = self.call(Method::POST, "/v1/workflows", key, Some(json!({ "source": source }))).await;
+        assert!(status.is_success(), "{created}");
+        created["workflow"]["hash"].as_str().unwrap().to_string()
+    }
+
+    /// Starts a run; returns it.
+    async fn start(&self, key: &str, hash: &str, input: Value, idempotency_key: Option<&str>) -> (StatusCode, Value) {
+        let body = json!({ "workflow": hash, "input": input, "idempotency_key": idempotency_key });
+        self.call(Method::POST, "/v1/runs", key, Some(body)).await
+    }
+
+    /// Waits for a run to finish, up to 20 s.
+    async fn finished(&self, key: &str, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (_, run) = self.call(Method::GET, &format!("/v1/runs/{id}"), key, None).await;
+            if run["status"] != "running" {
+                return run;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "the run did not finish: {run}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn greeter() -> Value {
+    json!({ "name": "greeter", "input": { "type": "object", "required": ["name"] }, "steps": [
+        { "id": "hello", "uses": "transform/echo", "with": { "greeting": "hello {{ input.name }}" } },
+        { "id": "ask", "wait_for_signal": { "name": "go" }, "needs": ["hello"] },
+        { "id": "done", "uses": "transform/echo", "with": { "said": "{{ steps.ask.output }}" }, "needs": ["ask"] }
+    ] })
+}
+
+fn echo() -> Value {
+    json!({ "name": "echo", "steps": [{ "id": "a", "uses": "transform/echo", "with": { "v": "{{ input }}" } }] })
+}
+
+async fn a_tenant_starts_a_run_once_per_key_and_reads_it_back(api: Api) {
+    let key = api.tenant("acme", "developer").await;
+    let hash = api.workflow(&key, echo()).await;
+    let (status, first) = api.start(&key, &hash, json!({ "n": 1 }), Some("order-1")).await;
+    assert_eq!((status, &first["created"]), (StatusCode::CREATED, &json!(true)));
+    let (status, again) = api.start(&key, &hash, json!({ "n": 1 }), Some("order-1")).await;
+    assert_eq!((status, &again["created"]), (StatusCode::OK, &json!(false)));
+    let id = first["run"]["id"].as_str().unwrap();
+    assert_eq!(again["run"]["id"], id, "one run per key");
+    let run = api.finished(&key, id).await;
+    assert_eq!((&run["status"], &run["output"]), (&json!("completed"), &json!({ "v": { "n": 1 } })));
+
+    let (status, timeline) = api.call(Method::GET, &format!("/v1/runs/{id}/timeline"), &key, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(timeline["standing"], "completed");
+    assert_eq!(timeline["timeline"][0]["step"], "a", "{timeline}");
+    assert!(timeline["events"].as_array().unwrap().len() >= 4);
+
+    // Pages: five more runs, listed two at a time, each once.
+    for n in 0..5 {
+        api.start(&key, &hash, json!({ "n": n }), None).await;
+    }
+    let mut seen = Vec::new();
+    let mut next = String::from("/v1/runs?limit=2");
+    loop {
+        let (status, page) = api.call(Method::GET, &next, &key, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => next = format!("/v1/runs?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (6, 6), "{seen:?}");
+    let (_, listed) = api.call(Method::GET, "/v1/runs?workflow=nope", &key, None).await;
+    assert_eq!(listed["runs"], json!([]));
+}
+
+/// Every route the document lists, called once, in an order that makes
+/// each meaningful; the document must list exactly these.
+async fn every_documented_route_answers(api: Api) {
+    let (status, document) = api.raw(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented: Vec<String> = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|m| m.as_str() != "parameters") {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+
+    let key = api.tenant("acme", "admin").await;
+    let admin = api.admin.clone();
+    let hash = api.workflow(&key, greeter()).await;
+    let (_, started) = api.start(&key, &hash, json!({ "name": "Ada" }), None).await;
+    let run = started["run"]["id"].as_str().unwrap().to_string();
+    let (_, other) = api.start(&key, &hash, json!({ "name": "Bo" }), None).await;
+    let other = other["run"]["id"].as_str().unwrap().to_string();
+    let (_, made) = api
+        .call(Method::POST, "/v1/tenants/acme/api-keys", &key, Some(json!({ "name": "spare", "role": "viewer" })))
+        .await;
+    let spare = made["id"].as_str().unwrap().to_string();
+    let source = serde_json::to_string(&echo()).unwrap();
+
+    // (method, template, concrete path, key, body, expected status)
+    let calls: Vec<(Method, &str, String, &str, Option<Value>, StatusCode)> = vec![
+        (Method::GET, "/healthz", "/healthz".into(), &key, None, StatusCode::OK),
+        (Method::GET, "/readyz", "/readyz".into(), &key, None, StatusCode::OK),
+        (Method::POST, "/v1/tenants", "/v1/tenants".into(), &admin, Some(json!({ "id": "beta" })), StatusCode::CREATED),
+        (Method::GET, "/v1/tenants", "/v1/tenants".into(), &admin, None, StatusCode::OK),
+        (Method::GET, "/v1/tenants/{tenant}", "/v1/tenants/acme".into(), &key, None, StatusCode::OK),
+        (
+            Method::POST,
+            "/v1/tenants/{tenant}/api-keys",
+            "/v1/tenants/acme/api-keys".into(),
+            &key,
+            Some(json!({ "name": "ci", "role": "operator" })),
+            StatusCode::CREATED,
+        ),
+        (Method::GET, "/v1/tenants/{tenant}/api-keys", "/v1/tenants/acme/api-keys".into(), &key, None, StatusCode::OK),
+        (
+            Method::DELETE,
+            "/v1/tenants/{tenant}/api-keys/{key}",
+            format!("/v1/tenants/acme/api-keys/{spare}"),
+            &key,
+            None,
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            Method::POST,
+            "/v1/workflows",
+            "/v1/workflows".into(),
+            &key,
+            Some(json!({ "source": source })),
+            StatusCode::CREATED,
+        ),
+        (
+            Method::POST,
+            "/v1/workflows/validate",
+            "/v1/workflows/validate".into(),
+            &key,
+            Some(json!({ "source": "name: y\nsteps: []\n", "format": "yaml" })),
+            StatusCode::OK,
+        ),
+        (Method::GET, "/v1/workflows", "/v1/workflows".into(), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/workflows/{hash}", format!("/v1/workflows/{hash}"), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/runs", "/v1/runs".into(), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/runs/{id}", format!("/v1/runs/{run}"), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/runs/{id}/timeline", format!("/v1/runs/{run}/timeline"), &key, None, StatusCode::OK),
+        (
+            Method::POST,
+            "/v1/runs/{id}/signal",
+            format!("/v1/runs/{run}/signal"),
+            &key,
+            Some(json!({ "name": "go", "payload": 1 })),
+            StatusCode::ACCEPTED,
+        ),
+        (Method::POST, "/v1/runs/{id}/resume", format!("/v1/runs/{other}/resume"), &key, None, StatusCode::ACCEPTED),
+        (Method::POST, "/v1/runs/{id}/cancel", format!("/v1/runs/{other}/cancel"), &key, None, StatusCode::ACCEPTED),
+        (
+            Method::POST,
+            "/v1/runs",
+            "/v1/runs".into(),
+            &key,
+            Some(json!({ "workflow": hash })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/v1/workflows/{hash}/deprecate",
+            format!("/v1/workflows/{hash}/deprecate"),
+            &key,
+            None,
+            StatusCode::OK,
+        ),
+        (Method::GET, "/v1/connectors", "/v1/connectors".into(), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/connectors/{name}", "/v1/connectors/transform".into(), &key, None, StatusCode::OK),
+    ];
+    let mut called: Vec<String> = calls.iter().map(|(m, template, ..)| format!("{m} {template}")).collect();
+    called.sort();
+    called.dedup();
+    assert_eq!(called, documented, "the calls below cover exactly the documented routes");
+    for (method, _, path, key, body, expected) in calls {
+        let (status, answer) = api.call(method.clone(), &path, key, body).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+    }
+    let run = api.finished(&key, &run).await;
+    assert_eq!(run["output"], json!({ "said": 1 }), "the signal reached the run");
+    assert_eq!(api.finished(&key, &other).await["status"], "cancelled");
+    let (status, refused) = api.start(&key, &hash, json!({ "name": "Cy" }), None).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("workflow_deprecated")));
+}
+
+async fn a_tenant_sees_nothing_of_another(api: Api) {
+    let a = api.tenant("tenant-a", "owner").await;
+    let b = api.tenant("tenant-b", "owner").await;
+    let hash = api.workflow(&b, greeter()).await;
+    let (_, started) = api.start(&b, &hash, json!({ "name": "B" }), Some("b-key")).await;
+    let run = started["run"]["id"].as_str().unwrap().to_string();
+    let (_, keys) = api.call(Method::GET, "/v1/tenants/tenant-b/api-keys", &b, None).await;
+    let b_key = keys["api_keys"][0]["id"].as_str().unwrap().to_string();
+
+    // Every route that names one of B's things, with A's key: 404.
+    let probes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/v1/tenants/tenant-b".into(), None),
+        (Method::GET, "/v1/tenants/tenant-b/api-keys".into(), None),
+        (Method::POST, "/v1/tenants/tenant-b/api-keys".into(), Some(json!({ "name": "x", "role": "admin" }))),
+        (Method::DELETE, format!("/v1/tenants/tenant-b/api-keys/{b_key}"), None),
+        (Method::GET, format!("/v1/workflows/{hash}"), None),
+        (Method::POST, format!("/v1/workflows/{hash}/deprecate"), None),
+        (Method::POST, "/v1/runs".into(), Some(json!({ "workflow": hash, "input": { "name": "A" } }))),
+        (Method::GET, format!("/v1/runs/{run}"), None),
+        (Method::GET, format!("/v1/runs/{run}/timeline"), None),
+        (Method::POST, format!("/v1/runs/{run}/cancel"), None),
+        (Method::POST, format!("/v1/runs/{run}/signal"), Some(json!({ "name": "go" }))),
+        (Method::POST, format!("/v1/runs/{run}/resume"), None),
+    ];
+    for (method, path, body) in probes {
+        let (status, answer) = api.call(method.clone(), &path, &a, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+    }
+    // Lists show A's own things only; B's key is still good, its run still waits.
+    for path in ["/v1/runs", "/v1/workflows"] {
+        let (_, listed) = api.call(Method::GET, path, &a, None).await;
+        let items = listed.as_object().unwrap().values().find_map(Value::as_array).unwrap();
+        assert!(items.is_empty(), "{path}: {listed}");
+    }
+    let (status, _) = api.start(&a, &hash, json!({ "name": "A" }), Some("b-key")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "B's idempotency key means nothing to A");
+    let (_, run) = api.call(Method::GET, &format!("/v1/runs/{run}"), &b, None).await;
+    assert_eq!(run["status"], "running", "{run}");
+    let (_, keys) = api.call(Method::GET, "/v1/tenants/tenant-b/api-keys", &b, None).await;
+    assert_eq!(keys["api_keys"][0]["revoked_at"], Value::Null);
+}
+
+async fn bad_requests_get_a_4xx_in_the_error_shape(api: Api) {
+    let key = api.tenant("acme", "developer").await;
+    let send = |method: Method, path: &'static str, body: &'static [u8]| {
+        let key = key.clone();
+        let api = &api;
+        async move { api.raw(method, path, Some(&key), Some(body.to_vec())).await }
+    };
+    let expect = |(status, body): (StatusCode, Value), want: StatusCode, code: &str| {
+        assert_eq!((status, body["error"]["code"].as_str().unwrap_or("<no error>")), (want, code), "{body}");
+        body
+    };
+    let body =
+        expect(send(Method::POST, "/v1/workflows", b"{\"source\": ").await, StatusCode::BAD_REQUEST, "malformed_json");
+    assert!(body["error"]["message"].as_str().unwrap().contains("line 1"), "{body}");
+    expect(send(Method::POST, "/v1/workflows", b"").await, StatusCode::BAD_REQUEST, "malformed_json");
+    let body = expect(
+        send(Method::POST, "/v1/workflows", br#"{"source": "{}", "sauce": 1}"#).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("sauce"), "{body}");
+    let body =
+        expect(send(Method::POST, "/v1/runs", br#"{"workflow": 7}"#).await, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(body["error"]["path"], "$.workflow");
+    let big = format!(r#"{{"source": "{}"}}"#, "x".repeat(100 * 1024));
+    let (status, body) = api.raw(Method::POST, "/v1/workflows", Some(&key), Some(big.into_bytes())).await;
+    expect((status, body), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    // A workflow that does not validate: every problem with line:column.
+    let source = "{\n  \"name\": \"bad\",\n  \"steps\": [\n    { \"id\": \"a\", \"uses\": \"nope/nothing\" }\n  ]\n}";
+    let (status, body) = api.call(Method::POST, "/v1/workflows", &key, Some(json!({ "source": source }))).await;
+    let body = expect((status, body), StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow");
+    let problem = &body["error"]["diagnostics"][0];
+    assert_eq!((&problem["path"], &problem["line"]), (&json!("$.steps[0].uses"), &json!(4)), "{body}");
+    let (_, validation) =
+        api.call(Method::POST, "/v1/workflows/validate", &key, Some(json!({ "source": source }))).await;
+    assert_eq!((&validation["valid"], &validation["diagnostics"][0]["line"]), (&json!(false), &json!(4)));
+
+    // Ids, cursors, queries and routes that do not exist.
+    let get = |path: &'static str| api.call(Method::GET, path, &key, None);
+    expect(get("/v1/runs/not-a-run").await, StatusCode::NOT_FOUND, "not_found");
+    expect(get("/v1/runs/%00%ff").await, StatusCode::BAD_REQUEST, "invalid_request");
+    expect(get("/v1/workflows/sha256:nope").await, StatusCode::NOT_FOUND, "not_found");
+    expect(get("/v1/runs?cursor=!!!").await, StatusCode::BAD_REQUEST, "invalid_cursor");
+    expect(get("/v1/runs?cursor=MTIz").await, StatusCode::BAD_REQUEST, "invalid_cursor");
+    expect(get("/v1/runs?limit=0").await, StatusCode::BAD_REQUEST, "invalid_request");
+    expect(get("/v1/runs?limit=ten").await, StatusCode::BAD_REQUEST, "invalid_request");
+    expect(get("/v1/runs?status=sleepy").await, StatusCode::BAD_REQUEST, "invalid_request");
+    expect(get("/v1/runs?colour=red").await, StatusCode::BAD_REQUEST, "invalid_request");
+    expect(get("/v1/nothing-here").await, StatusCode::NOT_FOUND, "not_found");
+    let hash = api.workflow(&key, greeter()).await;
+    let (status, body) = api.start(&key, &hash, json!({ "nom": "x" }), None).await;
+    expect((status, body), StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    let (_, started) = api.start(&key, &hash, json!({ "name": "x" }), None).await;
+    let run = started["run"]["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/runs/{run}/signal");
+    let (status, body) = api.call(Method::POST, &path, &key, Some(json!({ "name": "stop" }))).await;
+    expect((status, body), StatusCode::UNPROCESSABLE_ENTITY, "unknown_signal");
+    let (status, body) =
+        api.call(Method::POST, &format!("/v1/runs/{run}/cancel"), &key, Some(json!({ "why": 1 }))).await;
+    expect((status, body), StatusCode::BAD_REQUEST, "invalid_request");
+    let (status, body) = api.call(Method::POST, &format!("/v1/runs/{run}/cancel"), &key, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(api.finished(&key, &run).await["status"], "cancelled");
+    let (status, body) = api.call(Method::POST, &format!("/v1/runs/{run}/cancel"), &key, None).await;
+    expect((status, body), StatusCode::CONFLICT, "run_finished");
+    let (status, body) = api.call(Method::POST, "/v1/tenants", &api.admin, Some(json!({ "id": "Bad Id" }))).await;
+    expect((status, body), StatusCode::BAD_REQUEST, "invalid_request");
+    let (status, body) = api.call(Method::POST, "/v1/tenants", &api.admin, Some(json!({ "id": "acme" }))).await;
+    expect((status, body), StatusCode::CONFLICT, "tenant_exists");
+}
+
+async fn keys_are_checked_scoped_and_revocable(api: Api) {
+    let viewer = api.tenant("acme", "viewer").await;
+    let expect = |(status, body): (StatusCode, Value), want: StatusCode, code: &str| {
+        assert_eq!((status, body["error"]["code"].as_str().unwrap_or("")), (want, code), "{body}");
+    };
+    expect(api.raw(Method::GET, "/v1/runs", None, None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    expect(
+        api.call(Method::GET, "/v1/runs", "weft_nope_nope", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    expect(api.call(Method::GET, "/v1/runs", "garbage", None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let forged = format!("{}x", &viewer[..viewer.len() - 1]);
+    expect(api.call(Method::GET, "/v1/runs", &forged, None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(api.call(Method::GET, "/v1/runs", &viewer, None).await.0, StatusCode::OK);
+    let body = json!({ "source": serde_json::to_string(&echo()).unwrap() });
+    expect(api.call(Method::POST, "/v1/workflows", &viewer, Some(body)).await, StatusCode::FORBIDDEN, "forbidden");
+    expect(api.call(Method::GET, "/v1/runs", &api.admin, None).await, StatusCode::FORBIDDEN, "forbidden");
+    expect(api.call(Method::GET, "/v1/tenants", &viewer, None).await, StatusCode::FORBIDDEN, "forbidden");
+    let make = json!({ "name": "x", "role": "super_admin" });
+    let (status, body) = api.call(Method::POST, "/v1/tenants/acme/api-keys", &api.admin, Some(make)).await;
+    expect((status, body), StatusCode::UNPROCESSABLE_ENTITY, "invalid_role");
+
+    let (_, listed) = api.call(Method::GET, "/v1/tenants/acme/api-keys", &api.admin, None).await;
+    let id = listed["api_keys"][0]["id"].as_str().unwrap().to_string();
+    assert!(listed["api_keys"][0]["last_used_at"].is_i64(), "use is recorded: {listed}");
+    assert!(!listed.to_string().contains(&viewer[viewer.len() - 20..]), "no secret is listed");
+    let path = format!("/v1/tenants/acme/api-keys/{id}");
+    assert_eq!(api.call(Method::DELETE, &path, &api.admin, None).await.0, StatusCode::NO_CONTENT);
+    expect(api.call(Method::GET, "/v1/runs", &viewer, None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (_, listed) = api.call(Method::GET, "/v1/tenants/acme/api-keys", &api.admin, None).await;
+    assert!(listed["api_keys"][0]["revoked_at"].is_i64());
+}
