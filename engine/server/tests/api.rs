@@ -182,6 +182,10 @@ async fn a_tenant_starts_a_run_once_per_key_and_reads_it_back(api: Api) {
     assert_eq!(listed["runs"], json!([]));
 }
 
+/// A documented route's call: method, template, concrete path, key, body,
+/// and the status expected.
+type Call<'a> = (Method, &'a str, String, &'a str, Option<Value>, StatusCode);
+
 /// Every route the document lists, called once, in an order that makes
 /// each meaningful; the document must list exactly these.
 async fn every_documented_route_answers(api: Api) {
@@ -208,8 +212,7 @@ async fn every_documented_route_answers(api: Api) {
     let spare = made["id"].as_str().unwrap().to_string();
     let source = serde_json::to_string(&echo()).unwrap();
 
-    // (method, template, concrete path, key, body, expected status)
-    let calls: Vec<(Method, &str, String, &str, Option<Value>, StatusCode)> = vec![
+    let calls: Vec<Call<'_>> = vec![
         (Method::GET, "/healthz", "/healthz".into(), &key, None, StatusCode::OK),
         (Method::GET, "/readyz", "/readyz".into(), &key, None, StatusCode::OK),
         (Method::POST, "/v1/tenants", "/v1/tenants".into(), &admin, Some(json!({ "id": "beta" })), StatusCode::CREATED),
