@@ -253,6 +253,7 @@ impl Drive<'_> {
                 let until = self.wake_at.unwrap_or(weft_store::PARKED_UNTIL_SIGNALLED);
                 if self.engine.store.park_run(tenant, id, owner, self.known, until).await? {
                     tracing::debug!(wake_at = until, "run.park");
+                    crate::telemetry::parked();
                     return Ok(self.outcome());
                 }
                 // A signal or a cancel came in since the last look (or the
@@ -381,6 +382,9 @@ impl Drive<'_> {
         self.wake_at = decision.wake_at();
         let batch = std::mem::take(&mut self.staged);
         self.append(batch).await?;
+        if let Some(status) = decision.finish() {
+            crate::telemetry::run_finished(&self.run.tenant, &self.run.workflow_name, status);
+        }
         Ok(decision.effects)
     }
 
@@ -508,7 +512,10 @@ impl Drive<'_> {
                 let error = StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id));
                 return Finished { attempt, result: Err(error), logs: Logs::default() };
             };
+            let started = Instant::now();
             let invocation = host.invoke_logged(&digest, &ctx, &uses.action, &input, timeout).await;
+            let seconds = started.elapsed().as_secs_f64();
+            crate::telemetry::step_attempt(&ctx.tenant, &uses.connector, invocation.result.is_ok(), seconds);
             Finished { attempt, result: invocation.result.map_err(step_error), logs: journaled(invocation.logs) }
         }
     }

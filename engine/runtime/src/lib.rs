@@ -29,6 +29,7 @@ mod children;
 mod driver;
 mod lease;
 mod standing;
+mod telemetry;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -391,6 +392,7 @@ impl Engine {
             at: now,
         };
         self.store.create_run(new, &events).await?;
+        telemetry::run_started(tenant, &definition.workflow.name);
         let record = RunRecord {
             id: run_id.clone(),
             tenant: tenant.to_string(),
@@ -528,6 +530,9 @@ impl Engine {
             let decision = weft_core::decide(&definition, &state, now);
             self.cancel_children(tenant, &decision.effects).await?;
             self.store.append(tenant, &run.id, &decision.events, now).await?;
+            if let Some(status) = decision.finish() {
+                telemetry::run_finished(tenant, &run.workflow_name, status);
+            }
         }
         Ok(self.store.find_run(tenant, &run.id).await?)
     }

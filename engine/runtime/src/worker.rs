@@ -120,7 +120,11 @@ impl Worker {
         let until = now + self.engine.config.lease_ttl.as_millis() as i64;
         let claimed = self.engine.store.claim_due_runs(&self.engine.owner, now, until, free as i64).await?;
         let n = claimed.len();
-        for (tenant, run_id) in claimed {
+        crate::telemetry::claimed(n, claimed.iter().filter(|c| c.taken_over).count());
+        for weft_store::Claimed { tenant, run_id, taken_over } in claimed {
+            if taken_over {
+                tracing::info!(tenant, run_id, "run.takeover");
+            }
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => self.spawn(tenant, run_id, permit),
                 Err(_) => self.engine.release_lease(&tenant, &run_id).await,

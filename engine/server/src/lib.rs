@@ -92,6 +92,11 @@ impl AppState {
         &self.inner.keys
     }
 
+    /// This process's worker, if it has one.
+    pub(crate) fn worker(&self) -> Option<&Worker> {
+        self.inner.worker.as_ref()
+    }
+
     /// Hands a run this process created to its worker, or, without one,
     /// lets its lease go so that a worker elsewhere claims it.
     pub(crate) async fn drive(&self, tenant: &str, run_id: &str) {
@@ -111,6 +116,7 @@ pub struct Server {
 impl Server {
     /// Opens the database (migrating it) and builds the engine.
     pub async fn start(config: ServerConfig) -> Result<Server, Error> {
+        routes::metrics::handle();
         let engine = config.assembly.engine().await?;
         let worker = config.worker.clone().map(|c| Worker::new(engine.clone(), c));
         let state = AppState { inner: Arc::new(Shared { engine, worker, keys: Keys::default() }) };
@@ -200,6 +206,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(routes::runs::routes())
         .merge(routes::connectors::routes())
         .merge(routes::health::routes())
+        .merge(routes::metrics::routes())
         .finish_api_with(&mut api, routes::document);
     let document: Arc<str> = serde_json::to_string(&api).expect("the OpenAPI document serializes").into();
     documented

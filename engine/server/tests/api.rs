@@ -75,6 +75,8 @@ impl Api {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let value = if bytes.is_empty() {
             Value::Null
+        } else if path == "/metrics" {
+            Value::String(String::from_utf8(bytes.to_vec()).unwrap())
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
         };
@@ -123,10 +125,21 @@ impl Api {
             if run["status"] != "running" {
                 return run;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "the run did not finish: {run}");
+            if started.elapsed() > Duration::from_secs(20) {
+                let (_, timeline) = self.call(Method::GET, &format!("/v1/runs/{id}/timeline"), key, None).await;
+                panic!("the run did not finish: {run}\n{:#}", timeline["events"]);
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A name no other test in this process uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{nanos:x}-{n}")
 }
 
 fn greeter() -> Value {
@@ -199,7 +212,9 @@ async fn every_documented_route_answers(api: Api) {
     }
     documented.sort();
 
-    let key = api.tenant("acme", "admin").await;
+    // A tenant of its own: the metrics it reads are the process's.
+    let tenant = unique("docs");
+    let key = api.tenant(&tenant, "admin").await;
     let admin = api.admin.clone();
     let hash = api.workflow(&key, greeter()).await;
     let (_, started) = api.start(&key, &hash, json!({ "name": "Ada" }), None).await;
@@ -207,7 +222,12 @@ async fn every_documented_route_answers(api: Api) {
     let (_, other) = api.start(&key, &hash, json!({ "name": "Bo" }), None).await;
     let other = other["run"]["id"].as_str().unwrap().to_string();
     let (_, made) = api
-        .call(Method::POST, "/v1/tenants/acme/api-keys", &key, Some(json!({ "name": "spare", "role": "viewer" })))
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/api-keys"),
+            &key,
+            Some(json!({ "name": "spare", "role": "viewer" })),
+        )
         .await;
     let spare = made["id"].as_str().unwrap().to_string();
     let source = serde_json::to_string(&echo()).unwrap();
@@ -215,22 +235,37 @@ async fn every_documented_route_answers(api: Api) {
     let calls: Vec<Call<'_>> = vec![
         (Method::GET, "/healthz", "/healthz".into(), &key, None, StatusCode::OK),
         (Method::GET, "/readyz", "/readyz".into(), &key, None, StatusCode::OK),
-        (Method::POST, "/v1/tenants", "/v1/tenants".into(), &admin, Some(json!({ "id": "beta" })), StatusCode::CREATED),
+        (Method::GET, "/metrics", "/metrics".into(), &key, None, StatusCode::OK),
+        (
+            Method::POST,
+            "/v1/tenants",
+            "/v1/tenants".into(),
+            &admin,
+            Some(json!({ "id": unique("beta") })),
+            StatusCode::CREATED,
+        ),
         (Method::GET, "/v1/tenants", "/v1/tenants".into(), &admin, None, StatusCode::OK),
-        (Method::GET, "/v1/tenants/{tenant}", "/v1/tenants/acme".into(), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/tenants/{tenant}", format!("/v1/tenants/{tenant}"), &key, None, StatusCode::OK),
         (
             Method::POST,
             "/v1/tenants/{tenant}/api-keys",
-            "/v1/tenants/acme/api-keys".into(),
+            format!("/v1/tenants/{tenant}/api-keys"),
             &key,
             Some(json!({ "name": "ci", "role": "operator" })),
             StatusCode::CREATED,
         ),
-        (Method::GET, "/v1/tenants/{tenant}/api-keys", "/v1/tenants/acme/api-keys".into(), &key, None, StatusCode::OK),
+        (
+            Method::GET,
+            "/v1/tenants/{tenant}/api-keys",
+            format!("/v1/tenants/{tenant}/api-keys"),
+            &key,
+            None,
+            StatusCode::OK,
+        ),
         (
             Method::DELETE,
             "/v1/tenants/{tenant}/api-keys/{key}",
-            format!("/v1/tenants/acme/api-keys/{spare}"),
+            format!("/v1/tenants/{tenant}/api-keys/{spare}"),
             &key,
             None,
             StatusCode::NO_CONTENT,
@@ -298,6 +333,20 @@ async fn every_documented_route_answers(api: Api) {
     assert_eq!(api.finished(&key, &other).await["status"], "cancelled");
     let (status, refused) = api.start(&key, &hash, json!({ "name": "Cy" }), None).await;
     assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("workflow_deprecated")));
+
+    // The metrics count this tenant's runs by workflow and status.
+    let (_, metrics) = api.raw(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        format!(r#"weft_runs_started_total{{tenant="{tenant}",workflow="greeter"}} 2"#),
+        format!(r#"weft_runs_finished_total{{tenant="{tenant}",workflow="greeter",status="completed"}} 1"#),
+        format!(r#"weft_runs_finished_total{{tenant="{tenant}",workflow="greeter",status="cancelled"}} 1"#),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    for name in ["weft_step_duration_seconds_bucket", "weft_runs_due ", "weft_http_request_duration_seconds_count"] {
+        assert!(metrics.contains(name), "{name} in:\n{metrics}");
+    }
 }
 
 async fn a_tenant_sees_nothing_of_another(api: Api) {

@@ -116,9 +116,10 @@ impl Db {
         self.backend == Backend::Postgres
     }
 
-    /// Whether a claim passes over rows another transaction has locked
-    /// (`FOR UPDATE SKIP LOCKED`, Postgres) rather than relying on writers
-    /// taking turns (SQLite's `BEGIN IMMEDIATE`).
+    /// Whether a claim is one statement that passes over rows another
+    /// transaction has locked (`FOR UPDATE SKIP LOCKED`, Postgres) rather
+    /// than a read and a write in a transaction that writers take turns at
+    /// (SQLite's `BEGIN IMMEDIATE`).
     pub(crate) fn skips_locked_rows(&self) -> bool {
         self.backend == Backend::Postgres
     }

@@ -32,7 +32,7 @@ use db::Db;
 pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use db::{Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
-pub use runs::{Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
+pub use runs::{Claimed, Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
 /// The database driver's error, which [`Error::Database`] carries.
 pub use sqlx::Error as SqlxError;
 pub use tenants::{ApiKey, Tenant};

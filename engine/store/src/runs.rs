@@ -98,6 +98,18 @@ pub struct RunRecord {
     pub wake_at: i64,
 }
 
+/// A run a worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Claimed {
+    /// Its tenant.
+    pub tenant: String,
+    /// Its id.
+    pub run_id: String,
+    /// Whether another driver's lease on it had expired (that driver died
+    /// or stalled): a takeover, rather than a parked or new run.
+    pub taken_over: bool,
+}
+
 /// When a run waiting only for a signal is parked until: never, until the
 /// signal wakes it.
 pub const PARKED_UNTIL_SIGNALLED: i64 = i64::MAX;
@@ -205,20 +217,38 @@ impl Store {
     /// Claims up to `limit` top-level runs that are due at `now` and that
     /// nobody drives (parked runs whose time has come, new runs whose
     /// starter let them go, runs whose driver died): `owner` holds their
-    /// leases until `until`. Returns (tenant, run id) of each, across
-    /// tenants: workers serve every tenant. Two workers never claim one run.
-    pub async fn claim_due_runs(&self, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<(String, String)>> {
-        let sql = sql::claim_due_runs(self.db.skips_locked_rows());
-        let mut tx = self.db.begin_write().await?;
-        let rows = sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(until)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(rows.into_iter().map(|row| (row.tenant_id, row.id)).collect())
+    /// leases until `until`. Returns them across tenants (workers serve
+    /// every tenant). Two workers never claim one run.
+    pub async fn claim_due_runs(&self, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<Claimed>> {
+        let rows = if self.db.skips_locked_rows() {
+            sqlx::query_as::<_, ClaimedRow>(sql::CLAIM_DUE_RUNS)
+                .bind(owner)
+                .bind(until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.db.pool)
+                .await?
+        } else {
+            let mut tx = self.db.begin_write().await?;
+            let rows =
+                sqlx::query_as::<_, ClaimedRow>(sql::SELECT_DUE_RUNS).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            if !rows.is_empty() {
+                let sql = sql::lease_runs(rows.len());
+                let mut lease = sqlx::query(AssertSqlSafe(sql)).bind(owner).bind(until);
+                for row in &rows {
+                    lease = lease.bind(&row.id);
+                }
+                lease.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            rows
+        };
+        let claimed = rows.into_iter().map(|row| Claimed {
+            tenant: row.tenant_id,
+            run_id: row.id,
+            taken_over: row.previous.is_some(),
+        });
+        Ok(claimed.collect())
     }
 
     /// How many top-level runs are due at `now` with nobody driving them.

@@ -102,17 +102,32 @@ pub(crate) const ACQUIRE_LEASE: &str = "UPDATE runs SET lease_owner = $1, lease_
                                         tenant_id = $6 AND status = 'running' AND (lease_owner IS NULL OR \
                                         lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)";
 
-/// Owner $1 takes, until $2, the leases of up to $4 top-level runs due at
-/// $3 whose leases are free or expired, most overdue first. With
-/// `skip_locked` (Postgres), rows another worker is claiming are passed
-/// over instead of waited for; SQLite's writers serialize anyway.
-pub(crate) fn claim_due_runs(skip_locked: bool) -> String {
-    format!(
-        "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN (SELECT id FROM runs \
-         WHERE status = 'running' AND parent_id IS NULL AND wake_at <= $3 \
-         AND (lease_owner IS NULL OR lease_until < $3) ORDER BY wake_at LIMIT $4{}) RETURNING tenant_id, id",
-        if skip_locked { " FOR UPDATE SKIP LOCKED" } else { "" }
-    )
+/// Postgres only: owner $1 takes, until $2, the leases of up to $4
+/// top-level runs due at $3 whose leases are free or expired, most overdue
+/// first, passing over rows another worker is claiming (`SKIP LOCKED`);
+/// returns each with the holder whose lease expired (null when free).
+pub(crate) const CLAIM_DUE_RUNS: &str = "WITH due AS (SELECT id, lease_owner AS previous FROM runs \
+                                         WHERE status = 'running' AND parent_id IS NULL AND wake_at <= $3 \
+                                         AND (lease_owner IS NULL OR lease_until < $3) ORDER BY wake_at \
+                                         LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                                         UPDATE runs SET lease_owner = $1, lease_until = $2 FROM due \
+                                         WHERE runs.id = due.id RETURNING runs.tenant_id, runs.id, due.previous";
+
+/// SQLite: the runs [`CLAIM_DUE_RUNS`] would claim (due at $1, at most
+/// $2), read inside the write transaction that then leases them with
+/// [`lease_runs`] (SQLite cannot return a joined row's old values).
+pub(crate) const SELECT_DUE_RUNS: &str = "SELECT tenant_id, id, lease_owner AS previous FROM runs \
+                                          WHERE status = 'running' AND parent_id IS NULL AND wake_at <= $1 \
+                                          AND (lease_owner IS NULL OR lease_until < $1) ORDER BY wake_at LIMIT $2";
+
+/// Leases `runs` runs (ids from $3 on) to owner $1 until $2.
+pub(crate) fn lease_runs(runs: usize) -> String {
+    let mut sql = String::from("UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN (");
+    for n in 0..runs {
+        let _ = write!(sql, "{}${}", if n > 0 { ", " } else { "" }, n + 3);
+    }
+    sql.push(')');
+    sql
 }
 
 /// Owner $4 parks run $2 (tenant $3) until $1 and gives up its lease, if its
@@ -332,11 +347,12 @@ pub(crate) struct ApiKeyRow {
     pub revoked_at: Option<i64>,
 }
 
-/// A row of [`claim_due_runs`].
+/// A row of [`CLAIM_DUE_RUNS`] and [`SELECT_DUE_RUNS`].
 #[derive(FromRow)]
 pub(crate) struct ClaimedRow {
     pub tenant_id: String,
     pub id: String,
+    pub previous: Option<String>,
 }
 
 /// A row of [`SELECT_EVENTS`].

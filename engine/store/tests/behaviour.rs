@@ -527,9 +527,9 @@ async fn parked_runs_are_claimed_when_due_and_once(store: Store) {
     // New runs that nobody leases are due at once; a child is its parent's.
     let mut claimed = store.claim_due_runs("w1", now, later, 10).await.unwrap();
     claimed.sort();
-    let ids: Vec<&str> = claimed.iter().map(|(_, id)| id.as_str()).collect();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.run_id.as_str()).collect();
     assert_eq!(ids, ["run-p1", "run-p2", "run-p3"]);
-    assert!(claimed.iter().all(|(tenant, _)| tenant == DEFAULT_TENANT));
+    assert!(claimed.iter().all(|c| c.tenant == DEFAULT_TENANT && !c.taken_over), "{claimed:?}");
     assert!(store.claim_due_runs("w2", now, later, 10).await.unwrap().is_empty(), "claimed runs are leased");
 
     // Parked: p1 until a time, p2 until a signal; p3 stays leased.
@@ -551,18 +551,24 @@ async fn parked_runs_are_claimed_when_due_and_once(store: Store) {
     assert!(store.claim_due_runs("w2", now + 999, later, 10).await.unwrap().is_empty(), "not due yet");
     assert_eq!(store.due_runs(now + 1_000).await.unwrap(), 1);
     let due = store.claim_due_runs("w2", now + 1_000, later, 10).await.unwrap();
-    assert_eq!(due, [(DEFAULT_TENANT.to_string(), "run-p1".to_string())]);
+    assert_eq!(due, [claimed_run("run-p1", false)], "a parked run is no takeover");
     assert!(store.claim_due_runs("w3", now + 5_000, later, 10).await.unwrap().is_empty(), "once");
 
     // A signal makes p2 due.
     store.wake_run(DEFAULT_TENANT, "run-p2", now + 2_000).await.unwrap();
     let due = store.claim_due_runs("w3", now + 2_000, later, 10).await.unwrap();
-    assert_eq!(due, [(DEFAULT_TENANT.to_string(), "run-p2".to_string())]);
+    assert_eq!(due, [claimed_run("run-p2", false)]);
 
-    // A driver that dies leaves its runs to the lease's expiry.
+    // A driver that dies leaves its runs to the lease's expiry: a takeover.
     let due = store.claim_due_runs("w4", later + 1, later + 60_000, 1).await.unwrap();
     assert_eq!(due.len(), 1, "the limit holds");
-    assert_eq!(store.claim_due_runs("w4", later + 1, later + 60_000, 10).await.unwrap().len(), 2);
+    let rest = store.claim_due_runs("w4", later + 1, later + 60_000, 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(due.iter().chain(&rest).all(|c| c.taken_over), "{due:?} {rest:?}");
+}
+
+fn claimed_run(id: &str, taken_over: bool) -> weft_store::Claimed {
+    weft_store::Claimed { tenant: DEFAULT_TENANT.into(), run_id: id.into(), taken_over }
 }
 
 async fn a_signal_can_not_be_parked_past(store: Store) {

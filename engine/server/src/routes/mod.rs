@@ -4,6 +4,7 @@
 pub mod connectors;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod runs;
 pub mod tenants;
 pub mod workflows;
@@ -54,10 +55,13 @@ pub(crate) async fn request_id(request: Request, next: Next) -> Response {
         .map(str::to_string);
     let id = given.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
     let span = tracing::info_span!("http.request", request_id = %id, %method, %path);
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    // Unmatched paths share one label, so that probes cannot grow the series.
+    metrics::request(method.as_str(), route.as_deref().unwrap_or("unmatched"), status, started.elapsed().as_secs_f64());
     span.in_scope(|| {
         let ms = started.elapsed().as_secs_f64() * 1e3;
         if status >= 500 {

@@ -1,0 +1,54 @@
+//! The engine's metrics, through the `metrics` facade: a process that
+//! installs a recorder (the server, for `/metrics`) sees them; the CLI
+//! installs none, and they cost nothing there.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `weft_runs_started_total` | counter | tenant, workflow |
+//! | `weft_runs_finished_total` | counter | tenant, workflow, status |
+//! | `weft_step_duration_seconds` | histogram | tenant, connector, outcome |
+//! | `weft_runs_claimed_total` | counter | (none) |
+//! | `weft_lease_takeovers_total` | counter | (none) |
+//! | `weft_runs_parked_total` | counter | (none) |
+
+use weft_core::RunStatus;
+
+/// A run was created.
+pub(crate) fn run_started(tenant: &str, workflow: &str) {
+    metrics::counter!("weft_runs_started_total", "tenant" => tenant.to_string(), "workflow" => workflow.to_string())
+        .increment(1);
+}
+
+/// This process committed a run's end.
+pub(crate) fn run_finished(tenant: &str, workflow: &str, status: RunStatus) {
+    metrics::counter!(
+        "weft_runs_finished_total",
+        "tenant" => tenant.to_string(),
+        "workflow" => workflow.to_string(),
+        "status" => status.as_str()
+    )
+    .increment(1);
+}
+
+/// A connector call's attempt ended after `seconds`.
+pub(crate) fn step_attempt(tenant: &str, connector: &str, ok: bool, seconds: f64) {
+    metrics::histogram!(
+        "weft_step_duration_seconds",
+        "tenant" => tenant.to_string(),
+        "connector" => connector.to_string(),
+        "outcome" => if ok { "ok" } else { "error" }
+    )
+    .record(seconds);
+}
+
+/// A worker claimed runs, `taken_over` of them from drivers whose leases
+/// had expired.
+pub(crate) fn claimed(runs: usize, taken_over: usize) {
+    metrics::counter!("weft_runs_claimed_total").increment(runs as u64);
+    metrics::counter!("weft_lease_takeovers_total").increment(taken_over as u64);
+}
+
+/// A run was parked.
+pub(crate) fn parked() {
+    metrics::counter!("weft_runs_parked_total").increment(1);
+}
