@@ -338,11 +338,17 @@ fn main() -> ExitCode {
     stop_quietly_on_a_closed_pipe();
     let mut cli = Cli::parse();
     cli.db = cli.db_given.take().unwrap_or_else(|| default_store(std::env::current_dir().ok().as_deref()));
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // A service logs JSON lines (each request's under its request id) at
+    // `info`; the other commands log text for people, warnings only.
+    let service = matches!(cli.command, Command::Server { .. } | Command::Worker { .. });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .unwrap_or_else(|_| if service { "info" } else { "warn" }.into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if service {
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
