@@ -1,0 +1,242 @@
+//! `weft server` and `weft worker` as an operator runs them: real
+//! processes on a throwaway Postgres, driven over HTTP with API keys.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Backend, Sink, Workspace, text, wait_until};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A `weft server` or `weft worker` process, its output drained so that it
+/// never blocks on a full pipe.
+struct Service {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Service {
+    fn start(ws: &Workspace, args: &[&str]) -> Service {
+        let mut child = ws.weft().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let drain = |pipe: Box<dyn Read + Send>| {
+            let kept = Arc::new(Mutex::new(String::new()));
+            let into = kept.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut kept = into.lock().unwrap();
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            });
+            kept
+        };
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        Service { child, stderr, stdout }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The server's address, once it listens.
+    async fn address(&self) -> String {
+        let mut address = String::new();
+        wait_until("the server to listen", Duration::from_secs(60), || {
+            let stderr = self.stderr();
+            let found = stderr.lines().find_map(|l| l.strip_prefix("weft server listening on http://"));
+            address = found.map(|rest| rest.split_whitespace().next().unwrap().to_string()).unwrap_or_default();
+            !address.is_empty()
+        })
+        .await;
+        address
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the body (JSON, or a JSON
+/// string for text).
+async fn http(address: &str, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key.map(|k| format!("authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\n{auth}content-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
+    assert!(status < 500, "{method} {path}: {status} {body}");
+    (status, body)
+}
+
+/// A tenant with a developer key, made with the super-admin key; returns
+/// the developer key.
+async fn tenant(address: &str, admin: &str, id: &str) -> String {
+    let (status, _) = http(address, "POST", "/v1/tenants", Some(admin), Some(json!({ "id": id }))).await;
+    assert_eq!(status, 201);
+    let path = format!("/v1/tenants/{id}/api-keys");
+    let (status, made) =
+        http(address, "POST", &path, Some(admin), Some(json!({ "name": "ci", "role": "developer" }))).await;
+    assert_eq!(status, 201, "{made}");
+    made["secret"].as_str().unwrap().to_string()
+}
+
+async fn store_workflow(address: &str, key: &str, workflow: &Value) -> String {
+    let source = serde_json::to_string_pretty(workflow).unwrap();
+    let (status, created) = http(address, "POST", "/v1/workflows", Some(key), Some(json!({ "source": source }))).await;
+    assert_eq!(status, 201, "{created}");
+    created["workflow"]["hash"].as_str().unwrap().to_string()
+}
+
+/// The first line the server printed on stdout: the bootstrap key.
+async fn bootstrap_key(server: &Service) -> String {
+    let mut key = String::new();
+    wait_until("the bootstrap key", Duration::from_secs(30), || {
+        key = server.stdout.lock().unwrap().lines().next().unwrap_or_default().to_string();
+        !key.is_empty()
+    })
+    .await;
+    assert!(key.starts_with("weft_"), "{key}");
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_a_worker_on_postgres_serve_one_flow() {
+    let ws = Workspace::new(Backend::Postgres).await;
+    let server = Service::start(&ws, &["server", "--listen", "127.0.0.1:0", "--no-worker"]);
+    let address = server.address().await;
+    let admin = bootstrap_key(&server).await;
+    let _worker = Service::start(&ws, &["worker", "--park-after", "500ms"]);
+
+    let (status, ready) = http(&address, "GET", "/readyz", None, None).await;
+    assert_eq!((status, &ready["status"]), (200, &json!("ok")));
+    let key = tenant(&address, &admin, "acme").await;
+    let workflow = json!({ "name": "nap", "input": { "type": "object", "required": ["name"] }, "steps": [
+        { "id": "hello", "uses": "transform/echo", "with": { "greeting": "hello {{ input.name }}" } },
+        { "id": "nap", "sleep": "1500ms", "needs": ["hello"] },
+        { "id": "bye", "uses": "transform/echo", "with": { "was": "{{ steps.hello.output.greeting }}" }, "needs": ["nap"] }
+    ] });
+    let hash = store_workflow(&address, &key, &workflow).await;
+    let start = json!({ "workflow": hash, "input": { "name": "Ada" }, "idempotency_key": "order-1" });
+    let (status, first) = http(&address, "POST", "/v1/runs", Some(&key), Some(start.clone())).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = http(&address, "POST", "/v1/runs", Some(&key), Some(start)).await;
+    assert_eq!((status, &again["created"]), (200, &json!(false)));
+    let run = first["run"]["id"].as_str().unwrap().to_string();
+    assert_eq!(again["run"]["id"], json!(run), "one run per idempotency key");
+
+    let mut done = Value::Null;
+    let path = format!("/v1/runs/{run}");
+    for _ in 0..600 {
+        done = http(&address, "GET", &path, Some(&key), None).await.1;
+        if done["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["status"], "completed", "{done}\nworker: {}", _worker.stderr());
+    assert_eq!(done["output"], json!({ "was": "hello Ada" }));
+    let (_, timeline) = http(&address, "GET", &format!("/v1/runs/{run}/timeline"), Some(&key), None).await;
+    let steps: Vec<&str> = timeline["timeline"].as_array().unwrap().iter().filter_map(|e| e["step"].as_str()).collect();
+    assert_eq!(steps, ["hello", "nap", "bye"], "{timeline:#}");
+    let (_, listed) = http(&address, "GET", "/v1/runs", Some(&key), None).await;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 1);
+
+    // The server started the run; the worker ended it, so the server's
+    // metrics count the start, and the queue is empty.
+    let (status, metrics) = http(&address, "GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"weft_runs_started_total{tenant="acme",workflow="nap"} 1"#), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "weft_runs_due 0"), "{metrics}");
+    assert!(server.stderr().contains(r#""request_id""#), "JSON logs carry request ids");
+
+    // The database has keys now: `weft admin bootstrap` refuses.
+    let out = ws.run(&["admin", "bootstrap"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("already has API keys"));
+}
+
+/// Three workers share the runs; one is killed with SIGKILL while they are
+/// under way. Its runs are taken over once its leases expire, and every run
+/// completes with no step completed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_one_killed_finish_every_run_once() {
+    const RUNS: usize = 30;
+    let ws = Workspace::new(Backend::Postgres).await;
+    let sink = Sink::start(&[]).await;
+    let server = Service::start(&ws, &["server", "--listen", "127.0.0.1:0", "--no-worker"]);
+    let address = server.address().await;
+    let admin = bootstrap_key(&server).await;
+    let mut workers: Vec<Service> =
+        (0..3).map(|_| Service::start(&ws, &["worker", "--slots", "8", "--park-after", "300ms"])).collect();
+    let key = tenant(&address, &admin, "acme").await;
+    let mut steps = Vec::new();
+    for n in 0..3 {
+        let needs: Vec<String> = if n == 0 { vec![] } else { vec![format!("nap{}", n - 1)] };
+        steps.push(json!({ "id": format!("s{n}"), "uses": "http/request", "needs": needs,
+            "with": { "method": "POST", "url": format!("{}/s{n}", sink.base), "body": { "run": "{{ input.n }}" } } }));
+        steps.push(json!({ "id": format!("nap{n}"), "sleep": "400ms", "needs": [format!("s{n}")] }));
+    }
+    let hash = store_workflow(&address, &key, &json!({ "name": "shared", "steps": steps })).await;
+    let mut runs = Vec::new();
+    for n in 0..RUNS {
+        let start = json!({ "workflow": hash, "input": { "n": n } });
+        let (status, started) = http(&address, "POST", "/v1/runs", Some(&key), Some(start)).await;
+        assert_eq!(status, 201, "{started}");
+        runs.push(started["run"]["id"].as_str().unwrap().to_string());
+    }
+    wait_until("runs under way", Duration::from_secs(60), || sink.hits("/s1").len() >= RUNS / 3).await;
+    workers[0].kill();
+
+    for run in &runs {
+        let path = format!("/v1/runs/{run}");
+        let mut status = Value::Null;
+        for _ in 0..1200 {
+            status = http(&address, "GET", &path, Some(&key), None).await.1["status"].clone();
+            if status != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "completed", "run {run}\n{}", workers[1].stderr());
+        let (_, timeline) = http(&address, "GET", &format!("/v1/runs/{run}/timeline"), Some(&key), None).await;
+        let mut completed: Vec<&str> = timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["type"] == "step_completed")
+            .map(|e| e["event"]["step"].as_str().unwrap())
+            .collect();
+        completed.sort();
+        assert_eq!(completed, ["s0", "s1", "s2"], "run {run}: each step completed once");
+    }
+    for n in 0..3 {
+        assert!(sink.hits(&format!("/s{n}")).len() >= RUNS, "every run reached s{n}");
+    }
+    let took_over = workers[1..].iter().any(|w| w.stderr().contains("run.takeover"));
+    assert!(took_over, "the killed worker's runs were taken over");
+}
