@@ -48,7 +48,14 @@ impl Engine {
                     Ok(Some(_)) => self.open(tenant, id).await.map(Child::Found),
                     Ok(None) => {
                         match self
-                            .create(tenant, definition, input.clone(), Origin::Child { id, parent }, None, true)
+                            .create(
+                                tenant,
+                                definition,
+                                input.clone(),
+                                Origin::Child { id, parent },
+                                None,
+                                crate::Begin::Started,
+                            )
                             .await
                         {
                             Ok((run, events, effects)) => Ok(Child::Created(run, events, effects)),

@@ -232,13 +232,15 @@ impl Engine {
     /// content hash and to the digests of the connectors it uses. The run is
     /// leased to this process; call [`Engine::drive`] next.
     pub async fn start(&self, tenant: &str, definition: &Definition, input: Value) -> Result<String> {
-        Ok(self.create(tenant, definition, input, Origin::New, None, false).await?.0.id)
+        Ok(self.create(tenant, definition, input, Origin::New, None, Begin::Bare).await?.0.id)
     }
 
     /// Creates a run as [`Engine::start`] does, once per idempotency `key`:
     /// when the tenant already has a run started with `key`, that run is
     /// returned instead, with `false`. A new run is leased to this process
-    /// (drive it, or let its lease go for a worker to claim).
+    /// (drive it, or let its lease go for a worker to claim), except, on an
+    /// engine that parks, one whose first steps only wait: it is written
+    /// parked (its record has no lease owner), for a worker to claim when due.
     pub async fn start_once(
         &self,
         tenant: &str,
@@ -251,7 +253,8 @@ impl Engine {
         {
             return Ok((run, false));
         }
-        match self.create(tenant, definition, input, Origin::New, key, false).await {
+        let begin = if self.config.park_after.is_some() { Begin::ParkedIfWaiting } else { Begin::Bare };
+        match self.create(tenant, definition, input, Origin::New, key, begin).await {
             Ok((run, _, _)) => Ok((run, true)),
             // Another request with the same key won the race.
             Err(Error::Store(weft_store::Error::IdempotencyKeyUsed(key))) => {
@@ -271,7 +274,7 @@ impl Engine {
         input: Value,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
-        let (run, events, effects) = self.create(tenant, definition, input, Origin::New, None, true).await?;
+        let (run, events, effects) = self.create(tenant, definition, input, Origin::New, None, Begin::Started).await?;
         self.drive_created(run, definition, events, effects, observer).await
     }
 
@@ -309,7 +312,8 @@ impl Engine {
             connectors,
             reused,
         };
-        let (created, events, effects) = self.create(&run.tenant, definition, state.input, origin, None, true).await?;
+        let (created, events, effects) =
+            self.create(&run.tenant, definition, state.input, origin, None, Begin::Started).await?;
         self.drive_created(created, definition, events, effects, observer).await
     }
 
@@ -333,11 +337,10 @@ impl Engine {
     }
 
     /// Creates a run of `origin` (with a new id, or the child run's);
-    /// returns its row and journal as written. With `first_steps`, the
-    /// steps that can start at once are started in the same commit, for a
-    /// caller that drives the run next ([`Engine::drive_created`]) and
-    /// performs the effects returned. With an idempotency `key`, a second
-    /// run with the same key is refused by the store.
+    /// returns its row and journal as written. `begin` says whether the
+    /// steps that can start at once start in the same commit (see [`Begin`]).
+    /// With an idempotency `key`, a second run with the same key is refused
+    /// by the store.
     async fn create(
         &self,
         tenant: &str,
@@ -345,7 +348,7 @@ impl Engine {
         input: Value,
         origin: Origin<'_>,
         key: Option<&str>,
-        first_steps: bool,
+        begin: Begin,
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
         limits::check_value(&input, "the run input", limits::MAX_VALUE_BYTES)?;
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
@@ -373,22 +376,36 @@ impl Engine {
         let mut events = vec![started];
         events.extend(reused);
         let mut effects = Vec::new();
-        if first_steps {
+        // With nothing to drive (a first sleep, a first wait), the run is
+        // written parked: no process holds it until it is due.
+        let mut parked_until = None;
+        if begin != Begin::Bare {
             let mut state = RunState::replay(&run_id, definition, events.iter());
             let decision = weft_core::advance(definition, &mut state, now);
-            events.extend(decision.events);
-            effects = decision.effects;
+            let waits_only = decision.effects.iter().all(|e| matches!(e, Effect::WakeAt(_)));
+            let until = decision.wake_at().unwrap_or(weft_store::PARKED_UNTIL_SIGNALLED);
+            let far = self.config.park_after.is_some_and(|min| until - now >= min.as_millis() as i64);
+            if begin == Begin::Started || (waits_only && far && parent.is_none() && !state.status.is_terminal()) {
+                events.extend(decision.events);
+                effects = decision.effects;
+                parked_until = (begin == Begin::ParkedIfWaiting).then_some(until);
+            }
         }
+        let lease = match parked_until {
+            Some(_) => None,
+            None => Some((self.owner.as_str(), now + self.config.lease_ttl.as_millis() as i64)),
+        };
         let new = NewRun {
             id: &run_id,
             tenant,
             workflow_name: &definition.workflow.name,
             workflow_hash: &definition.hash,
             input: &input,
-            lease: Some((&self.owner, now + self.config.lease_ttl.as_millis() as i64)),
+            lease,
             parent,
             retry_of: retried.as_deref(),
             idempotency_key: key,
+            wake_at: parked_until.unwrap_or(0),
             at: now,
         };
         self.store.create_run(new, &events).await?;
@@ -403,14 +420,14 @@ impl Engine {
             output: None,
             error: None,
             last_seq: events.len() as i64,
-            lease_owner: Some(self.owner.clone()),
-            lease_until: Some(now + self.config.lease_ttl.as_millis() as i64),
+            lease_owner: lease.map(|(owner, _)| owner.to_string()),
+            lease_until: lease.map(|(_, until)| until),
             created_at: now,
             updated_at: now,
             parent_id: parent.map(str::to_string),
             retry_of: retried.clone(),
             idempotency_key: key.map(str::to_string),
-            wake_at: 0,
+            wake_at: parked_until.unwrap_or(0),
         };
         let stored =
             events.into_iter().zip(1..).map(|(event, seq)| weft_store::StoredEvent { seq, at: now, event }).collect();
@@ -541,6 +558,18 @@ impl Engine {
     pub async fn unfinished(&self, tenant: &str) -> Result<Vec<RunRecord>> {
         Ok(self.store.unfinished_runs(tenant).await?)
     }
+}
+
+/// How far a new run gets in the commit that creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    /// Only its start: whoever drives it starts its first steps.
+    Bare,
+    /// Its first steps start too; the caller performs the effects.
+    Started,
+    /// When its first steps only wait (long enough to park), they start
+    /// and the run is written parked; otherwise as `Bare`.
+    ParkedIfWaiting,
 }
 
 /// Where a new run comes from.

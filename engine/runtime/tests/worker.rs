@@ -29,7 +29,11 @@ macro_rules! both_stores {
     };
 }
 
-both_stores!(a_waiting_run_is_parked_and_woken_by_its_time_and_its_signal, an_idempotency_key_starts_one_run);
+both_stores!(
+    a_waiting_run_is_parked_and_woken_by_its_time_and_its_signal,
+    an_idempotency_key_starts_one_run,
+    a_run_that_starts_with_a_sleep_is_written_parked
+);
 
 async fn engine(url: &str) -> Engine {
     let store = Store::connect(url).await.unwrap();
@@ -78,7 +82,8 @@ async fn a_waiting_run_is_parked_and_woken_by_its_time_and_its_signal(url: Strin
     let (run, created) = engine.start_once(DEFAULT_TENANT, &def, json!({}), None).await.unwrap();
     assert!(created);
     let started = Instant::now();
-    worker.adopt(DEFAULT_TENANT, &run.id).await;
+    // It begins with a sleep: it is written parked, with nothing to adopt.
+    assert_eq!(run.lease_owner, None);
 
     // The sleep parks it: no lease, due when the nap ends, no task.
     let parked = until(&engine, &run.id, "parked for its sleep", |r| r.wake_at > 0).await;
@@ -139,4 +144,48 @@ async fn an_idempotency_key_starts_one_run(url: String) {
     }
     ids.dedup();
     assert_eq!((ids.len(), new), (1, 1), "{ids:?}");
+}
+
+async fn a_run_that_starts_with_a_sleep_is_written_parked(url: String) {
+    let engine = engine(&url).await;
+    let text = json!({ "name": "later", "steps": [
+        { "id": "nap", "sleep": "800ms" },
+        { "id": "done", "uses": "transform/echo", "with": { "ok": true }, "needs": ["nap"] }
+    ] });
+    let def = weft_workflows::load("later.json", &text.to_string(), &engine.catalog(DEFAULT_TENANT)).unwrap();
+    let (run, created) = engine.start_once(DEFAULT_TENANT, &def, json!({}), None).await.unwrap();
+    assert!(created);
+    assert_eq!(run.lease_owner, None, "nobody holds it");
+    let stored = record(&engine, &run.id).await;
+    assert_eq!((stored.lease_owner.as_deref(), stored.wake_at), (None, run.wake_at));
+    assert!(stored.wake_at >= stored.created_at + 800, "due when its sleep ends: {stored:?}");
+    let events = engine.store().load_events(DEFAULT_TENANT, &run.id, 0).await.unwrap();
+    assert!(events.iter().any(|e| matches!(e.event, Event::TimerSet { .. })), "its sleep started as it was written");
+
+    let worker =
+        Worker::new(engine.clone(), WorkerConfig { poll_interval: Duration::from_millis(50), ..Default::default() });
+    let claiming = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.run(std::future::pending()).await }
+    });
+    let done = until(&engine, &run.id, "completed", |r| r.status.is_terminal()).await;
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    claiming.abort();
+
+    // A run whose first step is a call is leased to its starter, to drive.
+    let (busy, _) = engine.start_once(DEFAULT_TENANT, &definition(&engine), json!({}), None).await.unwrap();
+    let (next, _) = engine
+        .start_once(
+            DEFAULT_TENANT,
+            &{
+                let text = json!({ "name": "now", "steps": [{ "id": "a", "uses": "transform/echo", "with": {} }] });
+                weft_workflows::load("now.json", &text.to_string(), &engine.catalog(DEFAULT_TENANT)).unwrap()
+            },
+            json!({}),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(busy.lease_owner.is_none(), "`patient` starts with a sleep");
+    assert!(next.lease_owner.is_some());
 }

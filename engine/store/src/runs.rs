@@ -29,6 +29,9 @@ pub struct NewRun<'a> {
     /// The caller's idempotency key: a second run with the same key (in
     /// the tenant) is refused with [`Error::IdempotencyKeyUsed`].
     pub idempotency_key: Option<&'a str>,
+    /// When it is due, parked (ms); 0 for a run that is due as soon as
+    /// nobody drives it.
+    pub wake_at: i64,
     /// When it is created (ms).
     pub at: i64,
 }
@@ -186,7 +189,8 @@ impl Store {
             .bind(output)
             .bind(error)
             .bind(run.retry_of)
-            .bind(run.idempotency_key);
+            .bind(run.idempotency_key)
+            .bind(run.wake_at);
         let key_used = |e: sqlx::Error| match (&e, run.idempotency_key) {
             (sqlx::Error::Database(db), Some(key)) if db.is_unique_violation() => {
                 Error::IdempotencyKeyUsed(key.to_string())

@@ -53,11 +53,11 @@ pub(crate) const DEPRECATE_WORKFLOW: &str = "UPDATE workflows SET deprecated_at 
 /// A run's summary row: id, tenant, name, hash, input ($5), lease owner and
 /// until ($6, $7), created ($8), last seq ($9), parent ($10), status ($11),
 /// output and error ($12, $13), the run it retries ($14), its idempotency
-/// key ($15).
+/// key ($15), when it is due if parked ($16).
 pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, \
                                      last_seq, lease_owner, lease_until, created_at, updated_at, parent_id, output, \
-                                     error, retry_of, idempotency_key) VALUES ($1, $2, $3, $4, $11, $5, $9, $6, $7, \
-                                     $8, $8, $10, $12, $13, $14, $15)";
+                                     error, retry_of, idempotency_key, wake_at) VALUES ($1, $2, $3, $4, $11, $5, $9, \
+                                     $6, $7, $8, $8, $10, $12, $13, $14, $15, $16)";
 
 /// The run of tenant $1 started with idempotency key $2.
 pub(crate) const SELECT_RUN_BY_IDEMPOTENCY_KEY: &str =
@@ -171,7 +171,7 @@ pub(crate) fn insert_events(rows: usize) -> String {
 /// Postgres only: [`INSERT_RUN`] and its first `events` in one statement.
 pub(crate) fn insert_run_with_events(events: usize) -> String {
     let mut sql = format!("WITH r AS ({INSERT_RUN} RETURNING id) INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
-    push_event_rows(&mut sql, 15, events);
+    push_event_rows(&mut sql, 16, events);
     sql
 }
 
@@ -399,6 +399,6 @@ mod tests {
         assert!(batch.contains(", (1, $7::text, $8::text, 2::bigint, $9::text, $10::text, $11::text))"), "{batch}");
         assert!(batch.contains("e(i, k, kind, step, body) AS (VALUES (0, 1, $12::text, $13::text, $14::text), "));
         assert!(batch.contains(", (1, 2, $18::text, $19::text, $20::text)), w AS"), "{batch}");
-        assert!(super::insert_run_with_events(1).ends_with("($16, $17, $18, $19, $20, $21, $22)"));
+        assert!(super::insert_run_with_events(1).ends_with("($17, $18, $19, $20, $21, $22, $23)"));
     }
 }

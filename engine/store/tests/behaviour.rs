@@ -93,6 +93,7 @@ async fn create(
         parent,
         retry_of: None,
         idempotency_key: None,
+        wake_at: 0,
         at: now_ms(),
     };
     store.create_run(run, first).await
@@ -474,6 +475,7 @@ async fn a_retry_and_the_run_it_retries_name_each_other(store: Store) {
         parent: None,
         retry_of: Some("run-first"),
         idempotency_key: None,
+        wake_at: 0,
         at: now_ms(),
     };
     store.create_run(retry, &[run_started()]).await.unwrap();
@@ -497,6 +499,7 @@ async fn new_keyed_run(store: &Store, tenant: &str, id: &str, key: Option<&str>)
         parent: None,
         retry_of: None,
         idempotency_key: key,
+        wake_at: 0,
         at: now_ms(),
     };
     store.create_run(run, &[run_started()]).await

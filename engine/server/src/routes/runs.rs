@@ -209,7 +209,9 @@ async fn start(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow version {:?}", start.workflow)))?;
     let (run, created) = engine.start_once(tenant, &definition, start.input, start.idempotency_key.as_deref()).await?;
-    if created {
+    // A run written parked (its first steps only wait) is left to the
+    // worker that claims it when due.
+    if created && run.lease_owner.is_some() {
         state.drive(tenant, &run.id).await;
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
