@@ -7,7 +7,9 @@
 //! - [`w2`]: one connector call through the host, next to a bare wasmtime
 //!   instantiate and call of the same component;
 //! - [`w3`]: the whole `weft` process running the hello example with an
-//!   empty and a warm cache, next to `weft --version`.
+//!   empty and a warm cache, next to `weft --version`;
+//! - [`w4`]: 100,000 runs asleep at once on one `weft worker`, waking
+//!   across a minute: memory, lag, and a takeover.
 //!
 //! `weft bench` prints these as the Markdown tables kept in
 //! `docs/BENCHMARKS.md`. Nothing here is linked into the engine's
@@ -17,6 +19,7 @@ pub mod floor;
 pub mod w1;
 pub mod w2;
 pub mod w3;
+pub mod w4;
 pub mod workloads;
 
 /// The `p`-quantile (0.0 to 1.0) of sorted samples; 0 for none.

@@ -179,11 +179,13 @@ enum Command {
     Admin(serve::AdminCommand),
     /// Print the JSON Schema of workflow files (for editors, via `$schema`).
     Schema,
-    /// Measure a benchmark workload (W1, W2 or W3) against its floor, in the same run.
+    /// Measure a benchmark workload (W1 to W4) against its floor or target, in the same run.
     ///
     /// W1 is ten sequential wasm steps against the commit floor, W2 one
     /// connector call against a bare wasmtime call, W3 a first `weft run`
-    /// against starting the binary.
+    /// against starting the binary, W4 100,000 runs asleep at once on one
+    /// `weft worker` (on Postgres), waking over --spread, with the worker
+    /// killed halfway and another taking over.
     ///
     /// W1 runs on SQLite and Postgres next to the single-row commit floor
     /// measured in the same run, with durable settings: SQLite WAL with
@@ -194,8 +196,8 @@ enum Command {
     /// sleep) with an empty cache and store, and again warm, next to `weft
     /// --version`. Prints Markdown tables for docs/BENCHMARKS.md.
     Bench {
-        /// Which workload: w1, w2 or w3.
-        #[arg(long, default_value = "w1", value_parser = ["w1", "w2", "w3"])]
+        /// Which workload: w1, w2, w3 or w4.
+        #[arg(long, default_value = "w1", value_parser = ["w1", "w2", "w3", "w4"])]
         workload: String,
         /// W2: calls measured each way.
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -210,8 +212,9 @@ enum Command {
         /// W1: warm-up runs before the sequential measurement.
         #[arg(long, default_value_t = 10)]
         warmup: usize,
-        /// Measured runs: W1's sequential runs [default: 50], or W3's
-        /// processes of each kind [default: 5].
+        /// Measured runs: W1's sequential runs [default: 50], W3's
+        /// processes of each kind [default: 5], or W4's runs started
+        /// [default: 100000].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         runs: Option<u32>,
         /// W1: seconds per throughput level.
@@ -220,6 +223,12 @@ enum Command {
         /// W1: runs in flight for the throughput levels.
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         concurrency: Vec<usize>,
+        /// W4: the time over which runs start, and so fall due.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        spread: std::time::Duration,
+        /// W4: leave the worker running instead of killing it halfway.
+        #[arg(long)]
+        no_kill: bool,
     },
 }
 
@@ -510,7 +519,28 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency } => {
+        Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency, spread, no_kill } => {
+            if workload == "w4" {
+                let settings = weft_bench::w4::Settings {
+                    runs: runs.unwrap_or(100_000) as usize,
+                    spread: *spread,
+                    sleep: *spread + std::time::Duration::from_secs(20),
+                    slots: 256,
+                    kill_halfway: !no_kill,
+                };
+                let exe = std::env::current_exe().map_err(|e| failed(anyhow::anyhow!("finding this binary: {e}")))?;
+                let server = match postgres {
+                    Some(url) => url.clone(),
+                    None => tokio::task::spawn_blocking(weft_store::testing::durable_server).await.map_err(failed)?,
+                };
+                let url = weft_store::testing::fresh_database(&server)
+                    .await
+                    .map_err(|e| failed(anyhow::anyhow!("--postgres: {e}")))?;
+                let host = open_host(&cli, None).await?;
+                let report = weft_bench::w4::measure(&exe, &url, host, &settings).await.map_err(failed)?;
+                weft_bench::w4::print(&report, &settings);
+                return Ok(if report.lost == 0 { 0 } else { 1 });
+            }
             if workload == "w3" {
                 let exe = std::env::current_exe().map_err(|e| failed(anyhow::anyhow!("finding this binary: {e}")))?;
                 let scratch = weft_bench::w3::scratch_dir();

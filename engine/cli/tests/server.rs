@@ -240,3 +240,60 @@ async fn three_workers_one_killed_finish_every_run_once() {
     let took_over = workers[1..].iter().any(|w| w.stderr().contains("run.takeover"));
     assert!(took_over, "the killed worker's runs were taken over");
 }
+
+/// The compose file starts what docs/server.md says, and every setting it
+/// gives the weft services is one the binary reads.
+#[test]
+fn the_compose_file_matches_the_servers_configuration() {
+    use saphyr::{LoadableYamlNode, Yaml};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker-compose.yml");
+    let docs = Yaml::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let services = &docs[0]["services"];
+    let names: Vec<&str> = services.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(names, ["postgres", "openbao", "server", "worker"]);
+
+    // The environment variables the binary reads, from its own help.
+    let help = |command: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft")).args([command, "--help"]).output().unwrap();
+        text(&out.stdout)
+    };
+    let known = |help: &str| -> Vec<String> {
+        let mut names: Vec<String> =
+            help.split("[env: ").skip(1).map(|rest| rest.split(['=', ']']).next().unwrap().to_string()).collect();
+        names.push("WEFT_LOG".into());
+        names
+    };
+    let postgres = &services["postgres"]["environment"];
+    let expected_db = format!(
+        "postgres://{}:{}@postgres:5432/{}",
+        postgres["POSTGRES_USER"].as_str().unwrap(),
+        postgres["POSTGRES_PASSWORD"].as_str().unwrap(),
+        postgres["POSTGRES_DB"].as_str().unwrap()
+    );
+    for (service, command) in [("server", "server"), ("worker", "worker")] {
+        let known = known(&help(command));
+        let spec = &services[service];
+        assert_eq!(spec["command"][0].as_str(), Some(command), "{service} runs `weft {command}`");
+        let environment = spec["environment"].as_mapping().unwrap();
+        for (name, value) in environment {
+            let name = name.as_str().unwrap();
+            assert!(
+                known.iter().any(|k| k == name),
+                "{service}: `weft {command}` reads no {name} (it reads {known:?})"
+            );
+            if name == "WEFT_DB" {
+                assert_eq!(value.as_str(), Some(expected_db.as_str()), "{service} uses the postgres service");
+            }
+        }
+        assert!(environment.keys().any(|k| k.as_str() == Some("WEFT_DB")), "{service} names its database");
+    }
+    // The server listens on the port it publishes, where its health check looks.
+    let listen = services["server"]["environment"]["WEFT_LISTEN"].as_str().unwrap();
+    let port = listen.rsplit(':').next().unwrap();
+    let published = services["server"]["ports"][0].as_str().unwrap();
+    assert_eq!(published, format!("{port}:{port}"));
+    let check = services["server"]["healthcheck"]["test"][3].as_str().unwrap();
+    assert_eq!(check, format!("http://127.0.0.1:{port}/readyz"));
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Dockerfile")).unwrap();
+    assert!(dockerfile.contains(&format!("EXPOSE {port}")) && dockerfile.contains("ENTRYPOINT [\"weft\"]"));
+}
