@@ -1,0 +1,61 @@
+//! schemathesis drives a running `weft server` from its own
+//! `/v1/openapi.json`: every documented operation, with generated valid and
+//! invalid requests (bodies, queries, paths), with a tenant's key and with
+//! the super admin's. No answer may be a 5xx.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::service::{Service, bootstrap_key, http, tenant};
+use common::{Backend, Workspace, text};
+use serde_json::json;
+
+/// schemathesis's `st`, as scripts/dev-deps.sh installs it.
+fn schemathesis() -> PathBuf {
+    let st = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.deps/venv/bin/st"));
+    assert!(
+        st.exists(),
+        "schemathesis is missing: run scripts/dev-deps.sh (it installs schemathesis==4.32.5 into .deps/venv)"
+    );
+    st
+}
+
+fn fuzz(st: &PathBuf, address: &str, key: &str, seconds: u32, operations: usize) {
+    let out = Command::new(st)
+        .args(["run", &format!("http://{address}/v1/openapi.json")])
+        .args(["--header", &format!("Authorization: Bearer {key}")])
+        .args(["--checks", "not_a_server_error", "--max-time", &seconds.to_string(), "--workers", "2"])
+        .args(["--seed", "20261204"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let report = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "schemathesis found failures:\n{report}");
+    let tested = format!("Tested: {operations}\n");
+    assert!(report.contains(&tested), "all {operations} documented operations are tested:\n{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_invalid_requests_never_get_a_5xx() {
+    let st = schemathesis();
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let server = Service::start(&ws, &["server", "--listen", "127.0.0.1:0"]);
+    let address = server.address().await;
+    let admin = bootstrap_key(&server).await;
+    let key = tenant(&address, &admin, "acme").await;
+    // Some data for the generated requests to find.
+    let source = json!({ "name": "w", "steps": [{ "id": "a", "sleep": "1h" }] }).to_string();
+    let (_, created) = http(&address, "POST", "/v1/workflows", Some(&key), Some(json!({ "source": source }))).await;
+    let hash = created["workflow"]["hash"].as_str().unwrap().to_string();
+    http(&address, "POST", "/v1/runs", Some(&key), Some(json!({ "workflow": hash }))).await;
+
+    let (_, document) = http(&address, "GET", "/v1/openapi.json", None, None).await;
+    let operations: usize = document["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+
+    let (st2, address2) = (st.clone(), address.clone());
+    tokio::task::spawn_blocking(move || fuzz(&st2, &address2, &key, 40, operations)).await.unwrap();
+    tokio::task::spawn_blocking(move || fuzz(&st, &address, &admin, 15, operations)).await.unwrap();
+    assert!(!server.stderr().contains(r#""status":500"#), "no request failed on the server:\n{}", server.stderr());
+}
