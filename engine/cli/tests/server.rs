@@ -185,3 +185,86 @@ fn the_compose_file_matches_the_servers_configuration() {
     let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Dockerfile")).unwrap();
     assert!(dockerfile.contains(&format!("EXPOSE {port}")) && dockerfile.contains("ENTRYPOINT [\"weft\"]"));
 }
+
+/// Postgres restarts (immediate mode, as a crash) while runs are under way:
+/// the server reports the outage on /readyz and recovers without a restart
+/// of its own, and every run completes with each step completed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_load_loses_no_run() {
+    const RUNS: usize = 20;
+    let cluster = weft_store::testing::Cluster::start();
+    let db = weft_store::testing::fresh_database(&cluster.url).await.unwrap();
+    let ws = Workspace { dir: tempfile::tempdir().unwrap(), db };
+    let server = Service::start(&ws, &["server", "--listen", "127.0.0.1:0", "--park-after", "1h"]);
+    let address = server.address().await;
+    let admin = bootstrap_key(&server).await;
+    let key = tenant(&address, &admin, "acme").await;
+    let mut steps = Vec::new();
+    for n in 0..4 {
+        let needs: Vec<String> = if n == 0 { vec![] } else { vec![format!("nap{}", n - 1)] };
+        steps.push(json!({ "id": format!("s{n}"), "uses": "transform/echo", "with": { "n": n }, "needs": needs }));
+        steps.push(json!({ "id": format!("nap{n}"), "sleep": "500ms", "needs": [format!("s{n}")] }));
+    }
+    let hash = store_workflow(&address, &key, &json!({ "name": "steady", "steps": steps })).await;
+    let mut runs = Vec::new();
+    for n in 0..RUNS {
+        let (status, started) =
+            http(&address, "POST", "/v1/runs", Some(&key), Some(json!({ "workflow": hash, "input": { "n": n } })))
+                .await;
+        assert_eq!(status, 201, "{started}");
+        runs.push(started["run"]["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    // Down for three seconds; /readyz says so meanwhile.
+    let restart = std::thread::spawn(move || {
+        cluster.restart(Duration::from_secs(3));
+        cluster
+    });
+    let mut saw_outage = false;
+    for _ in 0..40 {
+        let (status, ready) = http(&address, "GET", "/readyz", None, None).await;
+        if status == 503 {
+            assert!(ready["status"].is_string(), "{ready}");
+            saw_outage = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(saw_outage, "/readyz reported the outage");
+    let _cluster = restart.join().unwrap();
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = http(&address, "GET", "/readyz", None, None).await.0;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 200, "ready again once Postgres is back");
+
+    for run in &runs {
+        let path = format!("/v1/runs/{run}");
+        let mut status = Value::Null;
+        for _ in 0..1200 {
+            let (code, body) = http(&address, "GET", &path, Some(&key), None).await;
+            status = if code == 200 { body["status"].clone() } else { Value::Null };
+            if code == 200 && status != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, timeline) = http(&address, "GET", &format!("/v1/runs/{run}/timeline"), Some(&key), None).await;
+        let events = &timeline["events"];
+        assert_eq!(status, "completed", "run {run}: {events:#}\n{}", server.stderr());
+        let mut completed: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["type"] == "step_completed")
+            .map(|e| e["event"]["step"].as_str().unwrap())
+            .collect();
+        completed.sort();
+        assert_eq!(completed, ["s0", "s1", "s2", "s3"], "run {run}: each step completed once");
+    }
+}

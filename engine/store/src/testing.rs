@@ -105,7 +105,46 @@ fn shell(script: &str, as_postgres: bool) -> Command {
     cmd
 }
 
+/// A Postgres cluster of a test's own, which it may stop and start (the
+/// shared cluster must not be: other tests use it).
+pub struct Cluster {
+    /// `postgres://postgres@127.0.0.1:PORT`.
+    pub url: String,
+    /// How it is started again.
+    start: String,
+    /// How it is stopped at once, as a crash would.
+    stop: String,
+    root: bool,
+}
+
+impl Cluster {
+    /// Starts a new cluster, removed when this process exits. It is
+    /// durable (fsync and synchronous commit on, as in production): with
+    /// synchronous commit off, a crash loses commits that were already
+    /// answered, which no engine can survive.
+    pub fn start() -> Cluster {
+        let (url, start, stop, root) = new_cluster(true);
+        Cluster { url, start, stop, root }
+    }
+
+    /// Stops the server in immediate mode (as a crash does: connections
+    /// drop, nothing is flushed), waits `down`, and starts it again.
+    pub fn restart(&self, down: std::time::Duration) {
+        let stop = run_as_postgres(&self.stop, self.root);
+        assert!(stop.status.success(), "stopping the cluster: {}", String::from_utf8_lossy(&stop.stderr));
+        std::thread::sleep(down);
+        let start = run_as_postgres(&self.start, self.root);
+        assert!(start.status.success(), "starting the cluster again: {}", String::from_utf8_lossy(&start.stderr));
+    }
+}
+
 fn start_cluster(durable: bool) -> String {
+    new_cluster(durable).0
+}
+
+/// Starts a cluster; returns its URL, its start and immediate-stop
+/// commands, and whether they run as the `postgres` user.
+fn new_cluster(durable: bool) -> (String, String, String, bool) {
     let (Some(initdb), Some(pg_ctl)) = (postgres_binary("initdb"), postgres_binary("pg_ctl")) else {
         panic!(
             "Postgres binaries (initdb, pg_ctl) were not found on PATH or under /usr/lib/postgresql. \
@@ -137,14 +176,13 @@ fn start_cluster(durable: bool) -> String {
     assert!(init.status.success(), "initdb failed; see {d}/initdb.log");
     // Tests trade durability for speed; benchmarks keep Postgres' defaults.
     let speed = if durable { "" } else { "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
-    let start = run_as_postgres(
-        &format!(
-            "'{}' -D '{data}' -w -t 60 -l '{d}/log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1 \
-             {speed} -c max_connections=300\" start",
-            pg_ctl.display()
-        ),
-        root,
+    let start_command = format!(
+        "'{}' -D '{data}' -w -t 60 -l '{d}/log' -o \"-p {port} -k '{d}' -c listen_addresses=127.0.0.1 \
+         {speed} -c max_connections=300\" start",
+        pg_ctl.display()
     );
+    let stop_command = format!("'{}' -D '{data}' -w stop -m immediate", pg_ctl.display());
+    let start = run_as_postgres(&start_command, root);
     assert!(
         start.status.success(),
         "starting the test Postgres failed: {}; see {d}/log",
@@ -161,7 +199,7 @@ fn start_cluster(durable: bool) -> String {
     // Deliberately not waited on: the watchdog must outlive this process.
     #[allow(clippy::zombie_processes)]
     cmd.spawn().expect("starting the test cluster's watchdog");
-    format!("postgres://postgres@127.0.0.1:{port}")
+    (format!("postgres://postgres@127.0.0.1:{port}"), start_command, stop_command, root)
 }
 
 #[cfg(test)]
