@@ -164,6 +164,8 @@ enum Command {
         no_worker: bool,
         #[command(flatten)]
         worker: serve::WorkerArgs,
+        #[command(flatten)]
+        limits: serve::LimitArgs,
     },
     /// Drive runs, next to `weft server`, on the same database.
     ///
@@ -585,7 +587,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Connector(command) => connector::run(command, &cli).await,
-        Command::Server { listen, no_worker, worker } => serve::server(&cli, listen, *no_worker, worker).await,
+        Command::Server { listen, no_worker, worker, limits } => {
+            serve::server(&cli, listen, *no_worker, worker, limits).await
+        }
         Command::Worker { worker } => serve::worker(&cli, worker).await,
         Command::Admin(command) => serve::admin(&cli, command).await,
         Command::Runs(RunsCommand::List { limit, status, workflow, since, json }) => {

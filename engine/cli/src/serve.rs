@@ -41,6 +41,18 @@ pub(crate) struct WorkerArgs {
     pub park_after: Duration,
 }
 
+/// `weft server`'s rate limits.
+#[derive(clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Requests per second one API key may make (bursts of twice that);
+    /// over it, 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "WEFT_RATE_LIMIT_KEY", default_value_t = 2_000, value_name = "N")]
+    pub rate_limit_key: u32,
+    /// Requests per second one tenant may make over all its keys. 0: no limit.
+    #[arg(long, env = "WEFT_RATE_LIMIT_TENANT", default_value_t = 5_000, value_name = "N")]
+    pub rate_limit_tenant: u32,
+}
+
 fn config(cli: &Cli, args: &WorkerArgs, worker: bool) -> ServerConfig {
     let mut config = ServerConfig::new(cli.db.clone());
     config.assembly = assembly(cli);
@@ -71,9 +83,20 @@ async fn shutdown_signal() {
 }
 
 /// `weft server`.
-pub(crate) async fn server(cli: &Cli, listen: &str, no_worker: bool, args: &WorkerArgs) -> Result<u8, Failure> {
+pub(crate) async fn server(
+    cli: &Cli,
+    listen: &str,
+    no_worker: bool,
+    args: &WorkerArgs,
+    limits: &LimitArgs,
+) -> Result<u8, Failure> {
     let addr: SocketAddr = listen.parse().map_err(|e| bad(anyhow::anyhow!("--listen {listen:?}: {e}")))?;
-    let server = Server::start(config(cli, args, !no_worker)).await.map_err(start_failure)?;
+    let mut config = config(cli, args, !no_worker);
+    config.rate_limits = weft_server::RateLimits {
+        per_key: Some(limits.rate_limit_key).filter(|n| *n > 0),
+        per_tenant: Some(limits.rate_limit_tenant).filter(|n| *n > 0),
+    };
+    let server = Server::start(config).await.map_err(start_failure)?;
     if let Some(key) = server.bootstrap().await.map_err(failed)? {
         eprintln!("The database had no API key; this super-admin key was made for it and is shown only now:");
         println!("{key}");

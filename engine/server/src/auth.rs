@@ -251,7 +251,9 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer weft_…`"))?;
-        state.keys().check(state.engine().store(), token, weft_runtime::now_ms()).await
+        let caller = state.keys().check(state.engine().store(), token, weft_runtime::now_ms()).await?;
+        state.limiters().check(&caller.key, caller.tenant.as_deref())?;
+        Ok(caller)
     }
 }
 

@@ -75,11 +75,13 @@ pub struct ApiError {
     message: String,
     path: Option<String>,
     diagnostics: Option<Vec<Problem>>,
+    /// For a 429: whole seconds until a request would pass.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), path: None, diagnostics: None }
+        ApiError { status, code, message: message.into(), path: None, diagnostics: None, retry_after: None }
     }
 
     /// Names where in the request the problem is.
@@ -139,6 +141,19 @@ impl ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
+    /// 429 `rate_limited`: over the `scope`'s rate; `Retry-After` says when
+    /// one more request would pass.
+    pub fn rate_limited(scope: &str, wait: std::time::Duration) -> ApiError {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("over this {scope}'s request rate; retry in {seconds} s"),
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
     /// 422 with `code`: well-formed, but not acceptable.
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
@@ -179,7 +194,11 @@ impl IntoResponse for ApiError {
                 diagnostics: self.diagnostics,
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod error;
+mod limits;
 mod routes;
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use weft_runtime::{Assembly, Engine, Worker, WorkerConfig};
 use crate::auth::{Keys, Role};
 
 pub use error::{ApiError, ApiResult};
+pub use limits::RateLimits;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub struct ServerConfig {
     pub worker: Option<WorkerConfig>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Requests per second per API key and per tenant.
+    pub rate_limits: RateLimits,
 }
 
 impl ServerConfig {
@@ -65,7 +69,12 @@ impl ServerConfig {
     pub fn new(database_url: impl Into<String>) -> ServerConfig {
         let mut assembly = Assembly::new(database_url, weft_store::DEFAULT_TENANT);
         assembly.engine.park_after = Some(Duration::from_secs(2));
-        ServerConfig { assembly, worker: Some(WorkerConfig::default()), max_body_bytes: 4 * 1024 * 1024 }
+        ServerConfig {
+            assembly,
+            worker: Some(WorkerConfig::default()),
+            max_body_bytes: 4 * 1024 * 1024,
+            rate_limits: RateLimits::default(),
+        }
     }
 }
 
@@ -79,6 +88,7 @@ struct Shared {
     engine: Engine,
     worker: Option<Worker>,
     keys: Keys,
+    limiters: limits::Limiters,
 }
 
 impl AppState {
@@ -90,6 +100,11 @@ impl AppState {
     /// The keys checked lately.
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    /// The rate limiters.
+    pub(crate) fn limiters(&self) -> &limits::Limiters {
+        &self.inner.limiters
     }
 
     /// This process's worker, if it has one.
@@ -119,8 +134,14 @@ impl Server {
         routes::metrics::handle();
         let engine = config.assembly.engine().await?;
         let worker = config.worker.clone().map(|c| Worker::new(engine.clone(), c));
-        let state = AppState { inner: Arc::new(Shared { engine, worker, keys: Keys::default() }) };
+        let limiters = limits::Limiters::new(config.rate_limits);
+        let state = AppState { inner: Arc::new(Shared { engine, worker, keys: Keys::default(), limiters }) };
         Ok(Server { state, config })
+    }
+
+    /// The database URL it serves.
+    pub fn url(&self) -> &str {
+        &self.config.assembly.database_url
     }
 
     /// The shared state, for tests that call the router directly.

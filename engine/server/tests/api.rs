@@ -36,7 +36,8 @@ both_stores!(
     every_documented_route_answers,
     a_tenant_sees_nothing_of_another,
     bad_requests_get_a_4xx_in_the_error_shape,
-    keys_are_checked_scoped_and_revocable
+    keys_are_checked_scoped_and_revocable,
+    requests_over_a_rate_get_429_with_retry_after
 );
 
 /// The router of a server on `url`, with its super-admin key.
@@ -48,14 +49,26 @@ struct Api {
 
 impl Api {
     async fn new(url: String) -> Api {
+        Api::with(url, |_| {}).await
+    }
+
+    /// A server on `url` with its configuration changed by `change`.
+    async fn with(url: String, change: impl FnOnce(&mut ServerConfig)) -> Api {
         let mut config = ServerConfig::new(url);
         config.assembly.cache_dir = Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-cache"));
         config.assembly.engine.poll_interval = Duration::from_millis(20);
         config.worker = Some(WorkerConfig { poll_interval: Duration::from_millis(50), ..WorkerConfig::default() });
         config.max_body_bytes = 64 * 1024;
+        change(&mut config);
         let server = Server::start(config).await.unwrap();
-        let admin = server.bootstrap().await.unwrap().expect("a new database gets a key");
-        assert!(server.bootstrap().await.unwrap().is_none(), "only once");
+        // A new database gets a key, once; a second server on it makes another.
+        let admin = match server.bootstrap().await.unwrap() {
+            Some(key) => {
+                assert!(server.bootstrap().await.unwrap().is_none(), "only once");
+                key
+            }
+            None => server.admin_key("another server").await.unwrap(),
+        };
         // Parked runs need the claim loop, which `serve` would run.
         let worker = server.worker().unwrap().clone();
         tokio::spawn(async move { worker.run(std::future::pending()).await });
@@ -495,4 +508,40 @@ async fn keys_are_checked_scoped_and_revocable(api: Api) {
     expect(api.call(Method::GET, "/v1/runs", &viewer, None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
     let (_, listed) = api.call(Method::GET, "/v1/tenants/acme/api-keys", &api.admin, None).await;
     assert!(listed["api_keys"][0]["revoked_at"].is_i64());
+}
+
+async fn requests_over_a_rate_get_429_with_retry_after(api: Api) {
+    // The same database, served again with low limits: one request a
+    // second (bursts of two) per key and per tenant, so that the test's
+    // few milliseconds never earn a new one.
+    let url = api._server.url().to_string();
+    let limited = Api::with(url, |config| {
+        config.rate_limits = weft_server::RateLimits { per_key: Some(1), per_tenant: Some(1) };
+    })
+    .await;
+    let (one, two) = (api.tenant("acme", "viewer").await, api.tenant("beta", "viewer").await);
+    let path = "/v1/tenants/acme/api-keys";
+    let (_, made) = api.call(Method::POST, path, &api.admin, Some(json!({ "name": "b", "role": "viewer" }))).await;
+    let other = made["secret"].as_str().unwrap().to_string();
+    let send = |key: &str| {
+        let request = Request::builder().uri("/v1/runs").header("authorization", format!("Bearer {key}"));
+        limited.router.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let refusal = |response: axum::response::Response| async move {
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert_eq!(retry, 1, "Retry-After in whole seconds");
+        let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+        body["error"]["message"].as_str().unwrap().to_string()
+    };
+    // The burst passes; the next is refused for the key.
+    for _ in 0..2 {
+        assert_eq!(send(&one).await.unwrap().status(), StatusCode::OK);
+    }
+    assert!(refusal(send(&one).await.unwrap()).await.contains("API key"));
+    // Another tenant is counted apart; another key of the same tenant has
+    // requests of its own left, but its tenant has none.
+    assert_eq!(send(&two).await.unwrap().status(), StatusCode::OK);
+    assert!(refusal(send(&other).await.unwrap()).await.contains("tenant"));
 }
