@@ -9,7 +9,9 @@
 //! - [`w3`]: the whole `weft` process running the hello example with an
 //!   empty and a warm cache, next to `weft --version`;
 //! - [`w4`]: 100,000 runs asleep at once on one `weft worker`, waking
-//!   across a minute: memory, lag, and a takeover.
+//!   across a minute: memory, lag, and a takeover;
+//! - [`w5`]: runs started over HTTP by 64 clients with an API key, next to
+//!   the commit floor.
 //!
 //! `weft bench` prints these as the Markdown tables kept in
 //! `docs/BENCHMARKS.md`. Nothing here is linked into the engine's
@@ -20,6 +22,7 @@ pub mod w1;
 pub mod w2;
 pub mod w3;
 pub mod w4;
+pub mod w5;
 pub mod workloads;
 
 /// The `p`-quantile (0.0 to 1.0) of sorted samples; 0 for none.

@@ -181,13 +181,14 @@ enum Command {
     Admin(serve::AdminCommand),
     /// Print the JSON Schema of workflow files (for editors, via `$schema`).
     Schema,
-    /// Measure a benchmark workload (W1 to W4) against its floor or target, in the same run.
+    /// Measure a benchmark workload (W1 to W5) against its floor or target, in the same run.
     ///
     /// W1 is ten sequential wasm steps against the commit floor, W2 one
     /// connector call against a bare wasmtime call, W3 a first `weft run`
     /// against starting the binary, W4 100,000 runs asleep at once on one
     /// `weft worker` (on Postgres), waking over --spread, with the worker
-    /// killed halfway and another taking over.
+    /// killed halfway and another taking over, W5 runs started over HTTP by
+    /// 64 clients (--concurrency) for --seconds, next to the commit floor.
     ///
     /// W1 runs on SQLite and Postgres next to the single-row commit floor
     /// measured in the same run, with durable settings: SQLite WAL with
@@ -198,8 +199,8 @@ enum Command {
     /// sleep) with an empty cache and store, and again warm, next to `weft
     /// --version`. Prints Markdown tables for docs/BENCHMARKS.md.
     Bench {
-        /// Which workload: w1, w2, w3 or w4.
-        #[arg(long, default_value = "w1", value_parser = ["w1", "w2", "w3", "w4"])]
+        /// Which workload: w1, w2, w3, w4 or w5.
+        #[arg(long, default_value = "w1", value_parser = ["w1", "w2", "w3", "w4", "w5"])]
         workload: String,
         /// W2: calls measured each way.
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -219,10 +220,11 @@ enum Command {
         /// [default: 100000].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         runs: Option<u32>,
-        /// W1: seconds per throughput level.
+        /// W1: seconds per throughput level; W5: seconds measured.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// W1: runs in flight for the throughput levels.
+        /// W1: runs in flight for the throughput levels; W5: its largest is
+        /// the number of clients [default: 64].
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         concurrency: Vec<usize>,
         /// W4: the time over which runs start, and so fall due.
@@ -522,6 +524,20 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency, spread, no_kill } => {
+            if workload == "w5" {
+                let server = match postgres {
+                    Some(url) => url.clone(),
+                    None => tokio::task::spawn_blocking(weft_store::testing::durable_server).await.map_err(failed)?,
+                };
+                let url = weft_store::testing::fresh_database(&server)
+                    .await
+                    .map_err(|e| failed(anyhow::anyhow!("--postgres: {e}")))?;
+                let clients =
+                    if concurrency == &[1, 8, 64] { 64 } else { concurrency.iter().copied().max().unwrap_or(64) };
+                let report = weft_bench::w5::measure(&url, cache_dir(&cli), clients, *seconds).await.map_err(failed)?;
+                weft_bench::w5::print(&report);
+                return Ok(0);
+            }
             if workload == "w4" {
                 let settings = weft_bench::w4::Settings {
                     runs: runs.unwrap_or(100_000) as usize,

@@ -191,6 +191,10 @@ pub struct Engine {
     /// Workflow versions (tenant, hash) this engine has already stored
     /// (they are immutable).
     stored: Arc<std::sync::Mutex<std::collections::HashSet<(String, String)>>>,
+    /// Workflow versions this engine has read from the store, parsed and
+    /// checked, by (tenant, hash): a run's start and each of its drives need
+    /// its definition, and a version never changes.
+    loaded: Arc<std::sync::Mutex<HashMap<(String, String), Definition>>>,
     /// Runs this engine is driving now. It holds their leases, so a cancel
     /// here must leave the ending to their drivers.
     /// (How many drivers, should two drive one run.)
@@ -208,6 +212,7 @@ impl Engine {
             config,
             owner: lease::owner_id(),
             stored: Default::default(),
+            loaded: Default::default(),
             driving: Default::default(),
             opening: Arc::new(tokio::sync::Semaphore::new(children::CHILDREN_OPENED_AT_ONCE)),
         }
@@ -476,15 +481,39 @@ impl Engine {
     /// The tenant's stored version `hash`, with its children; `None` when
     /// the tenant has no such version.
     pub async fn version(&self, tenant: &str, hash: &str) -> Result<Option<Definition>> {
+        if let Some(definition) = self.cached_definition(tenant, hash) {
+            return Ok(Some(definition));
+        }
         if self.store.workflow_version(tenant, hash).await?.is_none() {
             return Ok(None);
         }
-        stored_definition(&self.store, tenant, hash).await.map(Some)
+        self.load_definition(tenant, hash).await.map(Some)
     }
 
     /// The definition a run is pinned to.
     pub async fn definition(&self, run: &RunRecord) -> Result<Definition> {
-        definition(&self.store, run).await
+        match self.cached_definition(&run.tenant, &run.workflow_hash) {
+            Some(definition) => Ok(definition),
+            None => self.load_definition(&run.tenant, &run.workflow_hash).await,
+        }
+    }
+
+    /// A version this engine has loaded before (versions never change).
+    fn cached_definition(&self, tenant: &str, hash: &str) -> Option<Definition> {
+        let loaded = self.loaded.lock().expect("loaded lock");
+        loaded.get(&(tenant.to_string(), hash.to_string())).cloned()
+    }
+
+    /// Reads, parses and checks a stored version, and keeps it. The cache
+    /// holds the versions in use: past [`LOADED_VERSIONS`] it starts again.
+    async fn load_definition(&self, tenant: &str, hash: &str) -> Result<Definition> {
+        let definition = stored_definition(&self.store, tenant, hash).await?;
+        let mut loaded = self.loaded.lock().expect("loaded lock");
+        if loaded.len() >= LOADED_VERSIONS {
+            loaded.clear();
+        }
+        loaded.insert((tenant.to_string(), hash.to_string()), definition.clone());
+        Ok(definition)
     }
 
     /// A run's journal folded into its state, with the definition.
@@ -571,6 +600,9 @@ enum Begin {
     /// and the run is written parked; otherwise as `Bare`.
     ParkedIfWaiting,
 }
+
+/// How many parsed workflow versions an engine keeps.
+const LOADED_VERSIONS: usize = 1_024;
 
 /// Where a new run comes from.
 enum Origin<'a> {
