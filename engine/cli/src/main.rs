@@ -525,13 +525,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Bench { workload, calls, stores, postgres, warmup, runs, seconds, concurrency, spread, no_kill } => {
             if workload == "w5" {
-                let server = match postgres {
-                    Some(url) => url.clone(),
-                    None => tokio::task::spawn_blocking(weft_store::testing::durable_server).await.map_err(failed)?,
-                };
-                let url = weft_store::testing::fresh_database(&server)
-                    .await
-                    .map_err(|e| failed(anyhow::anyhow!("--postgres: {e}")))?;
+                let url = bench_database(postgres.as_deref()).await?;
                 let clients =
                     if concurrency == &[1, 8, 64] { 64 } else { concurrency.iter().copied().max().unwrap_or(64) };
                 let report = weft_bench::w5::measure(&url, cache_dir(&cli), clients, *seconds).await.map_err(failed)?;
@@ -547,13 +541,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     kill_halfway: !no_kill,
                 };
                 let exe = std::env::current_exe().map_err(|e| failed(anyhow::anyhow!("finding this binary: {e}")))?;
-                let server = match postgres {
-                    Some(url) => url.clone(),
-                    None => tokio::task::spawn_blocking(weft_store::testing::durable_server).await.map_err(failed)?,
-                };
-                let url = weft_store::testing::fresh_database(&server)
-                    .await
-                    .map_err(|e| failed(anyhow::anyhow!("--postgres: {e}")))?;
+                let url = bench_database(postgres.as_deref()).await?;
                 let host = open_host(&cli, None).await?;
                 let report = weft_bench::w4::measure(&exe, &url, host, &settings).await.map_err(failed)?;
                 weft_bench::w4::print(&report, &settings);
@@ -850,6 +838,16 @@ fn assembly(cli: &Cli) -> Assembly {
         secrets: Arc::new(EnvSecrets::from_env()),
         ..Assembly::new(&cli.db, DEFAULT_TENANT)
     }
+}
+
+/// A fresh database for a benchmark: on the `--postgres` server when one is
+/// given, else on a throwaway durable cluster.
+async fn bench_database(postgres: Option<&str>) -> Result<String, Failure> {
+    let server = match postgres {
+        Some(url) => url.to_string(),
+        None => tokio::task::spawn_blocking(weft_store::testing::durable_server).await.map_err(failed)?,
+    };
+    weft_store::testing::fresh_database(&server).await.map_err(|e| failed(anyhow::anyhow!("--postgres: {e}")))
 }
 
 /// An assembly error as a CLI failure: what the user gave (the database URL,

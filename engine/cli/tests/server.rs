@@ -9,6 +9,20 @@ use common::service::{Service, bootstrap_key, http, store_workflow, tenant};
 use common::{Backend, Sink, Workspace, text, wait_until};
 use serde_json::{Value, json};
 
+/// The steps a journal (the API's `events`) records as completed, sorted:
+/// a step completed twice shows twice.
+fn completed_steps(events: &Value) -> Vec<&str> {
+    let mut completed: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "step_completed")
+        .map(|e| e["event"]["step"].as_str().unwrap())
+        .collect();
+    completed.sort();
+    completed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_and_a_worker_on_postgres_serve_one_flow() {
     let ws = Workspace::new(Backend::Postgres).await;
@@ -112,15 +126,7 @@ async fn three_workers_one_killed_finish_every_run_once() {
         }
         assert_eq!(status, "completed", "run {run}\n{}", workers[1].stderr());
         let (_, timeline) = http(&address, "GET", &format!("/v1/runs/{run}/timeline"), Some(&key), None).await;
-        let mut completed: Vec<&str> = timeline["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"]["type"] == "step_completed")
-            .map(|e| e["event"]["step"].as_str().unwrap())
-            .collect();
-        completed.sort();
-        assert_eq!(completed, ["s0", "s1", "s2"], "run {run}: each step completed once");
+        assert_eq!(completed_steps(&timeline["events"]), ["s0", "s1", "s2"], "run {run}: each step completed once");
     }
     for n in 0..3 {
         assert!(sink.hits(&format!("/s{n}")).len() >= RUNS, "every run reached s{n}");
@@ -257,14 +263,6 @@ async fn a_postgres_restart_under_load_loses_no_run() {
         let (_, timeline) = http(&address, "GET", &format!("/v1/runs/{run}/timeline"), Some(&key), None).await;
         let events = &timeline["events"];
         assert_eq!(status, "completed", "run {run}: {events:#}\n{}", server.stderr());
-        let mut completed: Vec<&str> = events
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"]["type"] == "step_completed")
-            .map(|e| e["event"]["step"].as_str().unwrap())
-            .collect();
-        completed.sort();
-        assert_eq!(completed, ["s0", "s1", "s2", "s3"], "run {run}: each step completed once");
+        assert_eq!(completed_steps(events), ["s0", "s1", "s2", "s3"], "run {run}: each step completed once");
     }
 }

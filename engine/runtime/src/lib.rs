@@ -29,7 +29,7 @@ mod children;
 mod driver;
 mod lease;
 mod standing;
-mod telemetry;
+pub mod telemetry;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};

@@ -31,6 +31,7 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics shows only what reaches this one");
         }
+        weft_runtime::telemetry::record();
         handle
     })
 }
