@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::service::{Service, bootstrap_key, http, tenant};
@@ -22,8 +22,10 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-fn fuzz(st: &PathBuf, address: &str, key: &str, seconds: u32, operations: usize) {
+/// Runs schemathesis in `dir`, where it keeps its cache.
+fn fuzz(st: &PathBuf, dir: &Path, address: &str, key: &str, seconds: u32, operations: usize) {
     let out = Command::new(st)
+        .current_dir(dir)
         .args(["run", &format!("http://{address}/v1/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--checks", "not_a_server_error", "--max-time", &seconds.to_string(), "--workers", "2"])
@@ -54,8 +56,9 @@ async fn random_and_invalid_requests_never_get_a_5xx() {
     let (_, document) = http(&address, "GET", "/v1/openapi.json", None, None).await;
     let operations: usize = document["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
 
-    let (st2, address2) = (st.clone(), address.clone());
-    tokio::task::spawn_blocking(move || fuzz(&st2, &address2, &key, 40, operations)).await.unwrap();
-    tokio::task::spawn_blocking(move || fuzz(&st, &address, &admin, 15, operations)).await.unwrap();
+    let dir = ws.dir.path().to_path_buf();
+    let (st2, dir2, address2) = (st.clone(), dir.clone(), address.clone());
+    tokio::task::spawn_blocking(move || fuzz(&st2, &dir2, &address2, &key, 40, operations)).await.unwrap();
+    tokio::task::spawn_blocking(move || fuzz(&st, &dir, &address, &admin, 15, operations)).await.unwrap();
     assert!(!server.stderr().contains(r#""status":500"#), "no request failed on the server:\n{}", server.stderr());
 }

@@ -17,6 +17,7 @@ use sqlx::pool::PoolConnection;
 use tokio::sync::oneshot;
 use weft_core::Event;
 
+use crate::db::Scope;
 use crate::journal::{EVENTS_PER_BATCH_STATEMENT, RunEvents, append_runs};
 use crate::{Db, Error, Result};
 
@@ -127,7 +128,7 @@ impl Writer {
         }
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => match self.db.pool.acquire().await {
+            None => match self.db.conn(Scope::All).await {
                 Ok(conn) => self.conn.insert(conn),
                 Err(e) => {
                     self.abandoned = false;

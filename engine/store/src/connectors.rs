@@ -1,5 +1,6 @@
 //! The connector registry: installed components by tenant and `name@version`.
 
+use crate::db::Scope;
 use crate::sql::{self, ConnectorRow};
 use crate::{Error, Result, Store};
 
@@ -59,7 +60,7 @@ impl Store {
             .bind(c.manifest)
             .bind(c.component)
             .bind(c.installed_at)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.conn(Scope::Tenant(c.tenant)).await?)
             .await?
             .rows_affected();
         if inserted == 1 {
@@ -69,7 +70,7 @@ impl Store {
             .bind(c.tenant)
             .bind(c.name)
             .bind(c.version)
-            .fetch_one(&self.db.pool)
+            .fetch_one(&mut *self.db.conn(Scope::Tenant(c.tenant)).await?)
             .await?;
         if existing == c.digest {
             Ok(Installed::Already)
@@ -84,8 +85,10 @@ impl Store {
 
     /// Every component the tenant installed, oldest first.
     pub async fn installed_connectors(&self, tenant: &str) -> Result<Vec<InstalledConnector>> {
-        let rows =
-            sqlx::query_as::<_, ConnectorRow>(sql::SELECT_CONNECTORS).bind(tenant).fetch_all(&self.db.pool).await?;
+        let rows = sqlx::query_as::<_, ConnectorRow>(sql::SELECT_CONNECTORS)
+            .bind(tenant)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|ConnectorRow { name, version, digest, component, installed_at }| InstalledConnector {

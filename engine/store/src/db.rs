@@ -6,7 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 
 use crate::journal::ROWS_PER_INSERT;
 use crate::{Error, Result, redact, sqlite_file};
@@ -22,11 +23,62 @@ pub enum Backend {
 
 /// The pool and which backend it speaks to: all that the SQL needs, and all
 /// that the group-commit writer holds.
+///
+/// On Postgres every connection works as the role [`APP_ROLE`], which owns
+/// no table, and every tenant-owned table enforces row-level security
+/// against the connection's `weft.tenant` setting (migration 0006). A
+/// statement reaches the pool only through [`Db::conn`] or
+/// [`Db::begin_write`], which set that to the statement's [`Scope`] first:
+/// a statement whose SQL forgets its tenant filter still sees and changes
+/// only its tenant's rows.
 #[derive(Clone)]
 pub(crate) struct Db {
-    pub(crate) pool: AnyPool,
+    pool: AnyPool,
     backend: Backend,
 }
+
+/// Whose rows a statement may read and change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// One tenant's: everything done for a tenant (its runs, journals,
+    /// workflows, connectors and keys).
+    Tenant(&'a str),
+    /// Every tenant's: what serves all of them (workers' claims, group
+    /// commit, the operator's tenants, finding the key of a request).
+    All,
+}
+
+impl<'a> Scope<'a> {
+    /// The value of `weft.tenant` that the policies read; `*` is no tenant
+    /// id (ids are lower-case letters, digits and `-`).
+    fn setting(self) -> &'a str {
+        match self {
+            Scope::Tenant(tenant) => tenant,
+            Scope::All => "*",
+        }
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Scope<'a> {
+    /// A tenant's, or (`None`) every tenant's: the scope of what is done for
+    /// a tenant or for the operator.
+    fn from(tenant: Option<&'a str>) -> Scope<'a> {
+        tenant.map_or(Scope::All, Scope::Tenant)
+    }
+}
+
+/// The Postgres role the store works as: it owns no table, so row-level
+/// security applies to it (and `FORCE ROW LEVEL SECURITY` applies it to the
+/// owner as well). Migration 0006 creates it and grants it to the migrating
+/// user.
+pub const APP_ROLE: &str = "weft_app";
+
+/// Makes a new connection work as [`APP_ROLE`].
+const SET_ROLE: &str = "SET ROLE weft_app";
+/// Sets a connection's scope until the next is set.
+const SET_SCOPE: &str = "SELECT set_config('weft.tenant', $1, false)";
+/// Sets a transaction's scope.
+const SET_TRANSACTION_SCOPE: &str = "SELECT set_config('weft.tenant', $1, true)";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -82,18 +134,37 @@ impl Db {
                     .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
                     .map_err(connect_error)?;
                 probe.close().await.ok();
+                // Migrations run as the URL's user, who owns the tables; the
+                // pool's connections then work as the role that does not.
+                let owner = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(connect_error)?;
+                let migrated = POSTGRES_MIGRATIONS.run(&owner).await;
+                owner.close().await;
+                migrated?;
                 // No ping before each use: it is a round trip per statement,
                 // and a broken connection fails its statement clearly anyway.
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(SET_ROLE).await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await
                     .map_err(connect_error)?
             }
         };
-        migrate(&pool, backend).await?;
+        if backend == Backend::Sqlite {
+            migrate_sqlite(&pool).await?;
+        }
         Ok(Db { pool, backend })
     }
 
@@ -124,8 +195,18 @@ impl Db {
         self.backend == Backend::Postgres
     }
 
+    /// A connection from the pool, set to `scope` (on Postgres; SQLite keeps
+    /// no tenants apart below the store's own filters).
+    pub(crate) async fn conn(&self, scope: Scope<'_>) -> Result<PoolConnection<Any>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query(SET_SCOPE).bind(scope.setting()).execute(&mut *conn).await?;
+        }
+        Ok(conn)
+    }
+
     /// [`Db::begin_write`] on a connection the caller holds (the
-    /// group-commit writer's).
+    /// group-commit writer's, which [`Db::conn`] set to every tenant).
     pub(crate) async fn begin_write_on<'c>(
         &self,
         conn: &'c mut AnyConnection,
@@ -136,14 +217,33 @@ impl Db {
         }
     }
 
-    /// Begins a write transaction that serializes with other writers of the
-    /// same run: `BEGIN IMMEDIATE` on SQLite; on Postgres the `UPDATE` that
-    /// reserves a run's seqs takes its row lock.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    /// Begins a write transaction in `scope` that serializes with other
+    /// writers of the same run: `BEGIN IMMEDIATE` on SQLite; on Postgres the
+    /// `UPDATE` that reserves a run's seqs takes its row lock.
+    pub(crate) async fn begin_write(&self, scope: Scope<'_>) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(SET_TRANSACTION_SCOPE).bind(scope.setting()).execute(&mut *tx).await?;
+                tx
+            }
         })
+    }
+
+    /// See [`crate::Store::working_role`].
+    pub(crate) async fn working_role(&self) -> Result<Option<String>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let role =
+            sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *self.conn(Scope::All).await?).await?;
+        Ok(Some(role))
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
     }
 }
 
@@ -165,20 +265,16 @@ impl Db {
     }
 }
 
-/// Brings the schema up to date. Postgres migrations hold an advisory lock;
-/// SQLite's take none, so two processes opening a new file at once can race:
-/// the loser's migration fails because the winner's tables exist. Running the
-/// migrator again then finds them applied.
-async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
-    let migrator = match backend {
-        Backend::Sqlite => &SQLITE_MIGRATIONS,
-        Backend::Postgres => &POSTGRES_MIGRATIONS,
-    };
+/// Brings a SQLite schema up to date. Postgres migrations hold an advisory
+/// lock; SQLite's take none, so two processes opening a new file at once can
+/// race: the loser's migration fails because the winner's tables exist.
+/// Running the migrator again then finds them applied.
+async fn migrate_sqlite(pool: &AnyPool) -> Result<()> {
     let mut attempt = 0;
     loop {
-        match migrator.run(pool).await {
+        match SQLITE_MIGRATIONS.run(pool).await {
             Ok(()) => return Ok(()),
-            Err(e) if backend == Backend::Sqlite && attempt < 5 => {
+            Err(e) if attempt < 5 => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;

@@ -3,6 +3,7 @@
 use sqlx::{AssertSqlSafe, FromRow};
 use weft_core::{Event, RunStatus};
 
+use crate::db::Scope;
 use crate::sql::{self, AppendedRow, EventRow};
 use crate::{Db, Error, Result, Store};
 
@@ -27,15 +28,18 @@ impl Store {
             .bind(name)
             .bind(definition)
             .bind(at)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }
 
     /// The definition (JSON text) of a stored workflow version.
     pub async fn get_workflow(&self, tenant: &str, hash: &str) -> Result<Option<String>> {
-        let definition =
-            sqlx::query_scalar(sql::SELECT_WORKFLOW).bind(tenant).bind(hash).fetch_optional(&self.db.pool).await?;
+        let definition = sqlx::query_scalar(sql::SELECT_WORKFLOW)
+            .bind(tenant)
+            .bind(hash)
+            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         Ok(definition)
     }
 
@@ -59,7 +63,7 @@ impl Store {
             .bind(run_id)
             .bind(after)
             .bind(tenant)
-            .fetch_all(&self.db.pool)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter()
             .map(|EventRow { seq, at, body }| {

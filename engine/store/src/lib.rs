@@ -30,7 +30,7 @@ mod workflows;
 use db::Db;
 
 pub use connectors::{Installed, InstalledConnector, NewConnector};
-pub use db::{Backend, SQLITE_SETTINGS};
+pub use db::{APP_ROLE, Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
 pub use runs::{Claimed, Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
 /// The database driver's error, which [`Error::Database`] carries.
@@ -166,10 +166,16 @@ impl Store {
         self.db.ready().await
     }
 
+    /// The database role the store's statements run as: [`APP_ROLE`] on
+    /// Postgres (not the URL's user), `None` on SQLite, which has no roles.
+    pub async fn working_role(&self) -> Result<Option<String>> {
+        self.db.working_role().await
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.committer.release().await;
-        self.db.pool.close().await;
+        self.db.close().await;
     }
 }
 

@@ -3,6 +3,7 @@
 use sqlx::AssertSqlSafe;
 use weft_core::{Event, RunStatus};
 
+use crate::db::Scope;
 use crate::journal::{RunEnd, bind_events, insert_events};
 use crate::sql::{self, ClaimedRow, RunRow};
 use crate::{Error, Result, Store};
@@ -198,10 +199,13 @@ impl Store {
             _ => Error::Database(e),
         };
         if one_statement {
-            bind_events(query, run.tenant, run.id, 1, first, now).execute(&self.db.pool).await.map_err(key_used)?;
+            bind_events(query, run.tenant, run.id, 1, first, now)
+                .execute(&mut *self.db.conn(Scope::Tenant(run.tenant)).await?)
+                .await
+                .map_err(key_used)?;
             return Ok(());
         }
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.db.begin_write(Scope::Tenant(run.tenant)).await?;
         query.execute(&mut *tx).await.map_err(key_used)?;
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
         tx.commit().await?;
@@ -213,7 +217,7 @@ impl Store {
         let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN_BY_IDEMPOTENCY_KEY)
             .bind(tenant)
             .bind(key)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         row.map(RunRow::into_record).transpose()
     }
@@ -230,10 +234,10 @@ impl Store {
                 .bind(until)
                 .bind(now)
                 .bind(limit)
-                .fetch_all(&self.db.pool)
+                .fetch_all(&mut *self.db.conn(Scope::All).await?)
                 .await?
         } else {
-            let mut tx = self.db.begin_write().await?;
+            let mut tx = self.db.begin_write(Scope::All).await?;
             let rows =
                 sqlx::query_as::<_, ClaimedRow>(sql::SELECT_DUE_RUNS).bind(now).bind(limit).fetch_all(&mut *tx).await?;
             if !rows.is_empty() {
@@ -257,7 +261,7 @@ impl Store {
 
     /// How many top-level runs are due at `now` with nobody driving them.
     pub async fn due_runs(&self, now: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(sql::COUNT_DUE_RUNS).bind(now).fetch_one(&self.db.pool).await?)
+        Ok(sqlx::query_scalar(sql::COUNT_DUE_RUNS).bind(now).fetch_one(&mut *self.db.conn(Scope::All).await?).await?)
     }
 
     /// Parks a run that only waits: `owner` gives up its lease and the run
@@ -273,7 +277,7 @@ impl Store {
             .bind(tenant)
             .bind(owner)
             .bind(last_seq)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         Ok(parked == 1)
@@ -283,22 +287,33 @@ impl Store {
     /// the signal is in the journal: a driver that parks in between is
     /// refused, since the journal grew.
     pub async fn wake_run(&self, tenant: &str, run_id: &str, at: i64) -> Result<()> {
-        sqlx::query(sql::WAKE_RUN).bind(at).bind(run_id).bind(tenant).execute(&self.db.pool).await?;
+        sqlx::query(sql::WAKE_RUN)
+            .bind(at)
+            .bind(run_id)
+            .bind(tenant)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         Ok(())
     }
 
     /// The tenant's runs that retry run `id`, oldest first.
     pub async fn retries(&self, tenant: &str, id: &str) -> Result<Vec<RunRecord>> {
-        let rows =
-            sqlx::query_as::<_, RunRow>(sql::SELECT_RETRIES).bind(id).bind(tenant).fetch_all(&self.db.pool).await?;
+        let rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RETRIES)
+            .bind(id)
+            .bind(tenant)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
 
     /// The tenant's run with exactly this id, if there is one. Another
     /// tenant's run is not found.
     pub async fn get_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>> {
-        let row =
-            sqlx::query_as::<_, RunRow>(sql::SELECT_RUN).bind(id).bind(tenant).fetch_optional(&self.db.pool).await?;
+        let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN)
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         row.map(RunRow::into_record).transpose()
     }
 
@@ -321,7 +336,7 @@ impl Store {
         let mut rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RUNS_BY_PREFIX)
             .bind(format!("{escaped}%"))
             .bind(tenant)
-            .fetch_all(&self.db.pool)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
@@ -349,7 +364,7 @@ impl Store {
             .bind(filter.until)
             .bind(filter.after.as_ref().map(|(at, _)| *at))
             .bind(filter.after.as_ref().map(|(_, id)| id.as_str()))
-            .fetch_all(&self.db.pool)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -357,7 +372,10 @@ impl Store {
     /// The tenant's top-level runs that have not finished, oldest first.
     /// Child runs are left out: the run that started each one drives it.
     pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query_as::<_, RunRow>(sql::UNFINISHED_RUNS).bind(tenant).fetch_all(&self.db.pool).await?;
+        let rows = sqlx::query_as::<_, RunRow>(sql::UNFINISHED_RUNS)
+            .bind(tenant)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
 
@@ -381,7 +399,7 @@ impl Store {
             .bind(now)
             .bind(steal_from.unwrap_or(""))
             .bind(tenant)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         if updated == 1 {
@@ -396,7 +414,12 @@ impl Store {
 
     /// Gives the lease back, if `owner` still holds it.
     pub async fn release_lease(&self, tenant: &str, run_id: &str, owner: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_LEASE).bind(run_id).bind(owner).bind(tenant).execute(&self.db.pool).await?;
+        sqlx::query(sql::RELEASE_LEASE)
+            .bind(run_id)
+            .bind(owner)
+            .bind(tenant)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         Ok(())
     }
 }

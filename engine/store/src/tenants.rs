@@ -1,5 +1,6 @@
 //! Tenants, and the API keys that act for them (or for the operator).
 
+use crate::db::Scope;
 use crate::sql::{self, ApiKeyRow, TenantRow};
 use crate::{Error, Result, Store};
 
@@ -59,8 +60,13 @@ impl From<ApiKeyRow> for ApiKey {
 impl Store {
     /// Creates a tenant; [`Error::TenantExists`] when the id is taken.
     pub async fn create_tenant(&self, id: &str, name: &str, at: i64) -> Result<Tenant> {
-        let inserted =
-            sqlx::query(sql::INSERT_TENANT).bind(id).bind(name).bind(at).execute(&self.db.pool).await?.rows_affected();
+        let inserted = sqlx::query(sql::INSERT_TENANT)
+            .bind(id)
+            .bind(name)
+            .bind(at)
+            .execute(&mut *self.db.conn(Scope::All).await?)
+            .await?
+            .rows_affected();
         if inserted == 0 {
             return Err(Error::TenantExists(id.to_string()));
         }
@@ -69,13 +75,18 @@ impl Store {
 
     /// The tenant with this id, if any.
     pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANT).bind(id).fetch_optional(&self.db.pool).await?;
+        let row = sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANT)
+            .bind(id)
+            .fetch_optional(&mut *self.db.conn(Scope::All).await?)
+            .await?;
         Ok(row.map(Tenant::from))
     }
 
     /// Every tenant, oldest first.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANTS).fetch_all(&self.db.pool).await?;
+        let rows = sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANTS)
+            .fetch_all(&mut *self.db.conn(Scope::All).await?)
+            .await?;
         Ok(rows.into_iter().map(Tenant::from).collect())
     }
 
@@ -88,27 +99,34 @@ impl Store {
             .bind(&key.role)
             .bind(&key.secret_hash)
             .bind(key.created_at)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.conn(Scope::from(key.tenant.as_deref())).await?)
             .await?;
         Ok(())
     }
 
     /// The key with this id, revoked or not.
     pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query_as::<_, ApiKeyRow>(sql::SELECT_API_KEY).bind(id).fetch_optional(&self.db.pool).await?;
+        let row = sqlx::query_as::<_, ApiKeyRow>(sql::SELECT_API_KEY)
+            .bind(id)
+            .fetch_optional(&mut *self.db.conn(Scope::All).await?)
+            .await?;
         Ok(row.map(ApiKey::from))
     }
 
     /// The keys of a tenant (`None`: the operator keys), oldest first.
     pub async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
-        let rows = sqlx::query_as::<_, ApiKeyRow>(sql::SELECT_API_KEYS).bind(tenant).fetch_all(&self.db.pool).await?;
+        let rows = sqlx::query_as::<_, ApiKeyRow>(sql::SELECT_API_KEYS)
+            .bind(tenant)
+            .fetch_all(&mut *self.db.conn(Scope::from(tenant)).await?)
+            .await?;
         Ok(rows.into_iter().map(ApiKey::from).collect())
     }
 
     /// Whether any key that is not revoked exists (a server's first start
     /// makes the operator's key when none does).
     pub async fn has_live_api_keys(&self) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(sql::COUNT_LIVE_API_KEYS).fetch_one(&self.db.pool).await?;
+        let n: i64 =
+            sqlx::query_scalar(sql::COUNT_LIVE_API_KEYS).fetch_one(&mut *self.db.conn(Scope::All).await?).await?;
         Ok(n > 0)
     }
 
@@ -119,7 +137,7 @@ impl Store {
             .bind(id)
             .bind(tenant)
             .bind(at)
-            .execute(&self.db.pool)
+            .execute(&mut *self.db.conn(Scope::from(tenant)).await?)
             .await?
             .rows_affected();
         Ok(found == 1)
@@ -127,7 +145,7 @@ impl Store {
 
     /// Records that a key was used at `at`.
     pub async fn touch_api_key(&self, id: &str, at: i64) -> Result<()> {
-        sqlx::query(sql::TOUCH_API_KEY).bind(id).bind(at).execute(&self.db.pool).await?;
+        sqlx::query(sql::TOUCH_API_KEY).bind(id).bind(at).execute(&mut *self.db.conn(Scope::All).await?).await?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Workflow versions as a tenant lists them: immutable, by content hash,
 //! deprecated but never deleted (runs stay pinned to theirs).
 
+use crate::db::Scope;
 use crate::sql::{self, WorkflowRow};
 use crate::{Result, Store};
 
@@ -29,7 +30,7 @@ impl Store {
         let row = sqlx::query_as::<_, WorkflowRow>(sql::SELECT_WORKFLOW_SUMMARY)
             .bind(tenant)
             .bind(hash)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(row.map(WorkflowVersion::from))
     }
@@ -45,15 +46,19 @@ impl Store {
             .bind(tenant)
             .bind(name)
             .bind(limit)
-            .fetch_all(&self.db.pool)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(rows.into_iter().map(WorkflowVersion::from).collect())
     }
 
     /// Marks a version deprecated at `at`; returns whether it exists.
     pub async fn deprecate_workflow(&self, tenant: &str, hash: &str, at: i64) -> Result<bool> {
-        let found =
-            sqlx::query(sql::DEPRECATE_WORKFLOW).bind(tenant).bind(hash).bind(at).execute(&self.db.pool).await?;
+        let found = sqlx::query(sql::DEPRECATE_WORKFLOW)
+            .bind(tenant)
+            .bind(hash)
+            .bind(at)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
         Ok(found.rows_affected() == 1)
     }
 }
