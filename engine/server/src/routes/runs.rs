@@ -66,6 +66,15 @@ pub struct RunView {
     pub created_at: i64,
     /// Last written at (ms).
     pub updated_at: i64,
+    /// The seq of its journal's last event.
+    pub last_seq: i64,
+    /// The process that drives it (`host:pid:nonce`), while its lease holds.
+    pub lease_owner: Option<String>,
+    /// Until when (ms) that lease holds unless renewed.
+    pub lease_until: Option<i64>,
+    /// When (ms) a waiting run is due for a worker again; the largest
+    /// 64-bit integer while it waits for a signal alone.
+    pub wake_at: i64,
 }
 
 impl From<RunRecord> for RunView {
@@ -84,6 +93,10 @@ impl From<RunRecord> for RunView {
             retry_of: run.retry_of,
             created_at: run.created_at,
             updated_at: run.updated_at,
+            last_seq: run.last_seq,
+            lease_owner: run.lease_owner,
+            lease_until: run.lease_until,
+            wake_at: run.wake_at,
         }
     }
 }
@@ -179,10 +192,15 @@ fn parse_cursor(text: &str) -> ApiResult<(i64, String)> {
     Ok((at.parse().map_err(|_| ApiError::invalid_cursor())?, id.to_string()))
 }
 
-/// The tenant's run `id`, or 404.
+/// The tenant's run `id` (or the one run whose id starts with it), or 404.
 async fn run(state: &AppState, tenant: &str, id: &str) -> ApiResult<RunRecord> {
-    let found = state.engine().store().get_run(tenant, id).await?;
-    found.ok_or_else(|| ApiError::not_found(format!("run {id:?}")))
+    match state.engine().store().find_run(tenant, id).await {
+        Err(weft_store::Error::AmbiguousRun { prefix, candidates }) => Err(ApiError::invalid_request(format!(
+            "{prefix:?} starts several runs' ids ({candidates}); give more characters"
+        ))
+        .at("id")),
+        found => Ok(found?),
+    }
 }
 
 async fn start(
@@ -284,10 +302,10 @@ async fn cancel(
     let tenant = caller.tenant(Action::RunWorkflows)?;
     let reason =
         body.and_then(|Json(c)| c.reason).unwrap_or_else(|| format!("cancelled through the API (key {})", caller.key));
-    run(&state, tenant, &id).await?;
+    let found = run(&state, tenant, &id).await?;
     // A run that a driver holds ends at the driver's next look: the answer
     // may still say `running`.
-    Ok((StatusCode::ACCEPTED, axum::Json(state.engine().cancel(tenant, &id, &reason).await?.into())))
+    Ok((StatusCode::ACCEPTED, axum::Json(state.engine().cancel(tenant, &found.id, &reason).await?.into())))
 }
 
 async fn signal(
@@ -297,8 +315,8 @@ async fn signal(
     Json(signal): Json<Signal>,
 ) -> ApiResult<(StatusCode, axum::Json<RunView>)> {
     let tenant = caller.tenant(Action::RunWorkflows)?;
-    run(&state, tenant, &id).await?;
-    let run = state.engine().signal(tenant, &id, &signal.name, signal.payload).await?;
+    let found = run(&state, tenant, &id).await?;
+    let run = state.engine().signal(tenant, &found.id, &signal.name, signal.payload).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(run.into())))
 }
 
@@ -313,8 +331,8 @@ async fn resume(
         return Err(ApiError::conflict("run_finished", format!("run {id} has already {status}")));
     }
     // Due now: a worker claims it as soon as no live driver holds it.
-    state.engine().store().wake_run(tenant, &id, weft_runtime::now_ms()).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(run(&state, tenant, &id).await?.into())))
+    state.engine().store().wake_run(tenant, &found.id, weft_runtime::now_ms()).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(run(&state, tenant, &found.id).await?.into())))
 }
 
 pub(crate) fn routes() -> ApiRouter<AppState> {

@@ -88,6 +88,8 @@ pub struct Validation {
     pub hash: Option<String>,
     /// Its name, when valid.
     pub name: Option<String>,
+    /// How many steps it has, when valid.
+    pub steps: Option<usize>,
     /// Every problem, each with its JSON path and line:column.
     pub diagnostics: Vec<Problem>,
 }
@@ -151,10 +153,11 @@ async fn validate(
             valid: true,
             hash: Some(definition.hash.clone()),
             name: Some(definition.workflow.name.clone()),
+            steps: Some(definition.workflow.steps.len()),
             diagnostics: Vec::new(),
         },
         Err(diagnostics) => {
-            Validation { valid: false, hash: None, name: None, diagnostics: Problem::all(&diagnostics) }
+            Validation { valid: false, hash: None, name: None, steps: None, diagnostics: Problem::all(&diagnostics) }
         }
     }))
 }
