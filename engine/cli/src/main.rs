@@ -7,6 +7,7 @@
 
 mod connector;
 mod progress;
+mod remote;
 mod serve;
 mod terminal;
 mod timeline;
@@ -71,6 +72,14 @@ pub(crate) struct Cli {
     /// By default each connector's manifest alone decides.
     #[arg(long = "allow-host", global = true, help_heading = GLOBAL, env = "WEFT_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST")]
     allow_hosts: Option<Vec<String>>,
+    /// Drive a `weft server` instead of a local store: run, runs list/show,
+    /// signal, cancel, resume and validate go through its /v1 API (the
+    /// server validates with its connectors; its workers drive the runs).
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The API key that --server acts with (`weft_…`).
+    #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_API_KEY", hide_env_values = true, value_name = "KEY")]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -383,6 +392,11 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    if let Some(url) = &cli.server
+        && let Some(code) = remote::dispatch(&cli, url).await?
+    {
+        return Ok(code);
+    }
     match &cli.command {
         Command::Schema => {
             print!("{}", weft_workflows::workflow_schema_text());
@@ -618,7 +632,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let run = store.find_run(DEFAULT_TENANT, run).await.map_err(|e| classify(e.into()))?;
             if *follow {
                 let ended = tokio::select! {
-                    ended = timeline::follow(&store, run) => ended.map_err(classify)?,
+                    ended = timeline::follow(&store, run) => ended?,
                     _ = tokio::signal::ctrl_c() => return Ok(130),
                 };
                 return Ok(exit_code(ended.status));

@@ -11,6 +11,8 @@ use weft_core::{Awaiting, Entry, EntryStatus, Event, Logs, RetryOf, RunStatus};
 use weft_runtime::{Inspection, Standing};
 use weft_store::{DEFAULT_TENANT, RunFilter, RunRecord, Store};
 
+use crate::{Failure, classify};
+
 fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
@@ -263,6 +265,8 @@ fn standing_lines(run: &RunRecord, standing: &Standing) -> Vec<String> {
             }
             lines.push(match owner {
                 Some(owner) => format!("{} goes on when it comes", driver(owner)),
+                // Parked by a server's worker: its due time is in the database.
+                None if run.wake_at > 0 => "parked: a worker of the server goes on when it comes".to_string(),
                 None if signals => {
                     format!("no process drives it: after the signal, continue it with `weft resume {id}`")
                 }
@@ -480,9 +484,9 @@ const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// change and each change of where the run stands, until the run is over.
 /// Each look reads the run's row and only the events it has not seen.
 /// Returns the run as it ended.
-pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_runtime::Error> {
-    let mut inspection = weft_runtime::inspect(store, &run).await?;
-    let retries: Vec<RunRecord> = store.retries(&run.tenant, &run.id).await?;
+pub async fn follow(source: &impl Source, run: RunRecord) -> Result<RunRecord, Failure> {
+    let mut inspection = source.inspect(&run).await?;
+    let retries: Vec<RunRecord> = source.retries(&run).await?;
     let retry_ids: Vec<&str> = retries.iter().map(|r| r.id.as_str()).collect();
     let retry_of = retry_of(&inspection.events);
     let origin = print_head(&run, &inspection, &retry_ids);
@@ -494,9 +498,9 @@ pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_run
     let mut run = run;
     while !run.status.is_terminal() {
         tokio::time::sleep(FOLLOW_POLL).await;
-        run = store.find_run(&run.tenant, &run.id).await?;
+        run = source.reload(&run).await?;
         let seen = inspection.events.last().map_or(0, |e| e.seq);
-        let new = store.load_events(&run.tenant, &run.id, seen).await?;
+        let new = source.events_after(&run, seen).await?;
         for event in &new {
             inspection.state.apply(&inspection.definition, &event.event);
         }
@@ -521,4 +525,54 @@ pub async fn follow(store: &Store, run: RunRecord) -> Result<RunRecord, weft_run
     println!("took      {}", duration(run.updated_at - origin));
     print_end(&run);
     Ok(run)
+}
+
+/// Where `runs show` and `follow` read a run: the local store, or a server
+/// (`--server`).
+pub(crate) trait Source {
+    /// The run's definition, journal and where it stands.
+    async fn inspect(&self, run: &RunRecord) -> Result<Inspection, Failure>;
+    /// The runs that retry it.
+    async fn retries(&self, run: &RunRecord) -> Result<Vec<RunRecord>, Failure>;
+    /// The run as it is now.
+    async fn reload(&self, run: &RunRecord) -> Result<RunRecord, Failure>;
+    /// Its journal after `seq`.
+    async fn events_after(&self, run: &RunRecord, seq: i64) -> Result<Vec<weft_store::StoredEvent>, Failure>;
+}
+
+impl Source for Store {
+    async fn inspect(&self, run: &RunRecord) -> Result<Inspection, Failure> {
+        weft_runtime::inspect(self, run).await.map_err(classify)
+    }
+
+    async fn retries(&self, run: &RunRecord) -> Result<Vec<RunRecord>, Failure> {
+        Store::retries(self, &run.tenant, &run.id).await.map_err(|e| classify(e.into()))
+    }
+
+    async fn reload(&self, run: &RunRecord) -> Result<RunRecord, Failure> {
+        self.find_run(&run.tenant, &run.id).await.map_err(|e| classify(e.into()))
+    }
+
+    async fn events_after(&self, run: &RunRecord, seq: i64) -> Result<Vec<weft_store::StoredEvent>, Failure> {
+        self.load_events(&run.tenant, &run.id, seq).await.map_err(|e| classify(e.into()))
+    }
+}
+
+impl Source for crate::remote::Remote {
+    async fn inspect(&self, run: &RunRecord) -> Result<Inspection, Failure> {
+        crate::remote::Remote::inspect(self, run).await
+    }
+
+    /// The API does not list a run's retries yet.
+    async fn retries(&self, _run: &RunRecord) -> Result<Vec<RunRecord>, Failure> {
+        Ok(Vec::new())
+    }
+
+    async fn reload(&self, run: &RunRecord) -> Result<RunRecord, Failure> {
+        self.run(&run.id).await
+    }
+
+    async fn events_after(&self, run: &RunRecord, seq: i64) -> Result<Vec<weft_store::StoredEvent>, Failure> {
+        crate::remote::Remote::events_after(self, &run.id, seq).await
+    }
 }
