@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -165,7 +165,7 @@ impl Remote {
 
     /// One API call; `what` names it in errors. Answers 429 and 503 are
     /// tried again after the wait the server asks for (`Retry-After`).
-    async fn call(&self, method: Method, path: &str, body: Option<Value>, what: &str) -> Result<Value, Failure> {
+    async fn call(&self, method: Method, path: &str, body: impl Into<Body>, what: &str) -> Result<Value, Failure> {
         let (status, answer) = self.exchange(method, path, body, what).await?;
         if status.is_success() { Ok(answer) } else { Err(api_failure(status, &answer, what)) }
     }
@@ -175,18 +175,23 @@ impl Remote {
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
+        body: impl Into<Body>,
         what: &str,
     ) -> Result<(StatusCode, Value), Failure> {
+        let body = body.into();
         let mut attempt = 0;
         loop {
             let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
             if let Some(key) = &self.key {
                 request = request.bearer_auth(key);
             }
-            if let Some(body) = &body {
-                request = request.json(body);
-            }
+            request = match &body {
+                Body::Empty => request,
+                Body::Json(body) => request.json(body),
+                Body::Wasm(bytes) => {
+                    request.header(reqwest::header::CONTENT_TYPE, "application/wasm").body(bytes.clone())
+                }
+            };
             let response = request.send().await.map_err(|e| {
                 failed(anyhow!(
                     "{what}: cannot reach the server at {}: {}",
@@ -211,6 +216,24 @@ impl Remote {
             }
             return Ok((status, answer));
         }
+    }
+
+    /// Installs a connector component for the key's tenant, printing what
+    /// `weft connector install` prints.
+    pub(crate) async fn install(&self, file: &std::path::Path) -> Result<(), Failure> {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display())).map_err(bad)?;
+        let what = format!("installing {}", file.display());
+        let answer = self.call(Method::POST, "/v1/connectors", Body::Wasm(bytes), &what).await?;
+        let connector = &answer["connector"];
+        let key =
+            format!("{}@{}", connector["name"].as_str().unwrap_or("?"), connector["version"].as_str().unwrap_or("?"));
+        let digest = connector["digest"].as_str().unwrap_or("?");
+        if answer["created"] == Value::Bool(true) {
+            eprintln!("installed {key} ({digest})");
+        } else {
+            eprintln!("{key} ({digest}) is already installed");
+        }
+        Ok(())
     }
 
     fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, Failure> {
@@ -535,11 +558,9 @@ pub(crate) async fn dispatch(cli: &Cli, url: &str) -> Result<Option<u8>, Failure
                 "`weft runs retry` does not work with --server yet; the API has no retry route"
             )));
         }
-        Command::Connector(crate::connector::ConnectorCommand::Install { .. }) => {
-            return Err(failed(anyhow!(
-                "installing connectors through a server is not built yet (the API has no upload route); \
-                 install it on the server's database with `weft --db URL connector install FILE`"
-            )));
+        Command::Connector(crate::connector::ConnectorCommand::Install { file }) => {
+            remote()?.install(file).await?;
+            0
         }
         _ => return Ok(None),
     };
@@ -584,5 +605,19 @@ fn stopped_watching(stopped: Stopped, remote: &Remote, id: &str) -> Failure {
                 remote.url()
             ),
         },
+    }
+}
+
+/// A request's body.
+enum Body {
+    Empty,
+    Json(Value),
+    /// A component (`application/wasm`).
+    Wasm(Vec<u8>),
+}
+
+impl From<Option<Value>> for Body {
+    fn from(body: Option<Value>) -> Body {
+        body.map_or(Body::Empty, Body::Json)
     }
 }

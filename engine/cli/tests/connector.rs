@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::service::{Service, bootstrap_key, http, tenant};
 use common::{Backend, Workspace, text};
 use serde_json::{Value, json};
 
@@ -123,6 +124,37 @@ async fn a_new_connector_builds_inspects_answers_and_runs_in_a_workflow() {
         .collect();
     assert!(sources.contains(&("demo".into(), "installed".into())), "{sources:?}");
     assert!(sources.contains(&("http".into(), "built-in".into())), "{sources:?}");
+
+    // Through a server: installed for the key's tenant only, and it runs there.
+    let server_ws = Workspace::new(Backend::Sqlite).await;
+    let server = Service::start(&server_ws, &["server", "--listen", "127.0.0.1:0"]);
+    let address = server.address().await;
+    let admin = bootstrap_key(&server).await;
+    let acme = tenant(&address, &admin, "acme").await;
+    let other = tenant(&address, &admin, "other").await;
+    let remote = |key: &str, args: &[&str]| {
+        let server = format!("http://{address}");
+        ws.weft().env("WEFT_SERVER", server).env("WEFT_API_KEY", key).args(args).output().unwrap()
+    };
+    let out = remote(&acme, &["connector", "install", wasm_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("installed demo@0.1.0 (sha256:"), "{}", text(&out.stderr));
+    let out = remote(&acme, &["connector", "install", wasm_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is already installed"), "{}", text(&out.stderr));
+    let out = remote(&acme, &["run", workflow.to_str().unwrap(), "--json", "--input", r#"{"who": "Edsger"}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"]["message"], "Hello, Edsger!");
+    let (status, answer) = http(&address, "GET", "/v1/connectors/demo", Some(&other), None).await;
+    assert_eq!(status, 404, "another tenant sees it: {answer}");
+    let out = remote(&other, &["run", workflow.to_str().unwrap(), "--input", r#"{"who": "Ada"}"#]);
+    assert_eq!(out.status.code(), Some(2), "another tenant runs it: {}", text(&out.stderr));
+    let out = remote(&acme, &["connector", "install", workflow.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not a WebAssembly component"), "{}", text(&out.stderr));
+    assert!(!server.stderr().contains(r#""status":500"#), "{}", server.stderr());
+    drop(server);
 
     // Another component under the same name@version is refused.
     let lib = crate_dir.join("src/lib.rs");

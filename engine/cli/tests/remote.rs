@@ -153,13 +153,17 @@ async fn run_list_show_signal_cancel_resume_and_validate_go_through_the_server()
     assert_eq!(resumed.status.code(), Some(1));
     assert!(text(&resumed.stderr).contains("cancelled already"), "{}", text(&resumed.stderr));
 
-    // Errors: a refused key is bad input; what is not built says so.
+    // Errors: a refused key and a missing file are bad input; what is not
+    // built says so.
     let refused = client.weft().env("WEFT_API_KEY", "weft_000000000000_nope").args(["runs", "list"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("refused the API key"), "{}", text(&refused.stderr));
+    let retry = client.run(&["runs", "retry", &waiting]);
+    assert_eq!(retry.status.code(), Some(1));
+    assert!(text(&retry.stderr).contains("does not work with --server yet"), "{}", text(&retry.stderr));
     let install = client.run(&["connector", "install", "x.wasm"]);
-    assert_eq!(install.status.code(), Some(1));
-    assert!(text(&install.stderr).contains("not built yet"), "{}", text(&install.stderr));
+    assert_eq!(install.status.code(), Some(2));
+    assert!(text(&install.stderr).contains("reading x.wasm"), "{}", text(&install.stderr));
     let unreachable = client.weft().env("WEFT_SERVER", "http://127.0.0.1:1").args(["runs", "list"]).output().unwrap();
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(text(&unreachable.stderr).contains("cannot reach the server"), "{}", text(&unreachable.stderr));

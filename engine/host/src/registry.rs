@@ -105,6 +105,36 @@ impl Host {
         self.install_in(Scope::Tenant(tenant.to_string()), bytes.into(), None).await
     }
 
+    /// A component's manifest and digest, without installing it: what
+    /// installing it would add. It is compiled (or its manifest read from the
+    /// cache) and asked to describe itself.
+    pub async fn inspect_component(&self, bytes: &[u8]) -> Result<ConnectorInfo> {
+        let digest = digest_of(bytes);
+        let (manifest, _) = self.manifest_of(&digest, &Bytes::copy_from_slice(bytes), None).await?;
+        Ok(ConnectorInfo { manifest, digest })
+    }
+
+    /// The manifest of the component with `digest`: from the cache, or by
+    /// compiling the component and asking it (then with the compiled form).
+    async fn manifest_of(
+        &self,
+        digest: &str,
+        bytes: &Bytes,
+        precompiled: Option<&'static [u8]>,
+    ) -> Result<(Manifest, Option<ConnectorPre<CallState>>)> {
+        let cached: Option<Manifest> =
+            self.cache.as_ref().and_then(|c| c.manifest(digest)).and_then(|json| serde_json::from_str(&json).ok());
+        if let Some(manifest) = cached {
+            return Ok((manifest, None));
+        }
+        let compiled = self.compile(digest, bytes, precompiled).await?;
+        let manifest = self.describe(&compiled).await?;
+        if let Some(cache) = &self.cache {
+            cache.put_manifest(digest, &serde_json::to_string(&manifest).expect("manifests serialize"));
+        }
+        Ok((manifest, Some(compiled)))
+    }
+
     async fn install_in(&self, scope: Scope, bytes: Bytes, built: Option<&'static Prebuilt>) -> Result<ConnectorInfo> {
         let digest = built.map_or_else(|| digest_of(&bytes), |built| built.digest.to_string());
         let precompiled = built.map(|built| built.compiled);
@@ -112,21 +142,11 @@ impl Host {
             entry.add(&scope);
             return Ok(entry.loaded.info.clone());
         }
-        let cached: Option<Manifest> =
-            self.cache.as_ref().and_then(|c| c.manifest(&digest)).and_then(|json| serde_json::from_str(&json).ok());
         let pre = OnceCell::new();
-        let manifest = match cached {
-            Some(manifest) => manifest,
-            None => {
-                let compiled = self.compile(&digest, &bytes, precompiled).await?;
-                let manifest = self.describe(&compiled).await?;
-                if let Some(cache) = &self.cache {
-                    cache.put_manifest(&digest, &serde_json::to_string(&manifest).expect("manifests serialize"));
-                }
-                let _ = pre.set(compiled);
-                manifest
-            }
-        };
+        let (manifest, compiled) = self.manifest_of(&digest, &bytes, precompiled).await?;
+        if let Some(compiled) = compiled {
+            let _ = pre.set(compiled);
+        }
         let mut entries = self.registry.lock();
         if let Some(entry) = entries.get_mut(&digest) {
             // Installed meanwhile by another caller.

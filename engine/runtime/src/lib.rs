@@ -27,6 +27,7 @@
 mod assemble;
 mod children;
 mod driver;
+mod install;
 mod lease;
 mod standing;
 pub mod telemetry;
@@ -81,6 +82,9 @@ pub enum Error {
     /// A workflow uses a connector that is not installed.
     #[error("connector `{0}` is not installed")]
     UnknownConnector(String),
+    /// A component offered for installing does not load or describe itself.
+    #[error("the component cannot be installed: {0}")]
+    Component(#[source] weft_host::Error),
     /// Another live process drives the run.
     #[error("run {run} is being driven by {owner} (its lease {}); wait for it or stop that process", lease_left(*until))]
     LeaseHeld {
@@ -364,7 +368,17 @@ impl Engine {
         // A retry keeps the builds of the run it retries.
         let (retry_of, connectors, reused) = match origin {
             Origin::Retry { of, connectors, reused } => (Some(of), connectors, reused),
-            Origin::New | Origin::Child { .. } => (None, self.pins(tenant, definition)?, Vec::new()),
+            Origin::New | Origin::Child { .. } => {
+                let pins = match self.pins(tenant, definition) {
+                    Err(Error::UnknownConnector(_)) => {
+                        // Installed through another process, perhaps.
+                        self.load_installed(tenant).await?;
+                        self.pins(tenant, definition)?
+                    }
+                    pins => pins?,
+                };
+                (None, pins, Vec::new())
+            }
         };
         self.put_definition(tenant, definition).await?;
         let run_id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);

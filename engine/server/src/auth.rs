@@ -75,6 +75,8 @@ pub enum Action {
     WriteWorkflows,
     /// Start, cancel, signal and resume runs.
     RunWorkflows,
+    /// Install connector components.
+    InstallConnectors,
 }
 
 /// The permission matrix: whether `role` may do `action`.
@@ -83,7 +85,7 @@ pub fn allows(role: Role, action: Action) -> bool {
     match role {
         Role::SuperAdmin => matches!(action, ManageTenants | ManageKeys),
         Role::Owner | Role::Admin => !matches!(action, ManageTenants),
-        Role::Developer => matches!(action, Read | WriteWorkflows | RunWorkflows),
+        Role::Developer => matches!(action, Read | WriteWorkflows | RunWorkflows | InstallConnectors),
         Role::Operator => matches!(action, Read | RunWorkflows),
         Role::Viewer => matches!(action, Read),
     }

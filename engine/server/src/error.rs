@@ -249,6 +249,7 @@ impl From<weft_runtime::Error> for ApiError {
             e @ E::Retry { .. } => ApiError::conflict("retry_refused", e.to_string()),
             e @ E::LeaseHeld { .. } => ApiError::conflict("run_busy", e.to_string()),
             e @ E::PinnedConnectorMissing { .. } => ApiError::conflict("connector_missing", e.to_string()),
+            e @ E::Component(_) => ApiError::unprocessable("invalid_component", e.to_string()),
             e @ E::Definition { .. } => ApiError::internal(&e),
         }
     }

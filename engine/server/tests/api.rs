@@ -331,6 +331,14 @@ async fn every_documented_route_answers(api: Api) {
             StatusCode::OK,
         ),
         (Method::GET, "/v1/connectors", "/v1/connectors".into(), &key, None, StatusCode::OK),
+        (
+            Method::POST,
+            "/v1/connectors",
+            "/v1/connectors".into(),
+            &key,
+            Some(json!({ "not": "a component" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (Method::GET, "/v1/connectors/{name}", "/v1/connectors/transform".into(), &key, None, StatusCode::OK),
     ];
     let mut called: Vec<String> = calls.iter().map(|(m, template, ..)| format!("{m} {template}")).collect();

@@ -100,4 +100,13 @@ impl Store {
             })
             .collect())
     }
+
+    /// The digests of every component the tenant installed: a cheap check
+    /// of whether a process has loaded them all.
+    pub async fn installed_digests(&self, tenant: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(sql::SELECT_CONNECTOR_DIGESTS)
+            .bind(tenant)
+            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?)
+    }
 }

@@ -255,6 +255,8 @@ pub(crate) const SELECT_CONNECTOR_DIGEST: &str =
 pub(crate) const SELECT_CONNECTORS: &str = "SELECT name, version, digest, component, installed_at FROM connectors \
                                             WHERE tenant_id = $1 ORDER BY installed_at, name, version";
 
+pub(crate) const SELECT_CONNECTOR_DIGESTS: &str = "SELECT digest FROM connectors WHERE tenant_id = $1";
+
 // Tenants and API keys.
 
 pub(crate) const INSERT_TENANT: &str =

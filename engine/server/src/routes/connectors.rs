@@ -3,7 +3,12 @@
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
-use axum::extract::State;
+use aide::generate::GenContext;
+use aide::openapi::Operation;
+use aide::operation::OperationInput;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -78,6 +83,7 @@ pub struct NamePath {
 
 async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<ConnectorList>> {
     let tenant = caller.tenant(Action::Read)?;
+    state.engine().load_installed(tenant).await?;
     let connectors = state.engine().host().connectors(tenant);
     Ok(axum::Json(ConnectorList { connectors: connectors.into_iter().map(ConnectorView::from).collect() }))
 }
@@ -88,6 +94,7 @@ async fn get(
     Path(NamePath { name }): Path<NamePath>,
 ) -> ApiResult<axum::Json<ConnectorList>> {
     let tenant = caller.tenant(Action::Read)?;
+    state.engine().load_installed(tenant).await?;
     let builds: Vec<ConnectorView> = state
         .engine()
         .host()
@@ -102,11 +109,70 @@ async fn get(
     Ok(axum::Json(ConnectorList { connectors: builds }))
 }
 
+/// The largest component accepted for installing, in bytes.
+pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// A component's bytes, the whole request body (`application/wasm`).
+pub struct Component(bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Component {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Component, ApiError> {
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(ref inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::payload_too_large(format!("a component is at most {MAX_COMPONENT_BYTES} bytes"))
+            }
+            other => ApiError::invalid_request(other.body_text()),
+        })?;
+        Ok(Component(bytes))
+    }
+}
+
+impl OperationInput for Component {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        bytes::Bytes::operation_input(ctx, operation);
+    }
+}
+
+/// What installing did.
+#[derive(Serialize, JsonSchema)]
+pub struct InstalledView {
+    /// The component, as its manifest describes it.
+    pub connector: ConnectorView,
+    /// False when this very component was installed already.
+    pub created: bool,
+}
+
+async fn install(
+    State(state): State<AppState>,
+    caller: Caller,
+    Component(bytes): Component,
+) -> ApiResult<(StatusCode, axum::Json<InstalledView>)> {
+    let tenant = caller.tenant(Action::InstallConnectors)?;
+    let (info, installed) = state.engine().install_connector(tenant, bytes.to_vec()).await?;
+    let created = installed == weft_store::Installed::New;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(InstalledView { connector: info.into(), created })))
+}
+
 pub(crate) fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
-        .api_route("/v1/connectors", get_with(list, |op| op.summary("List connectors").tag("connectors")))
+        .api_route(
+            "/v1/connectors",
+            get_with(list, |op| op.summary("List connectors").tag("connectors")).post_with(install, |op| {
+                op.summary("Install a connector")
+                    .description(
+                        "The body is a component (`application/wasm`), as `weft connector build` makes it. It must \
+                         load and describe itself; a different build under a name@version the tenant can use already \
+                         is refused (409 connector_conflict). The same component again answers 200.",
+                    )
+                    .tag("connectors")
+            }),
+        )
         .api_route(
             "/v1/connectors/{name}",
             get_with(get, |op| op.summary("Inspect a connector").description("Every version of it.").tag("connectors")),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
 }

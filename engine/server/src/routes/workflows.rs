@@ -134,6 +134,7 @@ async fn create(
     Json(source): Json<Source>,
 ) -> ApiResult<(StatusCode, axum::Json<Created>)> {
     let tenant = caller.tenant(Action::WriteWorkflows)?;
+    state.engine().load_installed(tenant).await?;
     let definition = load(&state, tenant, &source).map_err(|d| ApiError::invalid_workflow(&d))?;
     let created = state.engine().save(tenant, &definition).await?;
     let version = state.engine().store().workflow_version(tenant, &definition.hash).await?;
@@ -148,6 +149,7 @@ async fn validate(
     Json(source): Json<Source>,
 ) -> ApiResult<axum::Json<Validation>> {
     let tenant = caller.tenant(Action::Read)?;
+    state.engine().load_installed(tenant).await?;
     Ok(axum::Json(match load(&state, tenant, &source) {
         Ok(definition) => Validation {
             valid: true,
