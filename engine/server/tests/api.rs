@@ -355,16 +355,25 @@ async fn every_documented_route_answers(api: Api) {
     let (status, refused) = api.start(&key, &hash, json!({ "name": "Cy" }), None).await;
     assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("workflow_deprecated")));
 
-    // The metrics count this tenant's runs by workflow and status.
-    let (_, metrics) = api.raw(Method::GET, "/metrics", None, None).await;
-    let metrics = metrics.as_str().unwrap();
-    for line in [
+    // The metrics count this tenant's runs by workflow and status (a cancel
+    // is answered before the run's driver ends it, so they may lag a little).
+    let lines = [
         format!(r#"weft_runs_started_total{{tenant="{tenant}",workflow="greeter"}} 2"#),
         format!(r#"weft_runs_finished_total{{tenant="{tenant}",workflow="greeter",status="completed"}} 1"#),
         format!(r#"weft_runs_finished_total{{tenant="{tenant}",workflow="greeter",status="cancelled"}} 1"#),
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
-    }
+    ];
+    let started = Instant::now();
+    let metrics = loop {
+        let (_, metrics) = api.raw(Method::GET, "/metrics", None, None).await;
+        let metrics = metrics.as_str().unwrap().to_string();
+        let missing = lines.iter().find(|line| !metrics.lines().any(|l| l == line.as_str()));
+        match missing {
+            None => break metrics,
+            Some(line) if started.elapsed() > Duration::from_secs(10) => panic!("{line} in:\n{metrics}"),
+            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let metrics = metrics.as_str();
     for name in ["weft_step_duration_seconds_bucket", "weft_runs_due ", "weft_http_request_duration_seconds_count"] {
         assert!(metrics.contains(name), "{name} in:\n{metrics}");
     }
