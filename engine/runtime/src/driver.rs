@@ -196,11 +196,12 @@ impl Engine {
         for stored in &events {
             observer.event(&run.id, stored.seq, &stored.event);
         }
-        if state.pins.iter().flatten().any(|pin| !self.host.is_installed(&run.tenant, &pin.digest)) {
+        let missing = || state.pins.iter().flatten().find(|pin| !self.host.is_installed(&run.tenant, &pin.digest));
+        if missing().is_some() {
             // Installed through another process, perhaps.
             self.load_installed(&run.tenant).await?;
         }
-        if let Some(pin) = state.pins.iter().flatten().find(|pin| !self.host.is_installed(&run.tenant, &pin.digest)) {
+        if let Some(pin) = missing() {
             return Err(Error::PinnedConnectorMissing {
                 run: run.id.clone(),
                 connector: pin.id.to_string(),

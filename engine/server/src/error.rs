@@ -264,13 +264,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Json<T>, ApiError> {
-        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(ref inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::payload_too_large("the request body is over the size limit")
-            }
-            other => ApiError::invalid_request(other.body_text()),
-        })?;
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_rejection(e, "the request body is over the size limit"))?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// The error for a body that could not be read: `too_large` when it is
+/// over the route's limit.
+pub fn body_rejection(e: BytesRejection, too_large: &str) -> ApiError {
+    match e {
+        BytesRejection::FailedToBufferBody(ref inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::payload_too_large(too_large)
+        }
+        other => ApiError::invalid_request(other.body_text()),
     }
 }
 

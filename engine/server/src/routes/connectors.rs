@@ -6,7 +6,6 @@ use aide::axum::routing::get_with;
 use aide::generate::GenContext;
 use aide::openapi::Operation;
 use aide::operation::OperationInput;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use schemars::JsonSchema;
@@ -16,7 +15,7 @@ use weft_host::ConnectorInfo;
 
 use crate::AppState;
 use crate::auth::{Action, Caller};
-use crate::error::{ApiError, ApiResult, Path};
+use crate::error::{ApiError, ApiResult, Path, body_rejection};
 
 /// A connector build.
 #[derive(Serialize, JsonSchema)]
@@ -119,12 +118,8 @@ impl<S: Send + Sync> FromRequest<S> for Component {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Component, ApiError> {
-        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(ref inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::payload_too_large(format!("a component is at most {MAX_COMPONENT_BYTES} bytes"))
-            }
-            other => ApiError::invalid_request(other.body_text()),
-        })?;
+        let too_large = format!("a component is at most {MAX_COMPONENT_BYTES} bytes");
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| body_rejection(e, &too_large))?;
         Ok(Component(bytes))
     }
 }
