@@ -15,7 +15,7 @@ use weft_core::{
     on_outcome,
 };
 use weft_host::CallContext;
-use weft_store::RunRecord;
+use weft_store::{Metered, RunRecord};
 use weft_workflows::{Definition, ErrorKind};
 
 use crate::{Engine, Error, Observer, Result, now_ms, step_error};
@@ -47,6 +47,8 @@ struct Finished {
     result: Result<Value, StepError>,
     /// What the connector logged, for a connector call.
     logs: Logs,
+    /// A connector call that ran, and its time.
+    metered: Metered,
 }
 
 /// A call's log lines as the journal keeps them.
@@ -68,7 +70,7 @@ fn panicked(attempt: AttemptId, panic: &(dyn std::any::Any + Send)) -> Finished 
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into());
     let result = Err(StepError::new(ErrorKind::Trap, format!("the call panicked: {what}")));
-    Finished { attempt, result, logs: Logs::default() }
+    Finished { attempt, result, logs: Logs::default(), metered: Metered::default() }
 }
 
 /// The span of one attempt, inside its run's `run.drive` span (which names
@@ -104,6 +106,8 @@ struct Drive<'a> {
     /// A call polled by the driver's own task: when a run has one call at a
     /// time (a chain of steps), nothing is handed between tasks.
     lone: Option<(AttemptId, BoxedCall)>,
+    /// The connector calls whose results are staged, for the tenant's usage.
+    metered: Metered,
 }
 
 /// Marks a run as driven by this engine for as long as it lives.
@@ -223,6 +227,7 @@ impl Engine {
             in_flight: JoinSet::new(),
             tasks: HashMap::new(),
             lone: None,
+            metered: Metered::default(),
         };
         let first = match created {
             Some(effects) => Decision { events: Vec::new(), effects },
@@ -412,7 +417,9 @@ impl Drive<'_> {
 
     /// Stages what a finished attempt leads to.
     fn finish(&mut self, finished: Finished) {
-        let Finished { attempt, result, logs } = finished;
+        let Finished { attempt, result, logs, metered } = finished;
+        self.metered.steps += metered.steps;
+        self.metered.wasm_us += metered.wasm_us;
         let events = on_outcome(&self.definition, &self.state, attempt, result, logs, now_ms());
         self.stage(events);
     }
@@ -428,11 +435,18 @@ impl Drive<'_> {
     /// Writes events that `state` already includes. When someone else wrote
     /// in between (a signal, a cancel), the state is rebuilt from the journal
     /// so that it matches what a replay would see.
+    /// The connector calls whose results are among them go into the
+    /// tenant's usage in the same commit.
     async fn append(&mut self, events: Vec<Event>) -> Result<()> {
+        let metered = std::mem::take(&mut self.metered);
+        if events.is_empty() && metered.is_empty() {
+            return Ok(());
+        }
+        let (tenant, id) = (&self.run.tenant, &self.run.id);
+        let first = self.engine.store.append_metered(tenant, id, &events, now_ms(), metered).await?;
         if events.is_empty() {
             return Ok(());
         }
-        let first = self.engine.store.append(&self.run.tenant, &self.run.id, &events, now_ms()).await?;
         if first != self.known + 1 {
             let foreign = self.engine.store.load_events(&self.run.tenant, &self.run.id, self.known).await?;
             for stored in foreign.iter().filter(|e| e.seq < first) {
@@ -497,13 +511,13 @@ impl Drive<'_> {
                     }
                 }
             };
-            Finished { attempt, result, logs: Logs::default() }
+            Finished { attempt, result, logs: Logs::default(), metered: Metered::default() }
         })
     }
 
     /// The future that performs one connector call.
     fn call(&self, call: Call) -> impl Future<Output = Finished> + Send + 'static {
-        let host = self.engine.host.clone();
+        let engine = self.engine.clone();
         let Call { attempt, step_id, uses, digest, input, idempotency_key, timeout } = call;
         let ctx = CallContext {
             tenant: self.run.tenant.clone(),
@@ -513,15 +527,38 @@ impl Drive<'_> {
             idempotency_key,
         };
         async move {
+            let refused =
+                |error| Finished { attempt, result: Err(error), logs: Logs::default(), metered: Metered::default() };
             let Some(digest) = digest else {
-                let error = StepError::new(ErrorKind::Fatal, format!("step `{}` has no pinned connector", ctx.step_id));
-                return Finished { attempt, result: Err(error), logs: Logs::default() };
+                return refused(StepError::new(
+                    ErrorKind::Fatal,
+                    format!("step `{}` has no pinned connector", ctx.step_id),
+                ));
             };
+            match engine.admit_call(&ctx.tenant, &uses.connector).await {
+                Ok(()) => {}
+                Err(e @ Error::PlanLimit { .. }) => return refused(StepError::new(ErrorKind::Fatal, e.to_string())),
+                Err(e) => {
+                    let message = format!("the tenant's plan could not be read: {e}");
+                    return refused(StepError::new(ErrorKind::Transient, message));
+                }
+            }
             let started = Instant::now();
-            let invocation = host.invoke_logged(&digest, &ctx, &uses.action, &input, timeout).await;
-            let seconds = started.elapsed().as_secs_f64();
-            crate::telemetry::step_attempt(&ctx.tenant, &uses.connector, invocation.result.is_ok(), seconds);
-            Finished { attempt, result: invocation.result.map_err(step_error), logs: journaled(invocation.logs) }
+            let invocation = engine.host.invoke_logged(&digest, &ctx, &uses.action, &input, timeout).await;
+            let elapsed = started.elapsed();
+            crate::telemetry::step_attempt(
+                &ctx.tenant,
+                &uses.connector,
+                invocation.result.is_ok(),
+                elapsed.as_secs_f64(),
+            );
+            let metered = Metered { steps: 1, wasm_us: elapsed.as_micros() as i64 };
+            Finished {
+                attempt,
+                result: invocation.result.map_err(step_error),
+                logs: journaled(invocation.logs),
+                metered,
+            }
         }
     }
 }

@@ -27,8 +27,10 @@
 mod assemble;
 mod children;
 mod driver;
+mod gateway;
 mod install;
 mod lease;
+mod plans;
 mod standing;
 pub mod telemetry;
 mod worker;
@@ -45,6 +47,7 @@ use weft_workflows::{ActionSpec, Catalog, ConnectorSpec, Definition, Step, limit
 
 pub use assemble::{Assembly, AssemblyError};
 pub use driver::Outcome;
+pub use gateway::{DirectCall, DirectOutcome};
 pub use standing::{Inspection, Standing, inspect, standing};
 pub use worker::{Worker, WorkerConfig};
 
@@ -61,6 +64,15 @@ pub enum Error {
     /// A run input or signal payload over the limits on values.
     #[error(transparent)]
     Limit(#[from] weft_workflows::limits::LimitError),
+    /// The tenant's plan does not allow this (a connector it leaves out,
+    /// the month's steps used up).
+    #[error("{message}")]
+    PlanLimit {
+        /// The plan's limit: `connectors` or `steps_per_month`.
+        limit: &'static str,
+        /// What was refused, naming the limit.
+        message: String,
+    },
     /// A stored definition no longer loads.
     #[error("the stored workflow {hash} cannot be loaded: {message}")]
     Definition {
@@ -82,6 +94,19 @@ pub enum Error {
     /// A workflow uses a connector that is not installed.
     #[error("connector `{0}` is not installed")]
     UnknownConnector(String),
+    /// The connector has no action of that name.
+    #[error("{connector} has no action `{action}`; its actions: {}", .actions.join(", "))]
+    UnknownAction {
+        /// `name@version`.
+        connector: String,
+        /// The name given.
+        action: String,
+        /// The names it has.
+        actions: Vec<String>,
+    },
+    /// An input that does not fit the action's input schema.
+    #[error("the input does not fit the action's input schema:\n  {}", .0.join("\n  "))]
+    InvalidActionInput(Vec<String>),
     /// A component offered for installing does not load or describe itself.
     #[error("the component cannot be installed: {0}")]
     Component(#[source] weft_host::Error),
@@ -205,6 +230,8 @@ pub struct Engine {
     driving: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     /// Child runs being found or created now (see `run_child`).
     opening: Arc<tokio::sync::Semaphore>,
+    /// Each tenant's plan and month's steps, as last read.
+    quotas: Arc<plans::Quotas>,
 }
 
 impl Engine {
@@ -219,6 +246,7 @@ impl Engine {
             loaded: Default::default(),
             driving: Default::default(),
             opening: Arc::new(tokio::sync::Semaphore::new(children::CHILDREN_OPENED_AT_ONCE)),
+            quotas: Default::default(),
         }
     }
 
@@ -380,6 +408,7 @@ impl Engine {
                 (None, pins, Vec::new())
             }
         };
+        let admission = self.admit_run(tenant, &connectors, parent.is_none()).await?;
         self.put_definition(tenant, definition).await?;
         let run_id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
         let now = now_ms();
@@ -427,7 +456,7 @@ impl Engine {
             wake_at: parked_until.unwrap_or(0),
             at: now,
         };
-        self.store.create_run(new, &events).await?;
+        self.store.create_run_capped(new, &events, admission.max_running).await?;
         telemetry::run_started(tenant, &definition.workflow.name);
         let record = RunRecord {
             id: run_id.clone(),

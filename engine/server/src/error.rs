@@ -221,6 +221,11 @@ impl From<weft_store::Error> for ApiError {
                 ApiError::conflict("idempotency_key_used", format!("idempotency key {key:?} is taken"))
             }
             e @ E::ConnectorConflict { .. } => ApiError::conflict("connector_conflict", e.to_string()),
+            e @ E::TooManyRunning { .. } => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "plan_limit", e.to_string());
+                error.retry_after = Some(1);
+                error
+            }
             E::Connect { .. } | E::Closed => ApiError::unavailable(),
             E::Database(ref db) if is_unavailable(db) => ApiError::unavailable(),
             other => ApiError::internal(&other),
@@ -250,6 +255,9 @@ impl From<weft_runtime::Error> for ApiError {
             e @ E::LeaseHeld { .. } => ApiError::conflict("run_busy", e.to_string()),
             e @ E::PinnedConnectorMissing { .. } => ApiError::conflict("connector_missing", e.to_string()),
             e @ E::Component(_) => ApiError::unprocessable("invalid_component", e.to_string()),
+            e @ E::PlanLimit { .. } => ApiError::new(StatusCode::FORBIDDEN, "plan_limit", e.to_string()),
+            e @ E::UnknownAction { .. } => ApiError::unprocessable("unknown_action", e.to_string()),
+            e @ E::InvalidActionInput(_) => ApiError::unprocessable("invalid_input", e.to_string()).at("$.input"),
             e @ E::Definition { .. } => ApiError::internal(&e),
         }
     }

@@ -37,7 +37,9 @@ both_stores!(
     a_tenant_sees_nothing_of_another,
     bad_requests_get_a_4xx_in_the_error_shape,
     keys_are_checked_scoped_and_revocable,
-    requests_over_a_rate_get_429_with_retry_after
+    requests_over_a_rate_get_429_with_retry_after,
+    a_plan_limits_what_a_tenant_runs_and_usage_counts_it,
+    a_connector_action_is_called_directly_like_a_step
 );
 
 /// The router of a server on `url`, with its super-admin key.
@@ -260,6 +262,16 @@ async fn every_documented_route_answers(api: Api) {
         (Method::GET, "/v1/tenants", "/v1/tenants".into(), &admin, None, StatusCode::OK),
         (Method::GET, "/v1/tenants/{tenant}", format!("/v1/tenants/{tenant}"), &key, None, StatusCode::OK),
         (
+            Method::PUT,
+            "/v1/tenants/{tenant}/plan",
+            format!("/v1/tenants/{tenant}/plan"),
+            &admin,
+            Some(json!({ "max_concurrent_runs": 100 })),
+            StatusCode::OK,
+        ),
+        (Method::GET, "/v1/tenants/{tenant}/plan", format!("/v1/tenants/{tenant}/plan"), &key, None, StatusCode::OK),
+        (Method::GET, "/v1/tenants/{tenant}/usage", format!("/v1/tenants/{tenant}/usage"), &key, None, StatusCode::OK),
+        (
             Method::POST,
             "/v1/tenants/{tenant}/api-keys",
             format!("/v1/tenants/{tenant}/api-keys"),
@@ -340,6 +352,14 @@ async fn every_documented_route_answers(api: Api) {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (Method::GET, "/v1/connectors/{name}", "/v1/connectors/transform".into(), &key, None, StatusCode::OK),
+        (
+            Method::POST,
+            "/v1/connectors/{name}/invoke",
+            "/v1/connectors/transform/invoke".into(),
+            &key,
+            Some(json!({ "action": "echo", "input": { "hi": 1 } })),
+            StatusCode::OK,
+        ),
     ];
     let mut called: Vec<String> = calls.iter().map(|(m, template, ..)| format!("{m} {template}")).collect();
     called.sort();
@@ -394,6 +414,9 @@ async fn a_tenant_sees_nothing_of_another(api: Api) {
         (Method::GET, "/v1/tenants/tenant-b/api-keys".into(), None),
         (Method::POST, "/v1/tenants/tenant-b/api-keys".into(), Some(json!({ "name": "x", "role": "admin" }))),
         (Method::DELETE, format!("/v1/tenants/tenant-b/api-keys/{b_key}"), None),
+        (Method::GET, "/v1/tenants/tenant-b/plan".into(), None),
+        (Method::PUT, "/v1/tenants/tenant-b/plan".into(), Some(json!({ "steps_per_month": 0 }))),
+        (Method::GET, "/v1/tenants/tenant-b/usage".into(), None),
         (Method::GET, format!("/v1/workflows/{hash}"), None),
         (Method::POST, format!("/v1/workflows/{hash}/deprecate"), None),
         (Method::POST, "/v1/runs".into(), Some(json!({ "workflow": hash, "input": { "name": "A" } }))),
@@ -561,4 +584,173 @@ async fn requests_over_a_rate_get_429_with_retry_after(api: Api) {
     // requests of its own left, but its tenant has none.
     assert_eq!(send(&two).await.unwrap().status(), StatusCode::OK);
     assert!(refusal(send(&other).await.unwrap()).await.contains("tenant"));
+}
+
+/// A two-step workflow that calls `transform/echo` twice.
+fn two_calls() -> Value {
+    json!({ "name": "two", "steps": [
+        { "id": "a", "uses": "transform/echo", "with": { "v": 1 } },
+        { "id": "b", "uses": "transform/echo", "with": { "v": "{{ steps.a.output.v }}" }, "needs": ["a"] }
+    ] })
+}
+
+async fn a_plan_limits_what_a_tenant_runs_and_usage_counts_it(api: Api) {
+    let tenant = unique("planned");
+    let key = api.tenant(&tenant, "developer").await;
+    let (plan_path, usage_path) = (format!("/v1/tenants/{tenant}/plan"), format!("/v1/tenants/{tenant}/usage"));
+    let set_plan = |plan: Value| {
+        let (api, path) = (&api, &plan_path);
+        async move {
+            let (status, set) = api.call(Method::PUT, path, &api.admin, Some(plan.clone())).await;
+            assert_eq!((status, &set), (StatusCode::OK, &plan));
+        }
+    };
+    let (status, plan) = api.call(Method::GET, &plan_path, &key, None).await;
+    assert_eq!((status, plan), (StatusCode::OK, json!({})), "no limits at first");
+    let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
+    assert_eq!((&usage["runs"], &usage["steps"], &usage["wasm_us"]), (&json!(0), &json!(0), &json!(0)));
+    let period = usage["period"].as_str().unwrap().to_string();
+    assert_eq!(period.len(), 7, "{usage}");
+
+    // Usage counts the runs and each connector call, with its time.
+    let two = api.workflow(&key, two_calls()).await;
+    for _ in 0..2 {
+        let (_, started) = api.start(&key, &two, json!({}), None).await;
+        let run = api.finished(&key, started["run"]["id"].as_str().unwrap()).await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    let (_, usage) = api.call(Method::GET, &format!("{usage_path}?period={period}"), &key, None).await;
+    assert_eq!((&usage["runs"], &usage["steps"]), (&json!(2), &json!(4)), "{usage}");
+    assert!(usage["wasm_us"].as_i64().unwrap() > 0, "{usage}");
+    let (_, other_month) = api.call(Method::GET, &format!("{usage_path}?period=1999-01"), &key, None).await;
+    assert_eq!((&other_month["runs"], &other_month["steps"]), (&json!(0), &json!(0)), "{other_month}");
+
+    // Only a super admin sets a plan.
+    let (status, refused) = api.call(Method::PUT, &plan_path, &key, Some(json!({}))).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::FORBIDDEN, &json!("forbidden")));
+
+    // At most one run at a time: a second start is refused while the first waits.
+    set_plan(json!({ "max_concurrent_runs": 1 })).await;
+    let waits = api.workflow(&key, greeter()).await;
+    let (status, first) = api.start(&key, &waits, json!({ "name": "A" }), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let first = first["run"]["id"].as_str().unwrap().to_string();
+    let (status, refused) = api.start(&key, &waits, json!({ "name": "B" }), None).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::TOO_MANY_REQUESTS, &json!("plan_limit")));
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("max_concurrent_runs") && message.contains("1 running"), "{message}");
+    api.call(Method::POST, &format!("/v1/runs/{first}/cancel"), &key, None).await;
+    assert_eq!(api.finished(&key, &first).await["status"], "cancelled");
+    let (status, second) = api.start(&key, &waits, json!({ "name": "B" }), None).await;
+    assert_eq!(status, StatusCode::CREATED, "a finished run frees its place: {second}");
+    let second = second["run"]["id"].as_str().unwrap().to_string();
+    api.call(Method::POST, &format!("/v1/runs/{second}/cancel"), &key, None).await;
+    api.finished(&key, &second).await;
+
+    // Connectors the plan leaves out are refused at the start.
+    set_plan(json!({ "connectors": ["http"] })).await;
+    let (status, refused) = api.start(&key, &two, json!({}), None).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::FORBIDDEN, &json!("plan_limit")));
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("connectors") && message.contains("`transform`"), "{message}");
+
+    // Steps per month: one call is left, so a run starts, makes it, and its
+    // next step fails naming the limit; then starts are refused.
+    let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
+    let max = usage["steps"].as_i64().unwrap() + 1;
+    set_plan(json!({ "steps_per_month": max })).await;
+    let (status, started) = api.start(&key, &two, json!({}), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let run = api.finished(&key, started["run"]["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].to_string();
+    assert!(error.contains("steps_per_month") && error.contains("fatal"), "{error}");
+    let (status, refused) = api.start(&key, &two, json!({}), None).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::FORBIDDEN, &json!("plan_limit")));
+    assert!(refused["error"]["message"].as_str().unwrap().contains("steps_per_month"), "{refused}");
+    let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
+    assert_eq!((&usage["steps"], &usage["plan"]), (&json!(max), &json!({ "steps_per_month": max })), "{usage}");
+
+    // Lifting the limit lets runs go again.
+    set_plan(json!({})).await;
+    let (status, started) = api.start(&key, &two, json!({}), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(api.finished(&key, started["run"]["id"].as_str().unwrap()).await["status"], "completed");
+
+    // Bad plans and periods get a 4xx naming the place.
+    for (bad, path) in [
+        (json!({ "max_concurrent_runs": -1 }), "$.max_concurrent_runs"),
+        (json!({ "steps_per_month": "many" }), "$.steps_per_month"),
+        (json!({ "connectors": ["http", " "] }), "$.connectors[1]"),
+        (json!({ "seats": 3 }), "$"),
+    ] {
+        let (status, answer) = api.call(Method::PUT, &plan_path, &api.admin, Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+        assert!(answer["error"]["path"].as_str().unwrap_or("$").starts_with(path), "{bad}: {answer}");
+    }
+    for bad in ["2026-13", "last-month", "2026-1"] {
+        let (status, answer) = api.call(Method::GET, &format!("{usage_path}?period={bad}"), &key, None).await;
+        assert_eq!((status, &answer["error"]["path"]), (StatusCode::BAD_REQUEST, &json!("period")), "{bad}");
+    }
+    let (status, _) = api.call(Method::GET, "/v1/tenants/no-such-tenant/usage", &api.admin, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn a_connector_action_is_called_directly_like_a_step(api: Api) {
+    let tenant = unique("gateway");
+    let key = api.tenant(&tenant, "operator").await;
+    let invoke = |body: Value| {
+        let (api, key) = (&api, &key);
+        async move { api.call(Method::POST, "/v1/connectors/transform/invoke", key, Some(body)).await }
+    };
+    let (status, called) = invoke(json!({ "action": "double", "input": { "value": 21 } })).await;
+    assert_eq!(status, StatusCode::OK, "{called}");
+    assert_eq!((&called["status"], &called["output"]), (&json!("completed"), &json!({ "value": 42 })), "{called}");
+    assert!(called["connector"].as_str().unwrap().starts_with("transform@"), "{called}");
+    assert!(called["digest"].as_str().unwrap().starts_with("sha256:"), "{called}");
+    assert!(called["call_id"].as_str().unwrap().starts_with("call-"), "{called}");
+
+    // The connector's own failure is the call's outcome, with its kind.
+    let (status, failed) =
+        invoke(json!({ "action": "fail", "input": { "kind": "rate-limited", "message": "slow down", "retry_after_ms": 1500 } }))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"], json!({ "kind": "rate_limited", "message": "slow down", "retry_after_ms": 1500 }));
+
+    // Calls that are not made: the input does not fit, no such action or connector.
+    let (status, refused) = invoke(json!({ "action": "double", "input": { "value": "x" } })).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("invalid_input")));
+    assert_eq!(refused["error"]["path"], "$.input", "{refused}");
+    let (status, refused) = invoke(json!({ "action": "triple" })).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("unknown_action")));
+    assert!(refused["error"]["message"].as_str().unwrap().contains("double"), "lists the actions: {refused}");
+    let (status, _) = invoke(json!({ "action": "echo", "version": "0.0.0-none" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        api.call(Method::POST, "/v1/connectors/no-such/invoke", &key, Some(json!({ "action": "echo" }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, refused) = invoke(json!({ "action": "echo", "inputs": {} })).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+
+    // Each call made counts as a step; the plan applies as to a step.
+    let usage_path = format!("/v1/tenants/{tenant}/usage");
+    let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
+    assert_eq!((&usage["runs"], &usage["steps"]), (&json!(0), &json!(2)), "{usage}");
+    let plan_path = format!("/v1/tenants/{tenant}/plan");
+    api.call(Method::PUT, &plan_path, &api.admin, Some(json!({ "connectors": ["http"] }))).await;
+    let (status, refused) = invoke(json!({ "action": "echo" })).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::FORBIDDEN, &json!("plan_limit")));
+    api.call(Method::PUT, &plan_path, &api.admin, Some(json!({ "steps_per_month": 2 }))).await;
+    let (status, refused) = invoke(json!({ "action": "echo" })).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::FORBIDDEN, &json!("plan_limit")));
+    assert!(refused["error"]["message"].as_str().unwrap().contains("steps_per_month"), "{refused}");
+
+    // A viewer reads connectors but calls none.
+    let path = format!("/v1/tenants/{tenant}/api-keys");
+    let (_, viewer) = api.call(Method::POST, &path, &api.admin, Some(json!({ "name": "v", "role": "viewer" }))).await;
+    let viewer = viewer["secret"].as_str().unwrap();
+    let body = json!({ "action": "echo" });
+    let (status, _) = api.call(Method::POST, "/v1/connectors/transform/invoke", viewer, Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

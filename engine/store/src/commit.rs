@@ -19,7 +19,8 @@ use weft_core::Event;
 
 use crate::db::Scope;
 use crate::journal::{EVENTS_PER_BATCH_STATEMENT, RunEvents, append_runs};
-use crate::{Db, Error, Result};
+use crate::usage::{Metered, shard, usage_rows};
+use crate::{Db, Error, Result, sql};
 
 /// Appends one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -32,6 +33,8 @@ struct Job {
     /// When the events happened (ms).
     at: i64,
     events: Vec<Event>,
+    /// The work the events record, added to the tenant's usage.
+    metered: Metered,
     reply: oneshot::Sender<Result<i64>>,
 }
 
@@ -69,10 +72,17 @@ impl Committer {
         }
     }
 
-    pub(crate) async fn append(&self, tenant: &str, run_id: &str, events: Vec<Event>, at: i64) -> Result<i64> {
+    pub(crate) async fn append(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        events: Vec<Event>,
+        at: i64,
+        metered: Metered,
+    ) -> Result<i64> {
         let (reply, mut answer) = oneshot::channel();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let job = Job { id, tenant: tenant.to_string(), run_id: run_id.to_string(), at, events, reply };
+        let job = Job { id, tenant: tenant.to_string(), run_id: run_id.to_string(), at, events, metered, reply };
         self.queue.lock().expect("append queue").push(job);
         loop {
             tokio::select! {
@@ -179,6 +189,12 @@ async fn commit_run_by_run(db: &Db, conn: &mut sqlx::AnyConnection, batch: &[Job
             }
         }
     }
+    let usage = usage_rows(batch.iter().map(|job| (job.tenant.as_str(), job.at, job.metered)));
+    if let Err(e) = add_usage(&mut tx, &usage).await {
+        let _ = tx.rollback().await;
+        let e = Error::Database(e);
+        return batch.iter().map(|_| Err(e.duplicate())).collect();
+    }
     match tx.commit().await {
         Ok(()) => results,
         Err(e) => {
@@ -217,6 +233,8 @@ async fn commit_across_runs(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Ve
         }
     }
     let at = batch.iter().map(|job| job.at).max().unwrap_or_default();
+    // The batch's usage goes into its first statement.
+    let usage = usage_rows(batch.iter().map(|job| (job.tenant.as_str(), job.at, job.metered)));
     let mut chunks: Vec<&[RunEvents<'_>]> = Vec::new();
     let (mut start, mut size) = (0, 0);
     for (i, run) in runs.iter().enumerate() {
@@ -232,14 +250,19 @@ async fn commit_across_runs(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Ve
 
     let firsts: Result<Vec<Option<i64>>> = async {
         match chunks[..] {
-            [] => return Ok(Vec::new()),
-            [chunk] => return append_runs(&mut *conn, chunk, at).await,
+            [] => {
+                // Only work to count (calls whose results were written earlier).
+                add_usage(&mut *conn, &usage).await?;
+                return Ok(Vec::new());
+            }
+            [chunk] => return append_runs(&mut *conn, chunk, at, &usage).await,
             _ => {}
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let mut firsts = Vec::new();
-        for chunk in chunks {
-            firsts.extend(append_runs(&mut *tx, chunk, at).await?);
+        for (n, chunk) in chunks.into_iter().enumerate() {
+            let usage = if n == 0 { &usage[..] } else { &[] };
+            firsts.extend(append_runs(&mut *tx, chunk, at, usage).await?);
         }
         tx.commit().await?;
         Ok(firsts)
@@ -260,4 +283,20 @@ async fn commit_across_runs(conn: &mut sqlx::AnyConnection, batch: &[Job]) -> Ve
             Ok(first + before)
         })
         .collect()
+}
+
+/// Adds a batch's usage rows with a statement each (SQLite's batches, and
+/// Postgres batches that hold no events).
+async fn add_usage(conn: &mut sqlx::AnyConnection, rows: &[(&str, String, Metered)]) -> Result<(), sqlx::Error> {
+    for (tenant, period, metered) in rows {
+        sqlx::query(sql::ADD_USAGE)
+            .bind(*tenant)
+            .bind(period.as_str())
+            .bind(shard())
+            .bind(metered.steps)
+            .bind(metered.wasm_us)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

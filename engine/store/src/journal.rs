@@ -5,6 +5,7 @@ use weft_core::{Event, RunStatus};
 
 use crate::db::Scope;
 use crate::sql::{self, AppendedRow, EventRow};
+use crate::usage::{Metered, shard};
 use crate::{Db, Error, Result, Store};
 
 /// An event as stored: its place in the journal and when it was written.
@@ -53,7 +54,26 @@ impl Store {
     /// (ms) is when the events happened; a batch records the latest of its
     /// appends' times.
     pub async fn append(&self, tenant: &str, run_id: &str, events: &[Event], at: i64) -> Result<i64> {
-        self.committer.append(tenant, run_id, events.to_vec(), at).await
+        self.committer.append(tenant, run_id, events.to_vec(), at, Metered::default()).await
+    }
+
+    /// [`Store::append`], adding the work the events record (connector
+    /// calls that ran) to the tenant's usage in the same commit.
+    pub async fn append_metered(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        events: &[Event],
+        at: i64,
+        metered: Metered,
+    ) -> Result<i64> {
+        self.committer.append(tenant, run_id, events.to_vec(), at, metered).await
+    }
+
+    /// Adds work done outside any run (a connector called directly) to the
+    /// tenant's usage, group-committed with the journal's appends.
+    pub async fn meter(&self, tenant: &str, at: i64, metered: Metered) -> Result<()> {
+        self.committer.append(tenant, "", Vec::new(), at, metered).await.map(drop)
     }
 
     /// The tenant's run's events with seq greater than `after`, in order
@@ -115,12 +135,17 @@ impl Db {
 /// each run once, with its tenant and its events in order. Returns each
 /// run's first seq, in `runs`' order; `None` for a run that does not exist
 /// under its tenant.
-pub(crate) async fn append_runs<'e, E>(executor: E, runs: &[RunEvents<'_>], now: i64) -> Result<Vec<Option<i64>>>
+pub(crate) async fn append_runs<'e, E>(
+    executor: E,
+    runs: &[RunEvents<'_>],
+    now: i64,
+    usage: &[(&str, String, Metered)],
+) -> Result<Vec<Option<i64>>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let counts: Vec<usize> = runs.iter().map(|r| r.events.len()).collect();
-    let sql = sql::append_runs(&counts);
+    let sql = sql::append_runs(&counts, usage.len());
     // A lone run's statement has few shapes and is worth preparing once per
     // connection; a batch's shape rarely repeats.
     let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(runs.len() == 1).bind(now);
@@ -140,6 +165,9 @@ where
                 .bind(event.step())
                 .bind(serde_json::to_string(event).expect("events serialize"));
         }
+    }
+    for (tenant, period, metered) in usage {
+        query = query.bind(*tenant).bind(period.as_str()).bind(shard()).bind(metered.steps).bind(metered.wasm_us);
     }
     let mut firsts = vec![None; runs.len()];
     for row in query.fetch_all(executor).await? {

@@ -25,6 +25,7 @@ mod sql;
 mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod usage;
 mod workflows;
 
 use db::Db;
@@ -36,6 +37,7 @@ pub use runs::{Claimed, Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRec
 /// The database driver's error, which [`Error::Database`] carries.
 pub use sqlx::Error as SqlxError;
 pub use tenants::{ApiKey, Tenant};
+pub use usage::{Metered, Plan, Usage, period_bounds, period_of};
 pub use workflows::WorkflowVersion;
 
 /// The tenant that local runs belong to.
@@ -103,6 +105,17 @@ pub enum Error {
     /// The tenant already has a run started with this idempotency key.
     #[error("a run was already started with idempotency key {0:?}")]
     IdempotencyKeyUsed(String),
+    /// The tenant's plan caps its running runs, and that many are running.
+    #[error(
+        "the tenant's plan allows {max} running runs at once (max_concurrent_runs) and {running} are running; \
+         start this run when one of them has finished"
+    )]
+    TooManyRunning {
+        /// How many are running.
+        running: u64,
+        /// The plan's cap.
+        max: u64,
+    },
     /// A tenant with this id exists.
     #[error("a tenant with id {0:?} exists")]
     TenantExists(String),

@@ -6,7 +6,7 @@ use weft_core::{Event, RunStatus};
 use crate::db::Scope;
 use crate::journal::{RunEnd, bind_events, insert_events};
 use crate::sql::{self, ClaimedRow, RunRow};
-use crate::{Error, Result, Store};
+use crate::{Backend, Error, Result, Store};
 
 /// A run to create.
 #[derive(Debug, Clone)]
@@ -165,11 +165,19 @@ impl Store {
     /// Creates a run and writes its first events, atomically. On Postgres
     /// this is one statement (one round trip, one fsync).
     pub async fn create_run(&self, run: NewRun<'_>, first: &[Event]) -> Result<()> {
+        self.create_run_capped(run, first, None).await
+    }
+
+    /// [`Store::create_run`] for a top-level run of a tenant whose plan caps
+    /// its running runs at `cap`: counting them and creating the run is one
+    /// transaction, serialized per tenant, so concurrent starts never pass
+    /// the cap together. [`Error::TooManyRunning`] when it is reached.
+    pub async fn create_run_capped(&self, run: NewRun<'_>, first: &[Event], cap: Option<u64>) -> Result<()> {
         let now = run.at;
         // A run whose first events already end it is written ended.
         let end = RunEnd::of(first);
         let lease = if end.is_some() { None } else { run.lease };
-        let one_statement = self.db.creates_in_one_statement(first.len());
+        let one_statement = cap.is_none() && self.db.creates_in_one_statement(first.len());
         let sql = if one_statement { sql::insert_run_with_events(first.len()) } else { sql::INSERT_RUN.to_string() };
         let (status, output, error) = match end {
             Some(RunEnd { status, output, error }) => (status, output, error),
@@ -206,6 +214,16 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.db.begin_write(Scope::Tenant(run.tenant)).await?;
+        if let Some(max) = cap {
+            // SQLite's write transaction already holds the database.
+            if self.db.backend() == Backend::Postgres {
+                sqlx::query(sql::LOCK_TENANT).bind(run.tenant).execute(&mut *tx).await?;
+            }
+            let running: i64 = sqlx::query_scalar(sql::COUNT_RUNNING).bind(run.tenant).fetch_one(&mut *tx).await?;
+            if running as u64 >= max {
+                return Err(Error::TooManyRunning { running: running as u64, max });
+            }
+        }
         query.execute(&mut *tx).await.map_err(key_used)?;
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
         tx.commit().await?;

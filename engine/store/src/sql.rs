@@ -178,11 +178,12 @@ pub(crate) fn insert_run_with_events(events: usize) -> String {
 /// Postgres only: one statement that reserves the seqs of the runs whose
 /// event counts are `events`, records the end of those that end, and inserts
 /// their events. `$1` is the time; then per run (id, tenant, status, output,
-/// error); then per event (kind, step, body). A run's place in the batch and
-/// an event's place in its run are literals, so an event costs three
-/// parameters and the join is on an integer. Returns (place, base) for each
-/// run found: its events take seqs `base + 1 …`.
-pub(crate) fn append_runs(events: &[usize]) -> String {
+/// error); then per event (kind, step, body); then per row of `usage`
+/// (tenant, period, shard, steps, wasm time), added to the usage table. A
+/// run's place in the batch and an event's place in its run are literals, so
+/// an event costs three parameters and the join is on an integer. Returns
+/// (place, base) for each run found: its events take seqs `base + 1 …`.
+pub(crate) fn append_runs(events: &[usize], usage: usize) -> String {
     let mut sql = String::from("WITH v(i, run_id, tenant_id, n, status, output, error) AS (VALUES ");
     let mut p = 1;
     for (i, n) in events.iter().enumerate() {
@@ -215,9 +216,21 @@ pub(crate) fn append_runs(events: &[usize]) -> String {
     let _ = write!(
         sql,
         "), w AS (INSERT INTO events ({EVENT_COLUMNS}) \
-         SELECT r.id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.i = e.i) \
-         SELECT i, base FROM r"
+         SELECT r.id, r.base + e.k, r.tenant_id, e.kind, e.step, e.body, $1 FROM e JOIN r ON r.i = e.i)"
     );
+    if usage > 0 {
+        sql.push_str(", u AS (INSERT INTO usage (tenant_id, period, shard, steps, wasm_us) VALUES ");
+        for row in 0..usage {
+            sql.push_str(if row > 0 { ", (" } else { "(" });
+            push_params(&mut sql, &mut p, &["text", "text", "bigint", "bigint", "bigint"]);
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (tenant_id, period, shard) DO UPDATE SET steps = usage.steps + EXCLUDED.steps, \
+             wasm_us = usage.wasm_us + EXCLUDED.wasm_us)",
+        );
+    }
+    sql.push_str(" SELECT i, base FROM r");
     sql
 }
 
@@ -294,6 +307,37 @@ pub(crate) const REVOKE_API_KEY: &str = "UPDATE api_keys SET revoked_at = COALES
                                          AND (tenant_id = $2 OR (tenant_id IS NULL AND CAST($2 AS TEXT) IS NULL))";
 
 pub(crate) const TOUCH_API_KEY: &str = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
+
+// Plans and usage.
+
+/// Tenant $1's plan (JSON text, null: no limits); no row: no such tenant.
+pub(crate) const SELECT_PLAN: &str = "SELECT plan FROM tenants WHERE id = $1";
+
+/// Sets tenant $1's plan to $2.
+pub(crate) const UPDATE_PLAN: &str = "UPDATE tenants SET plan = $2 WHERE id = $1";
+
+/// Postgres: holds tenant $1's row until the transaction ends, so that run
+/// starts under a concurrency limit count and insert one at a time.
+pub(crate) const LOCK_TENANT: &str = "SELECT id FROM tenants WHERE id = $1 FOR UPDATE";
+
+/// How many top-level runs of tenant $1 are running (parked ones too).
+pub(crate) const COUNT_RUNNING: &str =
+    "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND parent_id IS NULL";
+
+/// How many runs tenant $1 created in [$2, $3) ms.
+pub(crate) const COUNT_RUNS_CREATED: &str =
+    "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3";
+
+/// Tenant $1's metered steps and wasm time in period $2, over every shard.
+pub(crate) const SELECT_USAGE: &str = "SELECT CAST(COALESCE(SUM(steps), 0) AS BIGINT), \
+                                       CAST(COALESCE(SUM(wasm_us), 0) AS BIGINT) FROM usage \
+                                       WHERE tenant_id = $1 AND period = $2";
+
+/// Adds steps ($4) and wasm time ($5) to tenant $1's shard $3 of period $2.
+pub(crate) const ADD_USAGE: &str = "INSERT INTO usage (tenant_id, period, shard, steps, wasm_us) \
+                                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, period, shard) \
+                                    DO UPDATE SET steps = usage.steps + excluded.steps, \
+                                    wasm_us = usage.wasm_us + excluded.wasm_us";
 
 // Rows.
 
@@ -393,7 +437,7 @@ mod tests {
             "INSERT INTO events (run_id, seq, tenant_id, kind, step, body, at) VALUES \
              ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14)"
         );
-        let batch = super::append_runs(&[1, 2]);
+        let batch = super::append_runs(&[1, 2], 0);
         assert!(
             batch.contains("(VALUES (0, $2::text, $3::text, 1::bigint, $4::text, $5::text, $6::text), "),
             "{batch}"
@@ -402,5 +446,14 @@ mod tests {
         assert!(batch.contains("e(i, k, kind, step, body) AS (VALUES (0, 1, $12::text, $13::text, $14::text), "));
         assert!(batch.contains(", (1, 2, $18::text, $19::text, $20::text)), w AS"), "{batch}");
         assert!(super::insert_run_with_events(1).ends_with("($17, $18, $19, $20, $21, $22, $23)"));
+        let metered = super::append_runs(&[1], 1);
+        assert!(
+            metered.contains(
+                "u AS (INSERT INTO usage (tenant_id, period, shard, steps, wasm_us) VALUES \
+                 ($10::text, $11::text, $12::bigint, $13::bigint, $14::bigint) ON CONFLICT"
+            ),
+            "{metered}"
+        );
+        assert!(metered.ends_with(" SELECT i, base FROM r"), "{metered}");
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use weft_core::{ErrorKind, Event, RunStatus, StepError};
-use weft_store::{DEFAULT_TENANT, Installed, Lease, NewConnector, NewRun, RunFilter, Store, testing};
+use weft_store::{DEFAULT_TENANT, Installed, Lease, Metered, NewConnector, NewRun, Plan, RunFilter, Store, testing};
 
 /// The store reads no clock; its callers give it the time.
 fn now_ms() -> i64 {
@@ -49,7 +49,9 @@ both_stores!(
     a_signal_can_not_be_parked_past,
     tenants_and_api_keys_round_trip,
     run_pages_follow_their_cursor,
-    workflow_versions_are_listed_and_deprecated
+    workflow_versions_are_listed_and_deprecated,
+    concurrent_starts_never_pass_a_cap_on_running_runs,
+    metered_appends_add_up_in_the_month_they_happen
 );
 
 async fn new_run(store: &Store, id: &str) {
@@ -667,4 +669,74 @@ async fn workflow_versions_are_listed_and_deprecated(store: Store) {
     assert!(!store.deprecate_workflow("other", "sha256:one", now).await.unwrap(), "another tenant's is not found");
     let one = store.workflow_version(DEFAULT_TENANT, "sha256:one").await.unwrap().unwrap();
     assert_eq!((one.name.as_str(), one.deprecated_at), ("alpha", Some(now + 5)));
+}
+
+async fn concurrent_starts_never_pass_a_cap_on_running_runs(store: Store) {
+    store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}", now_ms()).await.unwrap();
+    new_run(&store, "already-running").await;
+    let starts = (0..12).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let id = format!("capped-{n}");
+            let run = NewRun {
+                id: &id,
+                tenant: DEFAULT_TENANT,
+                workflow_name: "demo",
+                workflow_hash: "sha256:abc",
+                input: &json!({}),
+                lease: None,
+                parent: None,
+                retry_of: None,
+                idempotency_key: None,
+                wake_at: 0,
+                at: now_ms(),
+            };
+            store.create_run_capped(run, &[run_started()], Some(4)).await
+        })
+    });
+    let mut refused = 0;
+    for start in futures_util::future::join_all(starts).await {
+        match start.unwrap() {
+            Ok(()) => {}
+            Err(weft_store::Error::TooManyRunning { running: 4, max: 4 }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(refused, 9, "three more than the one running, and no more");
+    assert_eq!(store.running_runs(DEFAULT_TENANT).await.unwrap(), 4);
+    // A run that ends makes room.
+    let end = Event::RunCompleted { output: json!(null) };
+    store.append(DEFAULT_TENANT, "already-running", &[end], now_ms()).await.unwrap();
+    assert_eq!(store.running_runs(DEFAULT_TENANT).await.unwrap(), 3);
+}
+
+async fn metered_appends_add_up_in_the_month_they_happen(store: Store) {
+    new_run(&store, "metered").await;
+    let (december, january) =
+        (weft_store::period_bounds("2026-12").unwrap().0, weft_store::period_bounds("2027-01").unwrap().0);
+    let step = || [Event::TimerFired { step: "s".into() }];
+    // Appends queued together land in one batch; each adds its own.
+    let appends = (0..10).map(|n| {
+        let store = store.clone();
+        async move {
+            let metered = Metered { steps: 1, wasm_us: 100 + n };
+            store.append_metered(DEFAULT_TENANT, "metered", &step(), december + n, metered).await.unwrap()
+        }
+    });
+    futures_util::future::join_all(appends).await;
+    let metered = Metered { steps: 2, wasm_us: 7 };
+    store.append_metered(DEFAULT_TENANT, "metered", &[], january, metered).await.unwrap();
+    store.append(DEFAULT_TENANT, "metered", &step(), january).await.unwrap();
+
+    let usage = store.usage(DEFAULT_TENANT, "2026-12").await.unwrap();
+    assert_eq!((usage.steps, usage.wasm_us), (10, 1045));
+    let usage = store.usage(DEFAULT_TENANT, "2027-01").await.unwrap();
+    assert_eq!((usage.steps, usage.wasm_us), (2, 7), "an append with no events still counts its work");
+    assert_eq!(store.load_events(DEFAULT_TENANT, "metered", 0).await.unwrap().len(), 12);
+    assert_eq!(store.plan(DEFAULT_TENANT).await.unwrap(), Some(Plan::default()));
+    let plan = Plan { connectors: Some(vec!["http".into()]), max_concurrent_runs: Some(2), steps_per_month: None };
+    assert!(store.set_plan(DEFAULT_TENANT, &plan).await.unwrap());
+    assert_eq!(store.plan(DEFAULT_TENANT).await.unwrap(), Some(plan.clone()));
+    assert!(!store.set_plan("nobody", &plan).await.unwrap());
+    assert_eq!(store.plan("nobody").await.unwrap(), None);
 }

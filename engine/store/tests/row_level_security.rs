@@ -6,19 +6,21 @@
 use serde_json::json;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
 use weft_core::Event;
-use weft_store::{APP_ROLE, ApiKey, NewConnector, NewRun, Store, testing};
+use weft_store::{APP_ROLE, ApiKey, Metered, NewConnector, NewRun, Store, testing};
 
 /// Every tenant-owned table and the column that names the tenant.
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 7] = [
     ("tenants", "id"),
     ("workflows", "tenant_id"),
     ("runs", "tenant_id"),
     ("events", "tenant_id"),
     ("connectors", "tenant_id"),
     ("api_keys", "tenant_id"),
+    ("usage", "tenant_id"),
 ];
 
-/// A tenant with a workflow version, a run with two events, a connector and a key.
+/// A tenant with a workflow version, a run with two events, a connector, a
+/// key and a month's usage.
 async fn tenant_with_rows(store: &Store, tenant: &str) {
     store.create_tenant(tenant, tenant, 1).await.unwrap();
     store.put_workflow(tenant, "sha256:abc", "demo", "{}", 1).await.unwrap();
@@ -65,6 +67,8 @@ async fn tenant_with_rows(store: &Store, tenant: &str) {
         revoked_at: None,
     };
     store.create_api_key(&key).await.unwrap();
+    let metered = Metered { steps: 3, wasm_us: 30 };
+    store.append_metered(tenant, &format!("run-{tenant}"), &[], 1, metered).await.unwrap();
 }
 
 /// A connection like the store's: the URL's user, working as the app role.
@@ -130,6 +134,8 @@ async fn raw_sql_under_one_tenant_reads_and_changes_none_of_anothers_rows() {
         ("DELETE FROM connectors WHERE tenant_id = 'b'", 0),
         ("UPDATE api_keys SET revoked_at = 5", 1),
         ("UPDATE tenants SET name = 'taken'", 1),
+        ("UPDATE usage SET steps = 0", 1),
+        ("DELETE FROM usage WHERE tenant_id = 'b'", 0),
     ] {
         let done = tx.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         assert_eq!(done.rows_affected(), expected, "{sql}");
@@ -142,6 +148,7 @@ async fn raw_sql_under_one_tenant_reads_and_changes_none_of_anothers_rows() {
         "INSERT INTO workflows (tenant_id, hash, name, definition, created_at) VALUES ('b', 'sha256:new', 'n', '{}', 1)",
         "UPDATE runs SET tenant_id = 'b'",
         "UPDATE api_keys SET tenant_id = 'b'",
+        "INSERT INTO usage (tenant_id, period, shard, steps, wasm_us) VALUES ('b', '1970-01', 99, 1, 1)",
     ] {
         let mut tx = conn.begin().await.unwrap();
         set_tenant(&mut tx, "a").await;
@@ -157,6 +164,7 @@ async fn raw_sql_under_one_tenant_reads_and_changes_none_of_anothers_rows() {
     assert_eq!(store.workflow_versions("b", None, 10).await.unwrap()[0].name, "demo");
     assert_eq!(store.installed_connectors("b").await.unwrap().len(), 1);
     assert_eq!(store.list_api_keys(Some("b")).await.unwrap()[0].revoked_at, None);
+    assert_eq!(store.usage("b", "1970-01").await.unwrap().steps, 3);
     // And so are A's: every change above was rolled back or refused.
     assert_eq!(store.load_events("a", "run-a", 0).await.unwrap().len(), 2);
 }

@@ -1,8 +1,9 @@
 //! `/v1/connectors`: the connectors a tenant can use (the built-ins and its
-//! own), with their actions and schemas.
+//! own), with their actions and schemas; installing one; and calling one
+//! action directly (the plugin gateway).
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::get_with;
+use aide::axum::routing::{get_with, post_with};
 use aide::generate::GenContext;
 use aide::openapi::Operation;
 use aide::operation::OperationInput;
@@ -15,7 +16,7 @@ use weft_host::ConnectorInfo;
 
 use crate::AppState;
 use crate::auth::{Action, Caller};
-use crate::error::{ApiError, ApiResult, Path, body_rejection};
+use crate::error::{ApiError, ApiResult, Json, Path, body_rejection};
 
 /// A connector build.
 #[derive(Serialize, JsonSchema)]
@@ -151,6 +152,126 @@ async fn install(
     Ok((status, axum::Json(InstalledView { connector: info.into(), created })))
 }
 
+/// One action to call directly.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectCallBody {
+    /// The action's name.
+    pub action: String,
+    /// Its input, checked against the action's input schema (`{}` when left out).
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    /// The connector's version; the newest the tenant can use when left out.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Handed to the connector as the call's idempotency key (1 to 255
+    /// characters): an upstream that honours it does the work once per key.
+    /// A new key for each call when left out.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// How a direct call went. A call that the connector answered with an
+/// error is a `failed` call here, answered 200 like a completed one.
+#[derive(Serialize, JsonSchema)]
+pub struct DirectCallView {
+    /// The call's id, in the connector's context and the server's logs.
+    pub call_id: String,
+    /// The build that ran, `name@version`.
+    pub connector: String,
+    /// Its digest.
+    pub digest: String,
+    /// `completed` or `failed`.
+    pub status: &'static str,
+    /// The output, when completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<CallErrorView>,
+    /// What the connector logged (the first lines).
+    pub logs: Vec<LogLineView>,
+    /// How many more lines it logged.
+    pub logs_dropped: usize,
+    /// The time spent in the call, in microseconds (counted in the tenant's usage).
+    pub wasm_us: i64,
+}
+
+/// A failed call's error, as a step's would be journaled.
+#[derive(Serialize, JsonSchema)]
+pub struct CallErrorView {
+    /// `invalid_input`, `unauthorized`, `rate_limited`, `transient`, `fatal`, `timeout` or `trap`.
+    pub kind: String,
+    /// What happened (secrets redacted).
+    pub message: String,
+    /// For `rate_limited`: how long the upstream asked to wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// A line the connector logged.
+#[derive(Serialize, JsonSchema)]
+pub struct LogLineView {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The message (secrets redacted).
+    pub message: String,
+}
+
+async fn call_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(NamePath { name }): Path<NamePath>,
+    Json(body): Json<DirectCallBody>,
+) -> ApiResult<axum::Json<DirectCallView>> {
+    let tenant = caller.tenant(Action::RunWorkflows)?;
+    if body.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+        return Err(ApiError::invalid_request("an idempotency key is 1 to 255 characters").at("$.idempotency_key"));
+    }
+    let call = weft_runtime::DirectCall {
+        connector: &name,
+        version: body.version.as_deref(),
+        action: &body.action,
+        input: &body.input,
+        idempotency_key: body.idempotency_key.as_deref(),
+    };
+    let outcome = match state.engine().call_directly(tenant, call).await {
+        Ok(outcome) => outcome,
+        Err(weft_runtime::Error::UnknownConnector(_)) => {
+            let version = body.version.map(|v| format!("@{v}")).unwrap_or_default();
+            return Err(ApiError::not_found(format!("connector {name:?}{version}")));
+        }
+        Err(e @ weft_runtime::Error::UnknownAction { .. }) => {
+            return Err(ApiError::unprocessable("unknown_action", e.to_string()).at("$.action"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (status, output, error) = match outcome.result {
+        Ok(output) => ("completed", Some(output), None),
+        Err(e) => {
+            let error =
+                CallErrorView { kind: e.kind.to_string(), message: e.message, retry_after_ms: e.retry_after_ms };
+            ("failed", None, Some(error))
+        }
+    };
+    let logs = outcome.logs.lines.into_iter().map(|l| LogLineView { level: l.level.to_string(), message: l.message });
+    Ok(axum::Json(DirectCallView {
+        call_id: outcome.call_id,
+        connector: outcome.connector.key(),
+        digest: outcome.connector.digest,
+        status,
+        output,
+        error,
+        logs: logs.collect(),
+        logs_dropped: outcome.logs.dropped,
+        wasm_us: outcome.wasm_us,
+    }))
+}
+
 pub(crate) fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
@@ -169,5 +290,20 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             "/v1/connectors/{name}",
             get_with(get, |op| op.summary("Inspect a connector").description("Every version of it.").tag("connectors")),
         )
+        // Only the routes above take components; the one below has the
+        // server's body limit.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+        .api_route(
+            "/v1/connectors/{name}/invoke",
+            post_with(call_action, |op| {
+                op.summary("Call a connector action directly")
+                    .description(
+                        "Outside any run, through the same sandbox, secrets, egress policy and plan as a workflow \
+                         step; the call counts as a step in the tenant's usage. The connector's own failure answers \
+                         200 with `status: failed` and its error kind; 404 when the tenant has no such connector, \
+                         422 `unknown_action` or `invalid_input` for a call that is not made.",
+                    )
+                    .tag("connectors")
+            }),
+        )
 }

@@ -1,5 +1,6 @@
-//! `/v1/tenants`: the workspaces a super admin creates. Everything else a
-//! tenant owns (workflows, runs, keys) carries its id.
+//! `/v1/tenants`: the workspaces a super admin creates, their plans and
+//! their usage. Everything else a tenant owns (workflows, runs, keys)
+//! carries its id.
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -7,11 +8,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use weft_store::Tenant;
+use weft_store::{Plan, Tenant, Usage};
 
 use crate::AppState;
 use crate::auth::{Action, Caller};
-use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::error::{ApiError, ApiResult, Json, Path, Query};
 
 /// A tenant to create.
 #[derive(Deserialize, JsonSchema)]
@@ -56,6 +57,73 @@ pub struct TenantPath {
     pub tenant: String,
 }
 
+/// A tenant's plan: what it may use. A limit left out is no limit.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanView {
+    /// The connectors (by name) its runs may call; every connector when
+    /// left out. A run that uses another is refused at its start, and a
+    /// call to one (after the plan changed) fails its step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectors: Option<Vec<String>>,
+    /// How many of its top-level runs may be running or waiting at once. A
+    /// start past it is answered 429 `plan_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_runs: Option<u64>,
+    /// How many connector calls its runs may make in a calendar month
+    /// (UTC). Once they are used up, starts are refused and a step that
+    /// would call a connector fails, with 403 `plan_limit` or a `fatal`
+    /// step error naming the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_per_month: Option<u64>,
+}
+
+impl From<Plan> for PlanView {
+    fn from(p: Plan) -> PlanView {
+        PlanView {
+            connectors: p.connectors,
+            max_concurrent_runs: p.max_concurrent_runs,
+            steps_per_month: p.steps_per_month,
+        }
+    }
+}
+
+impl From<PlanView> for Plan {
+    fn from(p: PlanView) -> Plan {
+        Plan {
+            connectors: p.connectors,
+            max_concurrent_runs: p.max_concurrent_runs,
+            steps_per_month: p.steps_per_month,
+        }
+    }
+}
+
+/// What a tenant used in a month, with its plan.
+#[derive(Serialize, JsonSchema)]
+pub struct UsageView {
+    /// The tenant.
+    pub tenant: String,
+    /// The month, `YYYY-MM` (UTC).
+    pub period: String,
+    /// Runs created in it (child runs and retries too).
+    pub runs: i64,
+    /// Connector calls made in it (every attempt that ran counts).
+    pub steps: i64,
+    /// Time spent in those calls, in microseconds.
+    pub wasm_us: i64,
+    /// The tenant's plan now.
+    pub plan: PlanView,
+}
+
+/// Which month's usage to read.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// The month, `YYYY-MM` (UTC); this month when left out.
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
 /// Whether `id` may name a tenant.
 pub(crate) fn valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
@@ -98,6 +166,57 @@ async fn get(
     found.map(|t| axum::Json(t.into())).ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?}")))
 }
 
+/// The tenant's plan, checked as `get` checks the tenant.
+async fn get_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { tenant }): Path<TenantPath>,
+) -> ApiResult<axum::Json<PlanView>> {
+    let action = if caller.tenant.is_some() { Action::Read } else { Action::ManageTenants };
+    caller.on_tenant(&tenant, action)?;
+    let plan = state.engine().store().plan(&tenant).await?;
+    plan.map(|p| axum::Json(p.into())).ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?}")))
+}
+
+async fn put_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { tenant }): Path<TenantPath>,
+    Json(plan): Json<PlanView>,
+) -> ApiResult<axum::Json<PlanView>> {
+    // A tenant's key is told its own plan is not its to set, and that
+    // another tenant does not exist.
+    caller.on_tenant(&tenant, Action::ManageTenants)?;
+    if let Some(at) = plan.connectors.iter().flatten().position(|name| name.trim().is_empty()) {
+        return Err(ApiError::invalid_request("a connector name is not empty").at(format!("$.connectors[{at}]")));
+    }
+    let plan = Plan::from(plan);
+    if !state.engine().store().set_plan(&tenant, &plan).await? {
+        return Err(ApiError::not_found(format!("tenant {tenant:?}")));
+    }
+    // This process applies it at once; others within a second.
+    state.engine().forget_plan(&tenant);
+    Ok(axum::Json(plan.into()))
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { tenant }): Path<TenantPath>,
+    Query(query): Query<UsageQuery>,
+) -> ApiResult<axum::Json<UsageView>> {
+    let action = if caller.tenant.is_some() { Action::Read } else { Action::ManageTenants };
+    caller.on_tenant(&tenant, action)?;
+    let period = query.period.unwrap_or_else(|| weft_store::period_of(weft_runtime::now_ms()));
+    if weft_store::period_bounds(&period).is_none() {
+        return Err(ApiError::invalid_request("a period is a month, YYYY-MM (such as 2026-12)").at("period"));
+    }
+    let store = state.engine().store();
+    let plan = store.plan(&tenant).await?.ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?}")))?;
+    let Usage { period, runs, steps, wasm_us } = store.usage(&tenant, &period).await?;
+    Ok(axum::Json(UsageView { tenant, period, runs, steps, wasm_us, plan: plan.into() }))
+}
+
 pub(crate) fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
@@ -109,6 +228,31 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             "/v1/tenants/{tenant}",
             get_with(get, |op| {
                 op.summary("Get a tenant").description("A super admin, or a key of the tenant.").tag("tenants")
+            }),
+        )
+        .api_route(
+            "/v1/tenants/{tenant}/plan",
+            get_with(get_plan, |op| {
+                op.summary("Get a tenant's plan").description("A super admin, or a key of the tenant.").tag("tenants")
+            })
+            .put_with(put_plan, |op| {
+                op.summary("Set a tenant's plan")
+                    .description(
+                        "Super admin only. Replaces the whole plan; the server applies it at once, other \
+                         processes within a second.",
+                    )
+                    .tag("tenants")
+            }),
+        )
+        .api_route(
+            "/v1/tenants/{tenant}/usage",
+            get_with(usage, |op| {
+                op.summary("Read a tenant's usage")
+                    .description(
+                        "Runs, connector calls and the time spent in them in one calendar month (UTC), with the \
+                         plan. A super admin, or a key of the tenant.",
+                    )
+                    .tag("tenants")
             }),
         )
 }
