@@ -72,9 +72,10 @@ pub(crate) struct Cli {
     /// By default each connector's manifest alone decides.
     #[arg(long = "allow-host", global = true, help_heading = GLOBAL, env = "WEFT_ALLOW_HOSTS", value_delimiter = ',', value_name = "HOST")]
     allow_hosts: Option<Vec<String>>,
-    /// Drive a `weft server` instead of a local store: run, runs list/show,
-    /// signal, cancel, resume and validate go through its /v1 API (the
-    /// server validates with its connectors; its workers drive the runs).
+    /// Drive a `weft server` instead of a local store: run, runs
+    /// list/show/retry, signal, cancel, resume, validate and connector
+    /// install go through its /v1 API (the server validates with its
+    /// connectors; its workers drive the runs).
     #[arg(long, global = true, help_heading = GLOBAL, env = "WEFT_SERVER", value_name = "URL")]
     server: Option<String>,
     /// The API key that --server acts with (`weft_…`).

@@ -553,10 +553,18 @@ pub(crate) async fn dispatch(cli: &Cli, url: &str) -> Result<Option<u8>, Failure
             crate::timeline::show(&run, &inspection, &[], *json);
             0
         }
-        Command::Runs(RunsCommand::Retry { .. }) => {
-            return Err(failed(anyhow!(
-                "`weft runs retry` does not work with --server yet; the API has no retry route"
-            )));
+        Command::Runs(RunsCommand::Retry { run, from, json }) => {
+            let remote = remote()?;
+            let retried = remote.run(run).await?;
+            let definition = remote.definition(&retried.workflow_hash).await?;
+            let mut progress = Progress::new(&definition, !*json);
+            progress.announce_start();
+            let body = from.as_ref().map(|step| json!({ "from": step }));
+            let run = remote.act(&retried.id, "retry", body).await?;
+            let id = run.id.clone();
+            let watched = watch_in_foreground(&remote, run, 0, &mut progress).await;
+            progress.finish();
+            report(&outcome(&watched.map_err(|e| stopped_watching(e, &remote, &id))?), *json)?
         }
         Command::Connector(crate::connector::ConnectorCommand::Install { file }) => {
             remote()?.install(file).await?;

@@ -153,14 +153,28 @@ async fn run_list_show_signal_cancel_resume_and_validate_go_through_the_server()
     assert_eq!(resumed.status.code(), Some(1));
     assert!(text(&resumed.stderr).contains("cancelled already"), "{}", text(&resumed.stderr));
 
-    // Errors: a refused key and a missing file are bad input; what is not
-    // built says so.
+    // `runs retry`: a new run on the server, from a step, with the local
+    // output; a retry that cannot be made is bad input, as locally.
+    let local_id = local.run(&["runs", "list", "--json"]).stdout;
+    let local_id: Vec<Value> = serde_json::from_slice(&local_id).unwrap();
+    let local_id = local_id[0]["id"].as_str().unwrap();
+    let here = local.run(&["runs", "retry", local_id, "--from", "fan_out", "--json"]);
+    let there = client.run(&["runs", "retry", &id[..20], "--from", "fan_out", "--json"]);
+    assert!(there.status.success(), "remote retry: {}", text(&there.stderr));
+    let (here, there): (Value, Value) =
+        (serde_json::from_slice(&here.stdout).unwrap(), serde_json::from_slice(&there.stdout).unwrap());
+    assert_eq!((&there["status"], &there["output"]), (&here["status"], &here["output"]), "{there}");
+    assert_ne!(there["run_id"], Value::from(id.as_str()), "a new run: {there}");
+    assert_eq!(client.ids("completed").len(), 3, "hello, approval and the retry, on the server");
+    let here = local.run(&["runs", "retry", local_id]);
+    let there = client.run(&["runs", "retry", id]);
+    assert_eq!((there.status.code(), here.status.code()), (Some(2), Some(2)), "{}", text(&there.stderr));
+    assert!(text(&there.stderr).contains("name a step"), "{}", text(&there.stderr));
+
+    // Errors: a refused key and a missing file are bad input.
     let refused = client.weft().env("WEFT_API_KEY", "weft_000000000000_nope").args(["runs", "list"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("refused the API key"), "{}", text(&refused.stderr));
-    let retry = client.run(&["runs", "retry", &waiting]);
-    assert_eq!(retry.status.code(), Some(1));
-    assert!(text(&retry.stderr).contains("does not work with --server yet"), "{}", text(&retry.stderr));
     let install = client.run(&["connector", "install", "x.wasm"]);
     assert_eq!(install.status.code(), Some(2));
     assert!(text(&install.stderr).contains("reading x.wasm"), "{}", text(&install.stderr));

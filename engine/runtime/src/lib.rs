@@ -330,6 +330,28 @@ impl Engine {
         from: Option<&str>,
         observer: &mut dyn Observer,
     ) -> Result<Outcome> {
+        let (origin, input) = self.retry_origin(run, definition, from).await?;
+        let (created, events, effects) =
+            self.create(&run.tenant, definition, input, origin, None, Begin::Started).await?;
+        self.drive_created(created, definition, events, effects, observer).await
+    }
+
+    /// Creates a retry of `run` as [`Engine::retry`] does, without driving
+    /// it: the new run is leased to this process (drive it, or let its lease
+    /// go for a worker to claim).
+    pub async fn start_retry(&self, run: &RunRecord, definition: &Definition, from: Option<&str>) -> Result<RunRecord> {
+        let (origin, input) = self.retry_origin(run, definition, from).await?;
+        Ok(self.create(&run.tenant, definition, input, origin, None, Begin::Bare).await?.0)
+    }
+
+    /// What a retry of `run` starts from: the builds it was pinned to, the
+    /// outputs it reuses, and its input.
+    async fn retry_origin(
+        &self,
+        run: &RunRecord,
+        definition: &Definition,
+        from: Option<&str>,
+    ) -> Result<(Origin<'static>, Value)> {
         if !run.status.is_terminal() {
             return Err(Error::NotFinished { run: run.id.clone() });
         }
@@ -349,9 +371,7 @@ impl Engine {
             connectors,
             reused,
         };
-        let (created, events, effects) =
-            self.create(&run.tenant, definition, state.input, origin, None, Begin::Started).await?;
-        self.drive_created(created, definition, events, effects, observer).await
+        Ok((origin, state.input))
     }
 
     /// Drives a run that `create` just returned (with its first steps

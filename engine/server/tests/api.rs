@@ -39,7 +39,8 @@ both_stores!(
     keys_are_checked_scoped_and_revocable,
     requests_over_a_rate_get_429_with_retry_after,
     a_plan_limits_what_a_tenant_runs_and_usage_counts_it,
-    a_connector_action_is_called_directly_like_a_step
+    a_connector_action_is_called_directly_like_a_step,
+    a_finished_run_is_retried_and_names_its_retry
 );
 
 /// The router of a server on `url`, with its super-admin key.
@@ -246,6 +247,9 @@ async fn every_documented_route_answers(api: Api) {
         .await;
     let spare = made["id"].as_str().unwrap().to_string();
     let source = serde_json::to_string(&echo()).unwrap();
+    let two = api.workflow(&key, two_calls()).await;
+    let (_, done) = api.start(&key, &two, json!({}), None).await;
+    let done = api.finished(&key, done["run"]["id"].as_str().unwrap()).await["id"].as_str().unwrap().to_string();
 
     let calls: Vec<Call<'_>> = vec![
         (Method::GET, "/healthz", "/healthz".into(), &key, None, StatusCode::OK),
@@ -326,6 +330,14 @@ async fn every_documented_route_answers(api: Api) {
         ),
         (Method::POST, "/v1/runs/{id}/resume", format!("/v1/runs/{other}/resume"), &key, None, StatusCode::ACCEPTED),
         (Method::POST, "/v1/runs/{id}/cancel", format!("/v1/runs/{other}/cancel"), &key, None, StatusCode::ACCEPTED),
+        (
+            Method::POST,
+            "/v1/runs/{id}/retry",
+            format!("/v1/runs/{done}/retry"),
+            &key,
+            Some(json!({ "from": "b" })),
+            StatusCode::CREATED,
+        ),
         (
             Method::POST,
             "/v1/runs",
@@ -425,6 +437,7 @@ async fn a_tenant_sees_nothing_of_another(api: Api) {
         (Method::POST, format!("/v1/runs/{run}/cancel"), None),
         (Method::POST, format!("/v1/runs/{run}/signal"), Some(json!({ "name": "go" }))),
         (Method::POST, format!("/v1/runs/{run}/resume"), None),
+        (Method::POST, format!("/v1/runs/{run}/retry"), None),
     ];
     for (method, path, body) in probes {
         let (status, answer) = api.call(method.clone(), &path, &a, body).await;
@@ -753,4 +766,45 @@ async fn a_connector_action_is_called_directly_like_a_step(api: Api) {
     let body = json!({ "action": "echo" });
     let (status, _) = api.call(Method::POST, "/v1/connectors/transform/invoke", viewer, Some(body)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+async fn a_finished_run_is_retried_and_names_its_retry(api: Api) {
+    let key = api.tenant(&unique("retries"), "developer").await;
+    let hash = api.workflow(&key, two_calls()).await;
+    let (_, started) = api.start(&key, &hash, json!({}), None).await;
+    let first = api.finished(&key, started["run"]["id"].as_str().unwrap()).await;
+    let first_id = first["id"].as_str().unwrap();
+    let retry = |body: Option<Value>| {
+        let (api, key) = (&api, &key);
+        async move { api.call(Method::POST, &format!("/v1/runs/{first_id}/retry"), key, body).await }
+    };
+
+    // From `b`: `a`'s output is reused, `b` runs again.
+    let (status, created) = retry(Some(json!({ "from": "b" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["retry_of"], first["id"], "{created}");
+    let again = api.finished(&key, created["id"].as_str().unwrap()).await;
+    assert_eq!((&again["status"], &again["output"]), (&json!("completed"), &first["output"]), "{again}");
+    let path = format!("/v1/runs/{}/timeline", again["id"].as_str().unwrap());
+    let (_, timeline) = api.call(Method::GET, &path, &key, None).await;
+    let kinds: Vec<&str> =
+        timeline["events"].as_array().unwrap().iter().filter_map(|e| e["event"]["type"].as_str()).collect();
+    assert!(kinds.contains(&"step_reused"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "step_started").count(), 1, "only b ran: {kinds:?}");
+
+    // Without `from`, only what did not complete runs again: here, nothing.
+    let (status, refused) = retry(None).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("retry_refused")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("name a step"), "{refused}");
+
+    let (status, refused) = retry(Some(json!({ "from": "zzz" }))).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("retry_refused")), "{refused}");
+    assert_eq!(refused["error"]["path"], "$.from");
+    let (status, refused) = retry(Some(json!({ "form": "b" }))).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_request")));
+    let waits = api.workflow(&key, greeter()).await;
+    let (_, waiting) = api.start(&key, &waits, json!({ "name": "W" }), None).await;
+    let path = format!("/v1/runs/{}/retry", waiting["run"]["id"].as_str().unwrap());
+    let (status, refused) = api.call(Method::POST, &path, &key, None).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("run_not_finished")));
 }

@@ -335,6 +335,35 @@ async fn resume(
     Ok((StatusCode::ACCEPTED, axum::Json(run(&state, tenant, &found.id).await?.into())))
 }
 
+/// How to retry a run.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Run this step again, and every step that depends on it, even if they
+    /// completed. Without it, only the steps that did not complete run again.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(RunPath { id }): Path<RunPath>,
+    body: Option<Json<Retry>>,
+) -> ApiResult<(StatusCode, axum::Json<RunView>)> {
+    let tenant = caller.tenant(Action::RunWorkflows)?;
+    let from = body.and_then(|Json(r)| r.from);
+    let found = run(&state, tenant, &id).await?;
+    let engine = state.engine();
+    let definition = engine.definition(&found).await?;
+    let retry = engine.start_retry(&found, &definition, from.as_deref()).await.map_err(|e| match e {
+        e @ weft_runtime::Error::Retry { .. } if from.is_some() => ApiError::from(e).at("$.from"),
+        e => ApiError::from(e),
+    })?;
+    state.drive(tenant, &retry.id).await;
+    Ok((StatusCode::CREATED, axum::Json(run(&state, tenant, &retry.id).await?.into())))
+}
+
 pub(crate) fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
@@ -379,6 +408,19 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             "/v1/runs/{id}/resume",
             post_with(resume, |op| {
                 op.summary("Resume a run").description("Makes it due now, for a worker to pick up.").tag("runs")
+            }),
+        )
+        .api_route(
+            "/v1/runs/{id}/retry",
+            post_with(retry, |op| {
+                op.summary("Retry a finished run")
+                    .description(
+                        "Starts a new run of the same workflow version, input and connector builds, reusing the \
+                         outputs of the steps that completed (except `from` and what depends on it); a worker \
+                         drives it. Each run names the other (`retry_of`). 409 `run_not_finished` for a run that \
+                         has not finished, `retry_refused` for a `from` that cannot be retried.",
+                    )
+                    .tag("runs")
             }),
         )
 }
