@@ -221,6 +221,13 @@ impl From<weft_store::Error> for ApiError {
                 ApiError::conflict("idempotency_key_used", format!("idempotency key {key:?} is taken"))
             }
             e @ E::ConnectorConflict { .. } => ApiError::conflict("connector_conflict", e.to_string()),
+            e @ E::TenantMoving(_) => {
+                let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tenant_moving", e.to_string());
+                error.retry_after = Some(3);
+                error
+            }
+            E::TenantNotFound(id) => ApiError::not_found(format!("tenant {id:?}")),
+            e @ E::TenantBusy { .. } => ApiError::conflict("tenant_busy", e.to_string()),
             e @ E::TooManyRunning { .. } => {
                 let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "plan_limit", e.to_string());
                 error.retry_after = Some(1);

@@ -40,7 +40,8 @@ both_stores!(
     requests_over_a_rate_get_429_with_retry_after,
     a_plan_limits_what_a_tenant_runs_and_usage_counts_it,
     a_connector_action_is_called_directly_like_a_step,
-    a_finished_run_is_retried_and_names_its_retry
+    a_finished_run_is_retried_and_names_its_retry,
+    a_tenant_moved_to_its_own_database_keeps_working
 );
 
 /// The router of a server on `url`, with its super-admin key.
@@ -247,6 +248,8 @@ async fn every_documented_route_answers(api: Api) {
         .await;
     let spare = made["id"].as_str().unwrap().to_string();
     let source = serde_json::to_string(&echo()).unwrap();
+    let idle = unique("idle");
+    api.tenant(&idle, "viewer").await;
     let two = api.workflow(&key, two_calls()).await;
     let (_, done) = api.start(&key, &two, json!({}), None).await;
     let done = api.finished(&key, done["run"]["id"].as_str().unwrap()).await["id"].as_str().unwrap().to_string();
@@ -274,6 +277,14 @@ async fn every_documented_route_answers(api: Api) {
             StatusCode::OK,
         ),
         (Method::GET, "/v1/tenants/{tenant}/plan", format!("/v1/tenants/{tenant}/plan"), &key, None, StatusCode::OK),
+        (
+            Method::PUT,
+            "/v1/tenants/{tenant}/database",
+            format!("/v1/tenants/{idle}/database"),
+            &admin,
+            Some(json!({ "url": null })),
+            StatusCode::OK,
+        ),
         (Method::GET, "/v1/tenants/{tenant}/usage", format!("/v1/tenants/{tenant}/usage"), &key, None, StatusCode::OK),
         (
             Method::POST,
@@ -429,6 +440,7 @@ async fn a_tenant_sees_nothing_of_another(api: Api) {
         (Method::GET, "/v1/tenants/tenant-b/plan".into(), None),
         (Method::PUT, "/v1/tenants/tenant-b/plan".into(), Some(json!({ "steps_per_month": 0 }))),
         (Method::GET, "/v1/tenants/tenant-b/usage".into(), None),
+        (Method::PUT, "/v1/tenants/tenant-b/database".into(), Some(json!({ "url": null }))),
         (Method::GET, format!("/v1/workflows/{hash}"), None),
         (Method::POST, format!("/v1/workflows/{hash}/deprecate"), None),
         (Method::POST, "/v1/runs".into(), Some(json!({ "workflow": hash, "input": { "name": "A" } }))),
@@ -807,4 +819,101 @@ async fn a_finished_run_is_retried_and_names_its_retry(api: Api) {
     let path = format!("/v1/runs/{}/retry", waiting["run"]["id"].as_str().unwrap());
     let (status, refused) = api.call(Method::POST, &path, &key, None).await;
     assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("run_not_finished")));
+}
+
+/// How many rows of `tenant` a table of the database at `url` holds, read
+/// with plain SQL as the URL's user.
+async fn rows_of(url: &str, table: &str, tenant: &str) -> i64 {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_one(&mut conn).await.unwrap()
+}
+
+async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
+    let tenant = unique("mover");
+    let key = api.tenant(&tenant, "owner").await;
+    let neighbour = api.tenant(&unique("neighbour"), "owner").await;
+    let neighbours = api.workflow(&neighbour, two_calls()).await;
+    let two = api.workflow(&key, two_calls()).await;
+    let (_, first) = api.start(&key, &two, json!({}), Some("first")).await;
+    let first = api.finished(&key, first["run"]["id"].as_str().unwrap()).await;
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let waits = api.workflow(&key, greeter()).await;
+    let (_, waiting) = api.start(&key, &waits, json!({ "name": "W" }), None).await;
+    let waiting = waiting["run"]["id"].as_str().unwrap().to_string();
+
+    let shared = api._server.url().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let own = if shared.starts_with("sqlite") {
+        weft_store::testing::sqlite_url(dir.path())
+    } else {
+        weft_store::testing::fresh_postgres().await
+    };
+    let path = format!("/v1/tenants/{tenant}/database");
+    let to_own = Some(json!({ "url": own }));
+
+    // A run under way keeps the tenant where it is.
+    let (status, refused) = api.call(Method::PUT, &path, &api.admin, to_own.clone()).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("tenant_busy")), "{refused}");
+    api.call(Method::POST, &format!("/v1/runs/{waiting}/signal"), &key, Some(json!({ "name": "go" }))).await;
+    assert_eq!(api.finished(&key, &waiting).await["status"], "completed");
+    let usage_path = format!("/v1/tenants/{tenant}/usage");
+    let (_, usage_before) = api.call(Method::GET, &usage_path, &key, None).await;
+    let timeline_path = format!("/v1/runs/{first_id}/timeline");
+    let (_, timeline_before) = api.call(Method::GET, &timeline_path, &key, None).await;
+
+    let (status, moved) = api.call(Method::PUT, &path, &api.admin, to_own.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!((&moved["database"], &moved["runs"], &moved["workflows"]), (&json!("own"), &json!(2), &json!(2)));
+    assert_eq!(rows_of(&shared, "runs", &tenant).await, 0, "the shared database keeps none of its runs");
+    assert_eq!(rows_of(&shared, "events", &tenant).await, 0);
+    assert_eq!(rows_of(&own, "runs", &tenant).await, 2);
+
+    // Everything reads as before, from its database; its key still works.
+    let (_, run) = api.call(Method::GET, &format!("/v1/runs/{first_id}"), &key, None).await;
+    assert_eq!((&run["status"], &run["output"]), (&first["status"], &first["output"]), "{run}");
+    let (_, timeline) = api.call(Method::GET, &timeline_path, &key, None).await;
+    assert_eq!(timeline["events"], timeline_before["events"], "the journal moved whole, times and all");
+    let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
+    assert_eq!(usage, usage_before);
+    let (status, again) = api.start(&key, &two, json!({}), Some("first")).await;
+    assert_eq!((status, &again["run"]["id"]), (StatusCode::OK, &json!(first_id)), "the idempotency key moved too");
+
+    // New runs start and finish there, a parked one woken by its signal too.
+    let (_, fresh) = api.start(&key, &two, json!({}), None).await;
+    assert_eq!(api.finished(&key, fresh["run"]["id"].as_str().unwrap()).await["status"], "completed");
+    let (_, parked) = api.start(&key, &waits, json!({ "name": "P" }), None).await;
+    let parked = parked["run"]["id"].as_str().unwrap().to_string();
+    api.call(Method::POST, &format!("/v1/runs/{parked}/signal"), &key, Some(json!({ "name": "go" }))).await;
+    assert_eq!(api.finished(&key, &parked).await["status"], "completed");
+    assert_eq!(rows_of(&own, "runs", &tenant).await, 4);
+    assert_eq!(rows_of(&shared, "runs", &tenant).await, 0);
+    let (_, listed) = api.call(Method::GET, "/v1/runs", &key, None).await;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 4, "{listed}");
+
+    // Its neighbour in the shared database is untouched.
+    let (_, theirs) = api.start(&neighbour, &neighbours, json!({}), None).await;
+    assert_eq!(api.finished(&neighbour, theirs["run"]["id"].as_str().unwrap()).await["status"], "completed");
+    let (status, _) = api.call(Method::GET, &format!("/v1/runs/{first_id}"), &neighbour, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Back to the shared database, whole.
+    let (status, moved) = api.call(Method::PUT, &path, &api.admin, Some(json!({ "url": null }))).await;
+    assert_eq!((status, &moved["database"], &moved["runs"]), (StatusCode::OK, &json!("shared"), &json!(4)), "{moved}");
+    assert_eq!(rows_of(&shared, "runs", &tenant).await, 4);
+    let (_, run) = api.call(Method::GET, &format!("/v1/runs/{first_id}"), &key, None).await;
+    assert_eq!(run["output"], first["output"]);
+
+    // Only a super admin moves a tenant, to a database it can open.
+    let (status, _) = api.call(Method::PUT, &path, &key, to_own.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.call(Method::PUT, &path, &neighbour, to_own.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's key learns nothing");
+    let (status, refused) =
+        api.call(Method::PUT, &path, &api.admin, Some(json!({ "url": "mysql://db.example/weft" }))).await;
+    assert_eq!((status, &refused["error"]["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("invalid_database")));
+    let (status, _) = api.call(Method::PUT, "/v1/tenants/nobody/database", &api.admin, to_own).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -29,7 +29,7 @@ impl Store {
             .bind(name)
             .bind(definition)
             .bind(at)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }
@@ -39,7 +39,7 @@ impl Store {
         let definition = sqlx::query_scalar(sql::SELECT_WORKFLOW)
             .bind(tenant)
             .bind(hash)
-            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(definition)
     }
@@ -54,7 +54,7 @@ impl Store {
     /// (ms) is when the events happened; a batch records the latest of its
     /// appends' times.
     pub async fn append(&self, tenant: &str, run_id: &str, events: &[Event], at: i64) -> Result<i64> {
-        self.committer.append(tenant, run_id, events.to_vec(), at, Metered::default()).await
+        self.shard(tenant).await?.committer.append(tenant, run_id, events.to_vec(), at, Metered::default()).await
     }
 
     /// [`Store::append`], adding the work the events record (connector
@@ -67,13 +67,13 @@ impl Store {
         at: i64,
         metered: Metered,
     ) -> Result<i64> {
-        self.committer.append(tenant, run_id, events.to_vec(), at, metered).await
+        self.shard(tenant).await?.committer.append(tenant, run_id, events.to_vec(), at, metered).await
     }
 
     /// Adds work done outside any run (a connector called directly) to the
     /// tenant's usage, group-committed with the journal's appends.
     pub async fn meter(&self, tenant: &str, at: i64, metered: Metered) -> Result<()> {
-        self.committer.append(tenant, "", Vec::new(), at, metered).await.map(drop)
+        self.shard(tenant).await?.committer.append(tenant, "", Vec::new(), at, metered).await.map(drop)
     }
 
     /// The tenant's run's events with seq greater than `after`, in order
@@ -83,7 +83,7 @@ impl Store {
             .bind(run_id)
             .bind(after)
             .bind(tenant)
-            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter()
             .map(|EventRow { seq, at, body }| {

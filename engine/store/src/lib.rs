@@ -20,6 +20,7 @@ mod commit;
 mod connectors;
 mod db;
 mod journal;
+mod router;
 mod runs;
 mod sql;
 mod tenants;
@@ -33,6 +34,7 @@ use db::Db;
 pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use db::{APP_ROLE, Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
+pub use router::{Moved, ROUTE_FRESH_FOR};
 pub use runs::{Claimed, Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
 /// The database driver's error, which [`Error::Database`] carries.
 pub use sqlx::Error as SqlxError;
@@ -116,6 +118,25 @@ pub enum Error {
         /// The plan's cap.
         max: u64,
     },
+    /// The tenant's data is moving between databases; try again shortly.
+    #[error("tenant {0:?} is moving to another database; try again in a few seconds")]
+    TenantMoving(String),
+    /// No tenant has this id.
+    #[error("no tenant has id {0:?}")]
+    TenantNotFound(String),
+    /// A tenant with runs under way, or a database that already holds the
+    /// tenant's data, cannot take a move.
+    #[error(
+        "tenant {tenant:?} cannot move now: {}",
+        if *.unfinished > 0 { format!("{} of its runs have not finished; let them finish or cancel them first", .unfinished) }
+        else { "the target database already holds data of this tenant".to_string() }
+    )]
+    TenantBusy {
+        /// The tenant.
+        tenant: String,
+        /// Its runs that have not finished (0: the target holds its data).
+        unfinished: u64,
+    },
     /// A tenant with this id exists.
     #[error("a tenant with id {0:?} exists")]
     TenantExists(String),
@@ -136,8 +157,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// that group-commits journal appends.
 #[derive(Clone)]
 pub struct Store {
+    /// The shared database.
     db: Db,
     committer: commit::Committer,
+    /// Where each tenant's data is, and the other databases' pools.
+    router: std::sync::Arc<router::Router>,
 }
 
 /// The file of a `sqlite:` URL (`sqlite://PATH?options`); `None` for other URLs.
@@ -165,7 +189,7 @@ impl Store {
     /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
     pub async fn connect(url: &str) -> Result<Store> {
         let db = Db::connect(url).await?;
-        Ok(Store { committer: commit::Committer::new(db.clone()), db })
+        Ok(Store { committer: commit::Committer::new(db.clone()), db, router: Default::default() })
     }
 
     /// Which database this is.
@@ -187,6 +211,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.close_shards().await;
         self.committer.release().await;
         self.db.close().await;
     }

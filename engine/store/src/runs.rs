@@ -3,6 +3,7 @@
 use sqlx::AssertSqlSafe;
 use weft_core::{Event, RunStatus};
 
+use crate::db::Db;
 use crate::db::Scope;
 use crate::journal::{RunEnd, bind_events, insert_events};
 use crate::sql::{self, ClaimedRow, RunRow};
@@ -174,10 +175,11 @@ impl Store {
     /// the cap together. [`Error::TooManyRunning`] when it is reached.
     pub async fn create_run_capped(&self, run: NewRun<'_>, first: &[Event], cap: Option<u64>) -> Result<()> {
         let now = run.at;
+        let db = self.shard(run.tenant).await?.db;
         // A run whose first events already end it is written ended.
         let end = RunEnd::of(first);
         let lease = if end.is_some() { None } else { run.lease };
-        let one_statement = cap.is_none() && self.db.creates_in_one_statement(first.len());
+        let one_statement = cap.is_none() && db.creates_in_one_statement(first.len());
         let sql = if one_statement { sql::insert_run_with_events(first.len()) } else { sql::INSERT_RUN.to_string() };
         let (status, output, error) = match end {
             Some(RunEnd { status, output, error }) => (status, output, error),
@@ -208,15 +210,15 @@ impl Store {
         };
         if one_statement {
             bind_events(query, run.tenant, run.id, 1, first, now)
-                .execute(&mut *self.db.conn(Scope::Tenant(run.tenant)).await?)
+                .execute(&mut *db.conn(Scope::Tenant(run.tenant)).await?)
                 .await
                 .map_err(key_used)?;
             return Ok(());
         }
-        let mut tx = self.db.begin_write(Scope::Tenant(run.tenant)).await?;
+        let mut tx = db.begin_write(Scope::Tenant(run.tenant)).await?;
         if let Some(max) = cap {
             // SQLite's write transaction already holds the database.
-            if self.db.backend() == Backend::Postgres {
+            if db.backend() == Backend::Postgres {
                 sqlx::query(sql::LOCK_TENANT).bind(run.tenant).execute(&mut *tx).await?;
             }
             let running: i64 = sqlx::query_scalar(sql::COUNT_RUNNING).bind(run.tenant).fetch_one(&mut *tx).await?;
@@ -235,7 +237,7 @@ impl Store {
         let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN_BY_IDEMPOTENCY_KEY)
             .bind(tenant)
             .bind(key)
-            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         row.map(RunRow::into_record).transpose()
     }
@@ -244,18 +246,47 @@ impl Store {
     /// nobody drives (parked runs whose time has come, new runs whose
     /// starter let them go, runs whose driver died): `owner` holds their
     /// leases until `until`. Returns them across tenants (workers serve
-    /// every tenant). Two workers never claim one run.
+    /// every tenant, in every database). Two workers never claim one run.
     pub async fn claim_due_runs(&self, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<Claimed>> {
-        let rows = if self.db.skips_locked_rows() {
+        let mut claimed = Vec::new();
+        for shard in self.all_shards().await? {
+            let left = limit - claimed.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            claimed.extend(claim_in(&shard.db, owner, now, until, left).await?);
+        }
+        Ok(claimed)
+    }
+
+    /// How many top-level runs are due at `now` with nobody driving them,
+    /// in every database.
+    pub async fn due_runs(&self, now: i64) -> Result<i64> {
+        let mut due = 0;
+        for shard in self.all_shards().await? {
+            let n: i64 = sqlx::query_scalar(sql::COUNT_DUE_RUNS)
+                .bind(now)
+                .fetch_one(&mut *shard.db.conn(Scope::All).await?)
+                .await?;
+            due += n;
+        }
+        Ok(due)
+    }
+}
+
+/// [`Store::claim_due_runs`] in one database.
+async fn claim_in(db: &Db, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<Claimed>> {
+    {
+        let rows = if db.skips_locked_rows() {
             sqlx::query_as::<_, ClaimedRow>(sql::CLAIM_DUE_RUNS)
                 .bind(owner)
                 .bind(until)
                 .bind(now)
                 .bind(limit)
-                .fetch_all(&mut *self.db.conn(Scope::All).await?)
+                .fetch_all(&mut *db.conn(Scope::All).await?)
                 .await?
         } else {
-            let mut tx = self.db.begin_write(Scope::All).await?;
+            let mut tx = db.begin_write(Scope::All).await?;
             let rows =
                 sqlx::query_as::<_, ClaimedRow>(sql::SELECT_DUE_RUNS).bind(now).bind(limit).fetch_all(&mut *tx).await?;
             if !rows.is_empty() {
@@ -276,12 +307,9 @@ impl Store {
         });
         Ok(claimed.collect())
     }
+}
 
-    /// How many top-level runs are due at `now` with nobody driving them.
-    pub async fn due_runs(&self, now: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(sql::COUNT_DUE_RUNS).bind(now).fetch_one(&mut *self.db.conn(Scope::All).await?).await?)
-    }
-
+impl Store {
     /// Parks a run that only waits: `owner` gives up its lease and the run
     /// is due again at `wake_at` ([`PARKED_UNTIL_SIGNALLED`] for a signal),
     /// when a worker claims it. Refused (returns false) when `owner` no
@@ -295,7 +323,7 @@ impl Store {
             .bind(tenant)
             .bind(owner)
             .bind(last_seq)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         Ok(parked == 1)
@@ -309,7 +337,7 @@ impl Store {
             .bind(at)
             .bind(run_id)
             .bind(tenant)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }
@@ -319,7 +347,7 @@ impl Store {
         let rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RETRIES)
             .bind(id)
             .bind(tenant)
-            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -330,7 +358,7 @@ impl Store {
         let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN)
             .bind(id)
             .bind(tenant)
-            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         row.map(RunRow::into_record).transpose()
     }
@@ -354,7 +382,7 @@ impl Store {
         let mut rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RUNS_BY_PREFIX)
             .bind(format!("{escaped}%"))
             .bind(tenant)
-            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
@@ -382,7 +410,7 @@ impl Store {
             .bind(filter.until)
             .bind(filter.after.as_ref().map(|(at, _)| *at))
             .bind(filter.after.as_ref().map(|(_, id)| id.as_str()))
-            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -392,7 +420,7 @@ impl Store {
     pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query_as::<_, RunRow>(sql::UNFINISHED_RUNS)
             .bind(tenant)
-            .fetch_all(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -417,7 +445,7 @@ impl Store {
             .bind(now)
             .bind(steal_from.unwrap_or(""))
             .bind(tenant)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         if updated == 1 {
@@ -436,7 +464,7 @@ impl Store {
             .bind(run_id)
             .bind(owner)
             .bind(tenant)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }

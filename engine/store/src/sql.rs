@@ -308,6 +308,29 @@ pub(crate) const REVOKE_API_KEY: &str = "UPDATE api_keys SET revoked_at = COALES
 
 pub(crate) const TOUCH_API_KEY: &str = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1";
 
+// The tenant registry.
+
+/// Tenant $1's database URL (null: the shared one) and move mark.
+pub(crate) const SELECT_ROUTE: &str = "SELECT database_url, moving_since FROM tenants WHERE id = $1";
+
+/// Every database a tenant lives in, other than the shared one.
+pub(crate) const SELECT_TENANT_DATABASES: &str =
+    "SELECT DISTINCT database_url FROM tenants WHERE database_url IS NOT NULL ORDER BY 1";
+
+/// Marks tenant $1 moving since $2, unless it is.
+pub(crate) const MARK_MOVING: &str = "UPDATE tenants SET moving_since = $2 WHERE id = $1 AND moving_since IS NULL";
+
+/// Routes tenant $1 to database $2 (null: the shared one), ending a move.
+pub(crate) const SET_ROUTE: &str = "UPDATE tenants SET database_url = $2, moving_since = NULL WHERE id = $1";
+
+/// How many of tenant $1's runs (child runs too) have not finished.
+pub(crate) const COUNT_UNFINISHED: &str = "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running'";
+
+/// How many workflow versions of tenant $1 a database holds.
+pub(crate) const COUNT_TENANT_WORKFLOWS: &str = "SELECT COUNT(*) FROM workflows WHERE tenant_id = $1";
+
+pub(crate) const DELETE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
+
 // Plans and usage.
 
 /// Tenant $1's plan (JSON text, null: no limits); no row: no such tenant.

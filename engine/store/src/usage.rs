@@ -144,7 +144,7 @@ impl Store {
             what: "a usage period".into(),
             message: format!("{period:?} is not YYYY-MM"),
         })?;
-        let mut conn = self.db.conn(Scope::Tenant(tenant)).await?;
+        let mut conn = self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?;
         let runs: i64 = sqlx::query_scalar(sql::COUNT_RUNS_CREATED)
             .bind(tenant)
             .bind(start)
@@ -160,7 +160,7 @@ impl Store {
     pub async fn running_runs(&self, tenant: &str) -> Result<i64> {
         let n = sqlx::query_scalar(sql::COUNT_RUNNING)
             .bind(tenant)
-            .fetch_one(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_one(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(n)
     }

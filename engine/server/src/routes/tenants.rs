@@ -3,7 +3,7 @@
 //! carries its id.
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{get_with, post_with};
+use aide::axum::routing::{get_with, post_with, put_with};
 use axum::extract::State;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
@@ -124,6 +124,32 @@ pub struct UsageQuery {
     pub period: Option<String>,
 }
 
+/// Where to move a tenant's data.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseBody {
+    /// The database's URL (of the shared database's kind: `postgres://…` or
+    /// `sqlite://…`); `null` moves the tenant back to the shared database.
+    pub url: Option<String>,
+}
+
+/// What a move did.
+#[derive(Serialize, JsonSchema)]
+pub struct MovedView {
+    /// The tenant.
+    pub tenant: String,
+    /// `own` or `shared`: where its data is now.
+    pub database: &'static str,
+    /// Workflow versions copied.
+    pub workflows: u64,
+    /// Runs copied.
+    pub runs: u64,
+    /// Journal events copied.
+    pub events: u64,
+    /// Installed connectors copied.
+    pub connectors: u64,
+}
+
 /// Whether `id` may name a tenant.
 pub(crate) fn valid_id(id: &str) -> bool {
     let bytes = id.as_bytes();
@@ -217,6 +243,27 @@ async fn usage(
     Ok(axum::Json(UsageView { tenant, period, runs, steps, wasm_us, plan: plan.into() }))
 }
 
+async fn move_database(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(TenantPath { tenant }): Path<TenantPath>,
+    Json(body): Json<DatabaseBody>,
+) -> ApiResult<axum::Json<MovedView>> {
+    caller.on_tenant(&tenant, Action::ManageTenants)?;
+    let store = state.engine().store();
+    let url = body.url.filter(|u| !u.trim().is_empty());
+    let moved = match store.move_tenant(&tenant, url.as_deref(), weft_runtime::now_ms()).await {
+        Ok(moved) => moved,
+        Err(e @ (weft_store::Error::UnsupportedUrl(_) | weft_store::Error::Connect { .. })) => {
+            return Err(ApiError::unprocessable("invalid_database", e.to_string()).at("$.url"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let weft_store::Moved { workflows, runs, events, connectors } = moved;
+    let database = if url.is_some() { "own" } else { "shared" };
+    Ok(axum::Json(MovedView { tenant, database, workflows, runs, events, connectors }))
+}
+
 pub(crate) fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
@@ -240,6 +287,20 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
                     .description(
                         "Super admin only. Replaces the whole plan; the server applies it at once, other \
                          processes within a second.",
+                    )
+                    .tag("tenants")
+            }),
+        )
+        .api_route(
+            "/v1/tenants/{tenant}/database",
+            put_with(move_database, |op| {
+                op.summary("Move a tenant to its own database")
+                    .description(
+                        "Super admin only. Copies the tenant's workflows, runs, journals, connectors and usage to \
+                         the database at `url` (created and migrated if needed; `null`: back to the shared \
+                         database) and routes the tenant there; its keys, plan and id stay. The tenant must have \
+                         no run that has not finished (409 `tenant_busy`). Its requests are answered 503 \
+                         `tenant_moving` for the few seconds the move takes.",
                     )
                     .tag("tenants")
             }),

@@ -1,0 +1,394 @@
+//! The tenant registry and the database router.
+//!
+//! The shared database (the store's URL) keeps every tenant, its plan and
+//! API keys, and the registry: each tenant's `database_url`, NULL while its
+//! data (workflows, runs, journals, connectors, usage) lives in the shared
+//! database too. Everything done for a tenant goes to its database through
+//! [`Store::shard`]: a tenant's route is read at most once per
+//! [`ROUTE_FRESH_FOR`], and each database has one pool (and one group-commit
+//! writer) however many tenants it holds. What serves every tenant (workers'
+//! claims) asks every database.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::commit::Committer;
+use crate::db::{Db, Scope};
+use crate::{Error, Result, Store, redact, sql};
+
+/// How long a process trusts a tenant's route (and the list of databases)
+/// it read. A move waits this long (and a little more) after it marks the
+/// tenant, so that every process has seen the mark before data moves.
+pub const ROUTE_FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// One database: its pool, and the writer that group-commits its appends.
+#[derive(Clone)]
+pub(crate) struct Shard {
+    pub(crate) db: Db,
+    pub(crate) committer: Committer,
+}
+
+impl Shard {
+    pub(crate) fn new(db: Db) -> Shard {
+        Shard { committer: Committer::new(db.clone()), db }
+    }
+}
+
+/// Where a tenant's data is, as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// In the shared database.
+    Shared,
+    /// In the database at this URL.
+    Own(String),
+    /// Moving: refused until the move ends.
+    Moving,
+}
+
+/// The routes and pools of one store.
+#[derive(Default)]
+pub(crate) struct Router {
+    routes: std::sync::Mutex<HashMap<String, (Instant, Route)>>,
+    /// The other databases by URL, opened on first use.
+    shards: tokio::sync::Mutex<HashMap<String, Shard>>,
+    /// Every database some tenant lives in, as last read.
+    urls: std::sync::Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+impl Store {
+    /// The shared database.
+    pub(crate) fn home(&self) -> Shard {
+        Shard { db: self.db.clone(), committer: self.committer.clone() }
+    }
+
+    /// The database that holds `tenant`'s data. [`Error::TenantMoving`]
+    /// while it moves.
+    pub(crate) async fn shard(&self, tenant: &str) -> Result<Shard> {
+        match self.route(tenant).await? {
+            Route::Shared => Ok(self.home()),
+            Route::Own(url) => self.open_shard(&url).await,
+            Route::Moving => Err(Error::TenantMoving(tenant.to_string())),
+        }
+    }
+
+    async fn route(&self, tenant: &str) -> Result<Route> {
+        if let Some((read_at, route)) = self.router.routes.lock().expect("routes lock").get(tenant)
+            && read_at.elapsed() < ROUTE_FRESH_FOR
+        {
+            return Ok(route.clone());
+        }
+        let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(sql::SELECT_ROUTE)
+            .bind(tenant)
+            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
+        // A tenant that does not exist has nothing anywhere: the shared
+        // database answers that.
+        let route = match row {
+            Some((_, Some(_))) => Route::Moving,
+            Some((Some(url), None)) => Route::Own(url),
+            _ => Route::Shared,
+        };
+        self.router.routes.lock().expect("routes lock").insert(tenant.to_string(), (Instant::now(), route.clone()));
+        Ok(route)
+    }
+
+    /// Forgets the tenant's route (it just changed here).
+    fn forget_route(&self, tenant: &str) {
+        self.router.routes.lock().expect("routes lock").remove(tenant);
+        *self.router.urls.lock().expect("urls lock") = None;
+    }
+
+    /// The database at `url`, opened (and migrated) on first use.
+    async fn open_shard(&self, url: &str) -> Result<Shard> {
+        let mut shards = self.router.shards.lock().await;
+        if let Some(shard) = shards.get(url) {
+            return Ok(shard.clone());
+        }
+        let db = Db::connect(url).await?;
+        if db.backend() != self.db.backend() {
+            return Err(Error::UnsupportedUrl(format!(
+                "{} (a tenant's database is of the shared database's kind)",
+                redact(url)
+            )));
+        }
+        let shard = Shard::new(db);
+        shards.insert(url.to_string(), shard.clone());
+        Ok(shard)
+    }
+
+    /// Every database: the shared one first, then each one a tenant lives in.
+    pub(crate) async fn all_shards(&self) -> Result<Vec<Shard>> {
+        let cached = self.router.urls.lock().expect("urls lock").clone();
+        let urls = match cached {
+            Some((read_at, urls)) if read_at.elapsed() < ROUTE_FRESH_FOR => urls,
+            _ => {
+                let urls: Vec<String> = sqlx::query_scalar(sql::SELECT_TENANT_DATABASES)
+                    .fetch_all(&mut *self.db.conn(Scope::All).await?)
+                    .await?;
+                *self.router.urls.lock().expect("urls lock") = Some((Instant::now(), urls.clone()));
+                urls
+            }
+        };
+        let mut shards = vec![self.home()];
+        for url in urls {
+            match self.open_shard(&url).await {
+                Ok(shard) => shards.push(shard),
+                // One database out of reach does not stop the others' work.
+                Err(e) => tracing::warn!(database = %redact(&url), error = %e, "a tenant database is out of reach"),
+            }
+        }
+        Ok(shards)
+    }
+
+    /// Closes the other databases' pools.
+    pub(crate) async fn close_shards(&self) {
+        let shards: Vec<Shard> = self.router.shards.lock().await.drain().map(|(_, s)| s).collect();
+        for shard in shards {
+            shard.committer.release().await;
+            shard.db.close().await;
+        }
+    }
+}
+
+/// What a move copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Workflow versions.
+    pub workflows: u64,
+    /// Runs.
+    pub runs: u64,
+    /// Journal events.
+    pub events: u64,
+    /// Installed connectors.
+    pub connectors: u64,
+}
+
+/// How a copied column is read and written.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    OptText,
+    Int,
+    OptInt,
+    Bytes,
+}
+
+/// The tables that hold a tenant's data, each with its columns, in an order
+/// that inserts what a row refers to before the row.
+const TENANT_TABLES: [(&str, &[(&str, Kind)]); 5] = [
+    (
+        "workflows",
+        &[
+            ("tenant_id", Kind::Text),
+            ("hash", Kind::Text),
+            ("name", Kind::Text),
+            ("definition", Kind::Text),
+            ("created_at", Kind::Int),
+            ("deprecated_at", Kind::OptInt),
+        ],
+    ),
+    (
+        "connectors",
+        &[
+            ("tenant_id", Kind::Text),
+            ("name", Kind::Text),
+            ("version", Kind::Text),
+            ("digest", Kind::Text),
+            ("manifest", Kind::Text),
+            ("component", Kind::Bytes),
+            ("installed_at", Kind::Int),
+        ],
+    ),
+    (
+        "runs",
+        &[
+            ("id", Kind::Text),
+            ("tenant_id", Kind::Text),
+            ("workflow_name", Kind::Text),
+            ("workflow_hash", Kind::Text),
+            ("status", Kind::Text),
+            ("input", Kind::Text),
+            ("output", Kind::OptText),
+            ("error", Kind::OptText),
+            ("last_seq", Kind::Int),
+            ("lease_owner", Kind::OptText),
+            ("lease_until", Kind::OptInt),
+            ("created_at", Kind::Int),
+            ("updated_at", Kind::Int),
+            ("parent_id", Kind::OptText),
+            ("retry_of", Kind::OptText),
+            ("idempotency_key", Kind::OptText),
+            ("wake_at", Kind::Int),
+        ],
+    ),
+    (
+        "events",
+        &[
+            ("run_id", Kind::Text),
+            ("seq", Kind::Int),
+            ("tenant_id", Kind::Text),
+            ("kind", Kind::Text),
+            ("step", Kind::OptText),
+            ("body", Kind::Text),
+            ("at", Kind::Int),
+        ],
+    ),
+    (
+        "usage",
+        &[
+            ("tenant_id", Kind::Text),
+            ("period", Kind::Text),
+            ("shard", Kind::Int),
+            ("steps", Kind::Int),
+            ("wasm_us", Kind::Int),
+        ],
+    ),
+];
+
+impl Store {
+    /// Moves `tenant`'s data to the database at `to` (`None`: back to the
+    /// shared database), which is created and migrated if needed, and
+    /// routes the tenant there. The tenant must have no run that has not
+    /// finished ([`Error::TenantBusy`]): its requests are refused while it
+    /// moves (for [`ROUTE_FRESH_FOR`] and a little more, then the copy),
+    /// and its keys, plan and id stay as they are.
+    pub async fn move_tenant(&self, tenant: &str, to: Option<&str>, at: i64) -> Result<Moved> {
+        if self.get_tenant(tenant).await?.is_none() {
+            return Err(Error::TenantNotFound(tenant.to_string()));
+        }
+        let from = match self.route(tenant).await? {
+            Route::Moving => return Err(Error::TenantMoving(tenant.to_string())),
+            Route::Shared => None,
+            Route::Own(url) => Some(url),
+        };
+        if from.as_deref() == to {
+            return Ok(Moved::default());
+        }
+        let source = match &from {
+            Some(url) => self.open_shard(url).await?,
+            None => self.home(),
+        };
+        // Refused at once when it is plain (checked again once it is marked),
+        // before the target is opened (and perhaps created).
+        busy(tenant, &mut *source.db.conn(Scope::Tenant(tenant)).await?).await?;
+        let target = match to {
+            Some(url) => self.open_shard(url).await?,
+            None => self.home(),
+        };
+        let marked = sqlx::query(sql::MARK_MOVING)
+            .bind(tenant)
+            .bind(at)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?
+            .rows_affected();
+        if marked == 0 {
+            return Err(Error::TenantMoving(tenant.to_string()));
+        }
+        self.forget_route(tenant);
+        let moved = async {
+            // Every process has read the mark once this has passed.
+            tokio::time::sleep(ROUTE_FRESH_FOR + Duration::from_millis(500)).await;
+            self.copy_tenant(tenant, &source, &target).await
+        }
+        .await;
+        let route = match &moved {
+            Ok(_) => to,
+            Err(_) => from.as_deref(),
+        };
+        sqlx::query(sql::SET_ROUTE)
+            .bind(tenant)
+            .bind(route)
+            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
+        self.forget_route(tenant);
+        let moved = moved?;
+        // What the source kept is out of every route now; a failure here
+        // leaves rows that nothing reads.
+        if let Err(e) = delete_tenant(tenant, &source, from.is_some()).await {
+            tracing::warn!(tenant, error = %e, "the moved tenant's rows were not all deleted from its old database");
+        }
+        Ok(moved)
+    }
+
+    async fn copy_tenant(&self, tenant: &str, source: &Shard, target: &Shard) -> Result<Moved> {
+        let mut from = source.db.conn(Scope::Tenant(tenant)).await?;
+        busy(tenant, &mut from).await?;
+        let mut tx = target.db.begin_write(Scope::Tenant(tenant)).await?;
+        let held: i64 = sqlx::query_scalar(sql::COUNT_TENANT_WORKFLOWS).bind(tenant).fetch_one(&mut *tx).await?;
+        if held > 0 {
+            return Err(Error::TenantBusy { tenant: tenant.to_string(), unfinished: 0 });
+        }
+        let row: (String, String, i64) = sqlx::query_as(sql::SELECT_TENANT)
+            .bind(tenant)
+            .fetch_one(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?;
+        sqlx::query(sql::INSERT_TENANT).bind(&row.0).bind(&row.1).bind(row.2).execute(&mut *tx).await?;
+        let mut moved = Moved::default();
+        for (table, columns) in TENANT_TABLES {
+            let copied = copy_rows(&mut from, &mut tx, tenant, table, columns).await?;
+            match table {
+                "workflows" => moved.workflows = copied,
+                "connectors" => moved.connectors = copied,
+                "runs" => moved.runs = copied,
+                "events" => moved.events = copied,
+                _ => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+}
+
+/// [`Error::TenantBusy`] when the tenant has runs that have not finished.
+async fn busy(tenant: &str, conn: &mut sqlx::AnyConnection) -> Result<()> {
+    let unfinished: i64 = sqlx::query_scalar(sql::COUNT_UNFINISHED).bind(tenant).fetch_one(&mut *conn).await?;
+    if unfinished > 0 {
+        return Err(Error::TenantBusy { tenant: tenant.to_string(), unfinished: unfinished as u64 });
+    }
+    Ok(())
+}
+
+/// Copies one table's rows of `tenant`; returns how many.
+async fn copy_rows(
+    from: &mut sqlx::AnyConnection,
+    to: &mut sqlx::AnyConnection,
+    tenant: &str,
+    table: &str,
+    columns: &[(&str, Kind)],
+) -> Result<u64> {
+    use sqlx::Row;
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let select = format!("SELECT {} FROM {table} WHERE tenant_id = $1 ORDER BY 1, 2", names.join(", "));
+    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+    let insert = format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), placeholders.join(", "));
+    let rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(tenant).fetch_all(&mut *from).await?;
+    for row in &rows {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
+        for (i, (_, kind)) in columns.iter().enumerate() {
+            query = match kind {
+                Kind::Text => query.bind(row.try_get::<String, _>(i)?),
+                Kind::OptText => query.bind(row.try_get::<Option<String>, _>(i)?),
+                Kind::Int => query.bind(row.try_get::<i64, _>(i)?),
+                Kind::OptInt => query.bind(row.try_get::<Option<i64>, _>(i)?),
+                Kind::Bytes => query.bind(row.try_get::<Vec<u8>, _>(i)?),
+            };
+        }
+        query.execute(&mut *to).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Deletes what `tenant` had in a database it left (its row too, unless
+/// that is the shared database, which keeps every tenant).
+async fn delete_tenant(tenant: &str, shard: &Shard, own: bool) -> Result<()> {
+    let mut tx = shard.db.begin_write(Scope::Tenant(tenant)).await?;
+    for (table, _) in TENANT_TABLES.iter().rev() {
+        let delete = format!("DELETE FROM {table} WHERE tenant_id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(delete)).bind(tenant).execute(&mut *tx).await?;
+    }
+    if own {
+        sqlx::query(sql::DELETE_TENANT).bind(tenant).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
