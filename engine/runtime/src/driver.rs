@@ -394,6 +394,7 @@ impl Drive<'_> {
         self.append(batch).await?;
         if let Some(status) = decision.finish() {
             crate::telemetry::run_finished(&self.run.tenant, &self.run.workflow_name, status);
+            self.engine.finished(&self.run.id);
         }
         Ok(decision.effects)
     }

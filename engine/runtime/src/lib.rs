@@ -49,7 +49,7 @@ pub use assemble::{Assembly, AssemblyError};
 pub use driver::Outcome;
 pub use gateway::{DirectCall, DirectOutcome};
 pub use standing::{Inspection, Standing, inspect, standing};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{Slot, Worker, WorkerConfig};
 
 /// Runtime errors. A step failing is not one of these: it is recorded in the
 /// run's journal and reported in the [`Outcome`].
@@ -232,6 +232,9 @@ pub struct Engine {
     opening: Arc<tokio::sync::Semaphore>,
     /// Each tenant's plan and month's steps, as last read.
     quotas: Arc<plans::Quotas>,
+    /// Runs someone in this process waits to see finish (see
+    /// [`Engine::wait_finished`]).
+    watched: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>,
 }
 
 impl Engine {
@@ -247,6 +250,7 @@ impl Engine {
             driving: Default::default(),
             opening: Arc::new(tokio::sync::Semaphore::new(children::CHILDREN_OPENED_AT_ONCE)),
             quotas: Default::default(),
+            watched: Default::default(),
         }
     }
 
@@ -285,21 +289,63 @@ impl Engine {
         input: Value,
         key: Option<&str>,
     ) -> Result<(RunRecord, bool)> {
+        let begin = if self.config.park_after.is_some() { Begin::ParkedIfWaiting } else { Begin::Bare };
+        let (run, created, _) = self.start_keyed(tenant, definition, input, key, begin).await?;
+        Ok((run, created))
+    }
+
+    /// [`Engine::start_once`] for a caller that drives the new run at once:
+    /// its first steps start in the commit that creates it, and the
+    /// [`Started`] handed back holds what driving it needs (no read of what
+    /// was just written). A run whose first steps only wait is written
+    /// parked, as `start_once` writes it, and comes with no `Started`.
+    pub async fn start_to_drive(
+        &self,
+        tenant: &str,
+        definition: &Definition,
+        input: Value,
+        key: Option<&str>,
+    ) -> Result<(RunRecord, bool, Option<Started>)> {
+        self.start_keyed(tenant, definition, input, key, Begin::StartedOrParked).await
+    }
+
+    async fn start_keyed(
+        &self,
+        tenant: &str,
+        definition: &Definition,
+        input: Value,
+        key: Option<&str>,
+        begin: Begin,
+    ) -> Result<(RunRecord, bool, Option<Started>)> {
         if let Some(key) = key
             && let Some(run) = self.store.run_by_idempotency_key(tenant, key).await?
         {
-            return Ok((run, false));
+            return Ok((run, false, None));
         }
-        let begin = if self.config.park_after.is_some() { Begin::ParkedIfWaiting } else { Begin::Bare };
         match self.create(tenant, definition, input, Origin::New, key, begin).await {
-            Ok((run, _, _)) => Ok((run, true)),
+            Ok((run, events, effects)) => {
+                let started = (begin == Begin::StartedOrParked && run.lease_owner.is_some()).then(|| Started {
+                    run: run.clone(),
+                    definition: definition.clone(),
+                    events,
+                    effects,
+                });
+                Ok((run, true, started))
+            }
             // Another request with the same key won the race.
             Err(Error::Store(weft_store::Error::IdempotencyKeyUsed(key))) => {
                 let run = self.store.run_by_idempotency_key(tenant, &key).await?;
-                run.map(|run| (run, false)).ok_or(Error::Store(weft_store::Error::IdempotencyKeyUsed(key)))
+                run.map(|run| (run, false, None)).ok_or(Error::Store(weft_store::Error::IdempotencyKeyUsed(key)))
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Drives a run that [`Engine::start_to_drive`] created, from what it
+    /// handed back, then lets its lease go unless it finished.
+    pub async fn drive_started(&self, started: Started, observer: &mut dyn Observer) -> Result<Outcome> {
+        let Started { run, definition, events, effects } = started;
+        self.drive_created(run, &definition, events, effects, observer).await
     }
 
     /// Starts a run and drives it to the end in this process, without reading
@@ -453,10 +499,11 @@ impl Engine {
             let waits_only = decision.effects.iter().all(|e| matches!(e, Effect::WakeAt(_)));
             let until = decision.wake_at().unwrap_or(weft_store::PARKED_UNTIL_SIGNALLED);
             let far = self.config.park_after.is_some_and(|min| until - now >= min.as_millis() as i64);
-            if begin == Begin::Started || (waits_only && far && parent.is_none() && !state.status.is_terminal()) {
+            let parks = waits_only && far && parent.is_none() && !state.status.is_terminal();
+            if begin != Begin::ParkedIfWaiting || parks {
                 events.extend(decision.events);
                 effects = decision.effects;
-                parked_until = (begin == Begin::ParkedIfWaiting).then_some(until);
+                parked_until = (begin != Begin::Started && parks).then_some(until);
             }
         }
         let lease = match parked_until {
@@ -641,9 +688,49 @@ impl Engine {
             self.store.append(tenant, &run.id, &decision.events, now).await?;
             if let Some(status) = decision.finish() {
                 telemetry::run_finished(tenant, &run.workflow_name, status);
+                self.finished(&run.id);
             }
         }
         Ok(self.store.find_run(tenant, &run.id).await?)
+    }
+
+    /// The tenant's run, once it has finished or `within` has passed,
+    /// whichever is first. A run that this process drives is seen the moment
+    /// it ends; one driven elsewhere, within [`WATCH_POLL`].
+    pub async fn wait_finished(&self, tenant: &str, run_id: &str, within: Duration) -> Result<RunRecord> {
+        let deadline = tokio::time::Instant::now() + within;
+        let notify = {
+            let mut watched = self.watched.lock().expect("watched lock");
+            watched.entry(run_id.to_string()).or_default().clone()
+        };
+        let result = async {
+            loop {
+                let ended = notify.notified();
+                let mut ended = std::pin::pin!(ended);
+                ended.as_mut().enable();
+                let run = self.store.find_run(tenant, run_id).await?;
+                let now = tokio::time::Instant::now();
+                if run.status.is_terminal() || now >= deadline {
+                    return Ok(run);
+                }
+                let _ = tokio::time::timeout(WATCH_POLL.min(deadline - now), ended).await;
+            }
+        }
+        .await;
+        let mut watched = self.watched.lock().expect("watched lock");
+        // The map's and ours: nobody else waits for it.
+        if Arc::strong_count(&notify) <= 2 {
+            watched.remove(run_id);
+        }
+        result
+    }
+
+    /// Tells whoever waits in this process that a run has finished.
+    pub(crate) fn finished(&self, run_id: &str) {
+        let watched = self.watched.lock().expect("watched lock");
+        if let Some(notify) = watched.get(run_id) {
+            notify.notify_waiters();
+        }
     }
 
     /// Runs that have not finished, for `resume`.
@@ -662,7 +749,35 @@ enum Begin {
     /// When its first steps only wait (long enough to park), they start
     /// and the run is written parked; otherwise as `Bare`.
     ParkedIfWaiting,
+    /// Its first steps start; when they only wait (long enough to park), the
+    /// run is written parked, otherwise the caller performs the effects.
+    StartedOrParked,
 }
+
+/// A run just created by [`Engine::start_to_drive`], with its first steps
+/// started: what [`Engine::drive_started`] needs to drive it.
+pub struct Started {
+    run: RunRecord,
+    definition: Definition,
+    events: Vec<weft_store::StoredEvent>,
+    effects: Vec<Effect>,
+}
+
+impl Started {
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run.id
+    }
+
+    /// Its tenant.
+    pub fn tenant(&self) -> &str {
+        &self.run.tenant
+    }
+}
+
+/// How often [`Engine::wait_finished`] reads a run that another process may
+/// be driving.
+pub const WATCH_POLL: Duration = Duration::from_millis(100);
 
 /// How many parsed workflow versions an engine keeps.
 const LOADED_VERSIONS: usize = 1_024;

@@ -30,6 +30,12 @@ impl Default for WorkerConfig {
     }
 }
 
+/// A free place in a worker for one run.
+pub struct Slot {
+    /// Held while the run is driven.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Drives due runs. Cheap to clone; clones share the slots.
 #[derive(Clone)]
 pub struct Worker {
@@ -64,6 +70,29 @@ impl Worker {
                 self.nudge.notify_one();
             }
         }
+    }
+
+    /// One of its slots, if one is free: what [`Worker::drive_started`]
+    /// needs. A caller that gets none starts its run with
+    /// [`Engine::start_once`] and hands it over with [`Worker::adopt`].
+    pub fn slot(&self) -> Option<Slot> {
+        self.slots.clone().try_acquire_owned().ok().map(|permit| Slot { _permit: permit })
+    }
+
+    /// Drives, in `slot`, a run this process created with
+    /// [`Engine::start_to_drive`]: its first calls go out at once, with no
+    /// read of what was just written.
+    pub fn drive_started(&self, started: crate::Started, slot: Slot) {
+        let (engine, nudge) = (self.engine.clone(), self.nudge.clone());
+        tokio::spawn(async move {
+            let (tenant, run_id) = (started.tenant().to_string(), started.run_id().to_string());
+            match engine.drive_started(started, &mut ()).await {
+                Ok(outcome) => tracing::debug!(tenant, run_id, status = %outcome.status, "run.driven"),
+                Err(e) => tracing::warn!(tenant, run_id, error = %e, "driving a run failed; it is left to its lease"),
+            }
+            drop(slot);
+            nudge.notify_one();
+        });
     }
 
     fn spawn(&self, tenant: String, run_id: String, permit: tokio::sync::OwnedSemaphorePermit) {

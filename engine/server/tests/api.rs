@@ -41,7 +41,8 @@ both_stores!(
     a_plan_limits_what_a_tenant_runs_and_usage_counts_it,
     a_connector_action_is_called_directly_like_a_step,
     a_finished_run_is_retried_and_names_its_retry,
-    a_tenant_moved_to_its_own_database_keeps_working
+    a_tenant_moved_to_its_own_database_keeps_working,
+    a_client_waits_for_a_run_to_finish
 );
 
 /// The router of a server on `url`, with its super-admin key.
@@ -916,4 +917,46 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
     assert_eq!((status, &refused["error"]["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("invalid_database")));
     let (status, _) = api.call(Method::PUT, "/v1/tenants/nobody/database", &api.admin, to_own).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn a_client_waits_for_a_run_to_finish(api: Api) {
+    let key = api.tenant(&unique("waiter"), "developer").await;
+    let hash = api.workflow(&key, greeter()).await;
+    let (_, started) = api.start(&key, &hash, json!({ "name": "W" }), None).await;
+    let id = started["run"]["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/runs/{id}");
+
+    // Nothing ends it: the wait runs out and the answer says so.
+    let (status, run) = api.call(Method::GET, &format!("{path}?wait=1"), &key, None).await;
+    assert_eq!((status, &run["status"]), (StatusCode::OK, &json!("running")), "{run}");
+
+    // A signal while the client waits ends the run; the answer is its end.
+    let signal = {
+        let (router, key, id) = (api.router.clone(), key.clone(), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let body = json!({ "name": "go", "payload": "now" }).to_string();
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri(format!("/v1/runs/{id}/signal"))
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::from(body))
+                .unwrap();
+            router.oneshot(request).await.unwrap().status()
+        })
+    };
+    let (status, run) = api.call(Method::GET, &format!("{path}?wait=30"), &key, None).await;
+    assert_eq!(signal.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(
+        (status, &run["status"], &run["output"]),
+        (StatusCode::OK, &json!("completed"), &json!({ "said": "now" }))
+    );
+    // A finished run answers at once.
+    let (_, again) = api.call(Method::GET, &format!("{path}?wait=30"), &key, None).await;
+    assert_eq!(again["status"], "completed");
+
+    for bad in ["wait=31", "wait=-1", "wait=soon", "watch=1"] {
+        let (status, answer) = api.call(Method::GET, &format!("{path}?{bad}"), &key, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
 }

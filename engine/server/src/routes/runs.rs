@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weft_core::RunStatus;
+use weft_runtime::Worker;
 use weft_store::{RunFilter, RunRecord};
 
 use crate::AppState;
@@ -226,12 +227,27 @@ async fn start(
         .version(tenant, &start.workflow)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow version {:?}", start.workflow)))?;
-    let (run, created) = engine.start_once(tenant, &definition, start.input, start.idempotency_key.as_deref()).await?;
-    // A run written parked (its first steps only wait) is left to the
-    // worker that claims it when due.
-    if created && run.lease_owner.is_some() {
-        state.drive(tenant, &run.id).await;
-    }
+    let key = start.idempotency_key.as_deref();
+    // With a free slot here, the run's first steps start in the commit that
+    // creates it and go out at once; otherwise it is left to a claim.
+    let (run, created) = match state.worker().and_then(Worker::slot) {
+        Some(slot) => {
+            let (run, created, started) = engine.start_to_drive(tenant, &definition, start.input, key).await?;
+            if let (Some(started), Some(worker)) = (started, state.worker()) {
+                worker.drive_started(started, slot);
+            }
+            (run, created)
+        }
+        None => {
+            let (run, created) = engine.start_once(tenant, &definition, start.input, key).await?;
+            // A run written parked (its first steps only wait) is left to
+            // the worker that claims it when due.
+            if created && run.lease_owner.is_some() {
+                state.drive(tenant, &run.id).await;
+            }
+            (run, created)
+        }
+    };
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(Started { run: run.into(), created })))
 }
@@ -262,13 +278,40 @@ async fn list(
     Ok(axum::Json(RunPage { runs: runs.into_iter().map(RunView::from).collect(), next_cursor }))
 }
 
+/// How long to wait for a run to finish before answering.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetQuery {
+    /// Seconds, at most 30: answer as soon as the run has finished, or
+    /// when they have passed (with the run still `running`). Without it,
+    /// answer at once.
+    #[serde(default)]
+    pub wait: Option<u64>,
+}
+
+/// The longest `wait` a request may ask for, in seconds.
+const MAX_WAIT_SECONDS: u64 = 30;
+
 async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(RunPath { id }): Path<RunPath>,
+    Query(query): Query<GetQuery>,
 ) -> ApiResult<axum::Json<RunView>> {
     let tenant = caller.tenant(Action::Read)?;
-    Ok(axum::Json(run(&state, tenant, &id).await?.into()))
+    let found = run(&state, tenant, &id).await?;
+    let found = match query.wait {
+        None | Some(0) => found,
+        Some(seconds) if seconds > MAX_WAIT_SECONDS => {
+            return Err(ApiError::invalid_request(format!("`wait` is at most {MAX_WAIT_SECONDS} seconds")).at("wait"));
+        }
+        Some(_) if found.status.is_terminal() => found,
+        Some(seconds) => {
+            let within = std::time::Duration::from_secs(seconds);
+            state.engine().wait_finished(tenant, &found.id, within).await?
+        }
+    };
+    Ok(axum::Json(found.into()))
 }
 
 async fn timeline(
@@ -378,7 +421,14 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             })
             .get_with(list, |op| op.summary("List runs").description("Newest first, a page at a time.").tag("runs")),
         )
-        .api_route("/v1/runs/{id}", get_with(get, |op| op.summary("Get a run").tag("runs")))
+        .api_route(
+            "/v1/runs/{id}",
+            get_with(get, |op| {
+                op.summary("Get a run")
+                    .description("With `wait`, the answer waits (up to that many seconds) for the run to finish.")
+                    .tag("runs")
+            }),
+        )
         .api_route(
             "/v1/runs/{id}/timeline",
             get_with(timeline, |op| {
