@@ -194,6 +194,45 @@ impl Loader for NoChildren {
     }
 }
 
+/// The name that child workflow `path`, named in the workflow called
+/// `parent`, goes by in a [`Bundle`]: `path` joined to `parent`'s directory,
+/// with `.` and `..` resolved by name (a `..` past the top is kept).
+pub fn child_name(parent: &str, path: &str) -> String {
+    let mut parts: Vec<&str> = parent.split('/').collect();
+    parts.pop();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|last| *last != "..") => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.retain(|part| !part.is_empty());
+    parts.join("/")
+}
+
+/// Child workflows sent along with their parent (a server reads no files):
+/// their texts by the names [`child_name`] gives them, from a parent named
+/// `workflow.json` (or `workflow.yaml`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bundle<'a>(pub &'a BTreeMap<String, String>);
+
+impl Loader for Bundle<'_> {
+    fn child(&self, parent: &str, path: &str) -> Result<Source, String> {
+        let name = child_name(parent, path);
+        match self.0.get(&name) {
+            Some(text) => Ok(Source { name, text: text.clone() }),
+            None => {
+                let sent: Vec<&str> = self.0.keys().map(String::as_str).collect();
+                let sent = if sent.is_empty() { "none".to_string() } else { sent.join(", ") };
+                Err(format!("child workflow `{name}` was not sent with the workflow (files sent: {sent})"))
+            }
+        }
+    }
+}
+
 /// Parses and validates a workflow file's text, with no child workflows (it
 /// reads nothing); see [`load_with`].
 pub fn load(file: &str, text: &str, catalog: &Catalog) -> Result<Definition, Diagnostics> {
@@ -399,4 +438,20 @@ pub fn content_hash(value: &Value) -> String {
     let mut text = String::new();
     canonical(value, &mut text);
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+#[cfg(test)]
+mod bundle_tests {
+    use super::child_name;
+
+    #[test]
+    fn child_names_resolve_by_name() {
+        assert_eq!(child_name("workflow.json", "child.json"), "child.json");
+        assert_eq!(child_name("workflow.json", "./sub/child.json"), "sub/child.json");
+        assert_eq!(child_name("sub/child.json", "../other.yaml"), "other.yaml");
+        assert_eq!(child_name("sub/child.json", "deeper/x.json"), "sub/deeper/x.json");
+        assert_eq!(child_name("workflow.json", "../shared/x.json"), "../shared/x.json");
+        assert_eq!(child_name("../shared/x.json", "../y.json"), "../y.json");
+        assert_eq!(child_name("../x.json", "../y.json"), "../../y.json");
+    }
 }

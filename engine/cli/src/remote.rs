@@ -117,6 +117,45 @@ fn format_of(file: &std::path::Path) -> &'static str {
     }
 }
 
+/// The request body that sends a workflow file to the server: its text,
+/// its language, and the child workflows it names by path (and theirs),
+/// read here and sent along, since the server reads no files.
+fn source_body(file: &std::path::Path, source: String) -> Value {
+    let format = format_of(file);
+    let children = Children { dir: file.parent().unwrap_or(std::path::Path::new("")), files: Default::default() };
+    // Only the reading matters here; the server validates.
+    let _ = weft_workflows::load_with(
+        &format!("workflow.{format}"),
+        &source,
+        &weft_workflows::Catalog::new(Vec::new()),
+        &children,
+    );
+    let files = children.files.into_inner();
+    if files.is_empty() {
+        json!({ "source": source, "format": format })
+    } else {
+        json!({ "source": source, "format": format, "files": files })
+    }
+}
+
+/// Reads the child workflows a workflow file names, under the names the
+/// server's bundle gives them ([`weft_workflows::child_name`]).
+struct Children<'a> {
+    dir: &'a std::path::Path,
+    files: std::cell::RefCell<std::collections::BTreeMap<String, String>>,
+}
+
+impl weft_workflows::Loader for Children<'_> {
+    fn child(&self, parent: &str, path: &str) -> Result<weft_workflows::Source, String> {
+        let name = weft_workflows::child_name(parent, path);
+        let file = self.dir.join(&name);
+        let text = weft_workflows::limits::read_text_file(&file, weft_workflows::limits::MAX_FILE_BYTES)
+            .map_err(|e| format!("cannot read child workflow `{}`: {e}", file.display()))?;
+        self.files.borrow_mut().insert(name.clone(), text.clone());
+        Ok(weft_workflows::Source { name, text })
+    }
+}
+
 /// Percent-encodes a path segment or query value.
 fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -344,7 +383,7 @@ impl Remote {
     /// prints. Returns whether it is valid.
     pub(crate) async fn validate(&self, file: &std::path::Path, source: String) -> Result<bool, Failure> {
         let name = file.display().to_string();
-        let body = json!({ "source": source, "format": format_of(file) });
+        let body = source_body(file, source);
         let answer =
             self.call(Method::POST, "/v1/workflows/validate", Some(body), &format!("validating {name}")).await?;
         if answer["valid"] == Value::Bool(true) {
@@ -363,7 +402,7 @@ impl Remote {
     /// code 2.
     pub(crate) async fn save(&self, file: &std::path::Path, source: String) -> Result<String, Failure> {
         let name = file.display().to_string();
-        let body = json!({ "source": source, "format": format_of(file) });
+        let body = source_body(file, source);
         let what = format!("storing {name} on the server");
         let (status, answer) = self.exchange(Method::POST, "/v1/workflows", Some(body), &what).await?;
         if !status.is_success() {

@@ -182,6 +182,15 @@ async fn run_list_show_signal_cancel_resume_and_validate_go_through_the_server()
     assert_eq!(unreachable.status.code(), Some(1));
     assert!(text(&unreachable.stderr).contains("cannot reach the server"), "{}", text(&unreachable.stderr));
 
+    // A workflow with child workflows by path: the client sends their files.
+    let team = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workflows/team.json").display().to_string();
+    let here = local.run(&["run", &team, "--json"]);
+    let there = client.run(&["run", &team, "--json"]);
+    assert!(there.status.success(), "remote team run: {}", text(&there.stderr));
+    let (here, there): (Value, Value) =
+        (serde_json::from_slice(&here.stdout).unwrap(), serde_json::from_slice(&there.stdout).unwrap());
+    assert_eq!((&there["status"], &there["output"]), (&here["status"], &here["output"]), "{there}");
+
     // The client opened no store of its own.
     let store = weft_store::sqlite_file(&client.ws.db).unwrap();
     assert!(!store.exists(), "{} was created", store.display());

@@ -42,7 +42,8 @@ both_stores!(
     a_connector_action_is_called_directly_like_a_step,
     a_finished_run_is_retried_and_names_its_retry,
     a_tenant_moved_to_its_own_database_keeps_working,
-    a_client_waits_for_a_run_to_finish
+    a_client_waits_for_a_run_to_finish,
+    child_workflows_by_path_come_with_their_parent
 );
 
 /// The router of a server on `url`, with its super-admin key.
@@ -959,4 +960,34 @@ async fn a_client_waits_for_a_run_to_finish(api: Api) {
         let (status, answer) = api.call(Method::GET, &format!("{path}?{bad}"), &key, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
+}
+
+async fn child_workflows_by_path_come_with_their_parent(api: Api) {
+    let key = api.tenant(&unique("parent"), "developer").await;
+    let parent = json!({ "name": "parent", "steps": [
+        { "id": "each", "foreach": "[1, 2]", "workflow": { "path": "./kids/child.json", "input": { "n": "{{ item }}" } } }
+    ], "output": "{{ steps.each.output }}" });
+    let child = json!({ "name": "child", "steps": [
+        { "id": "d", "uses": "transform/double", "with": { "value": "{{ input.n }}" } },
+        { "id": "g", "workflow": { "path": "../grandchild.yaml", "input": { "v": "{{ steps.d.output.value }}" } }, "needs": ["d"] }
+    ], "output": "{{ steps.g.output }}" });
+    let grandchild = "name: grandchild\nsteps:\n  - id: e\n    uses: transform/echo\n    with:\n      v: \"{{ input.v }}\"\noutput: \"{{ steps.e.output.v }}\"\n";
+    let files = json!({ "kids/child.json": child.to_string(), "grandchild.yaml": grandchild });
+    let source = serde_json::to_string_pretty(&parent).unwrap();
+    let body = json!({ "source": source, "files": files });
+    let (status, created) = api.call(Method::POST, "/v1/workflows", &key, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let hash = created["workflow"]["hash"].as_str().unwrap();
+    let (_, started) = api.start(&key, hash, json!({}), None).await;
+    let run = api.finished(&key, started["run"]["id"].as_str().unwrap()).await;
+    assert_eq!((&run["status"], &run["output"]), (&json!("completed"), &json!([2, 4])), "{run}");
+
+    // A child that was not sent is a problem at the step that names it.
+    let (status, refused) =
+        api.call(Method::POST, "/v1/workflows/validate", &key, Some(json!({ "source": source, "files": {} }))).await;
+    assert_eq!(status, StatusCode::OK, "{refused}");
+    assert_eq!(refused["valid"], false);
+    let problem = &refused["diagnostics"][0];
+    assert_eq!(problem["path"], "$.steps[0].workflow.path", "{refused}");
+    assert!(problem["message"].as_str().unwrap().contains("`kids/child.json` was not sent"), "{refused}");
 }

@@ -39,6 +39,11 @@ pub struct Source {
     /// Its language (JSON when left out).
     #[serde(default)]
     pub format: Format,
+    /// The child workflows its steps name by `path`, and theirs: each
+    /// text by its path relative to this workflow's directory (`child.json`,
+    /// `sub/other.yaml`, `../shared/x.json`), as `weft --server` sends them.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// A stored version.
@@ -118,14 +123,15 @@ pub struct HashPath {
     pub hash: String,
 }
 
-/// Loads a source for `tenant`, with its connectors as the catalog. Child
-/// workflows by path are not loaded by the server.
+/// Loads a source for `tenant`, with its connectors as the catalog, and its
+/// child workflows from the files sent with it (the server reads none).
 fn load(state: &AppState, tenant: &str, source: &Source) -> Result<Definition, weft_workflows::Diagnostics> {
     let file = match source.format {
         Format::Json => "workflow.json",
         Format::Yaml => "workflow.yaml",
     };
-    weft_workflows::load(file, &source.source, &state.engine().catalog(tenant))
+    let children = weft_workflows::Bundle(&source.files);
+    weft_workflows::load_with(file, &source.source, &state.engine().catalog(tenant), &children)
 }
 
 async fn create(
