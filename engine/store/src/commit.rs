@@ -19,7 +19,7 @@ use weft_core::Event;
 
 use crate::db::Scope;
 use crate::journal::{EVENTS_PER_BATCH_STATEMENT, RunEvents, append_runs};
-use crate::usage::{Metered, shard, usage_rows};
+use crate::usage::{Metered, usage_rows, usage_shard};
 use crate::{Db, Error, Result, sql};
 
 /// Appends one transaction takes at most.
@@ -292,7 +292,7 @@ async fn add_usage(conn: &mut sqlx::AnyConnection, rows: &[(&str, String, Metere
         sqlx::query(sql::ADD_USAGE)
             .bind(*tenant)
             .bind(period.as_str())
-            .bind(shard())
+            .bind(usage_shard())
             .bind(metered.steps)
             .bind(metered.wasm_us)
             .execute(&mut *conn)

@@ -5,7 +5,7 @@ use weft_core::{Event, RunStatus};
 
 use crate::db::Scope;
 use crate::sql::{self, AppendedRow, EventRow};
-use crate::usage::{Metered, shard};
+use crate::usage::{Metered, usage_shard};
 use crate::{Db, Error, Result, Store};
 
 /// An event as stored: its place in the journal and when it was written.
@@ -167,7 +167,7 @@ where
         }
     }
     for (tenant, period, metered) in usage {
-        query = query.bind(*tenant).bind(period.as_str()).bind(shard()).bind(metered.steps).bind(metered.wasm_us);
+        query = query.bind(*tenant).bind(period.as_str()).bind(usage_shard()).bind(metered.steps).bind(metered.wasm_us);
     }
     let mut firsts = vec![None; runs.len()];
     for row in query.fetch_all(executor).await? {

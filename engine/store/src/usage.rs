@@ -103,7 +103,7 @@ pub(crate) fn usage_rows<'a>(
 
 /// The shard of the usage rows this process writes: processes writing
 /// their own rows never wait on each other's row locks.
-pub(crate) fn shard() -> i64 {
+pub(crate) fn usage_shard() -> i64 {
     static SHARD: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *SHARD.get_or_init(|| i64::from(std::process::id() % USAGE_SHARDS))
 }
