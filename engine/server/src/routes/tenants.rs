@@ -250,9 +250,15 @@ async fn move_database(
     Json(body): Json<DatabaseBody>,
 ) -> ApiResult<axum::Json<MovedView>> {
     caller.on_tenant(&tenant, Action::ManageTenants)?;
-    let store = state.engine().store();
+    let store = state.engine().store().clone();
     let url = body.url.filter(|u| !u.trim().is_empty());
-    let moved = match store.move_tenant(&tenant, url.as_deref(), weft_runtime::now_ms()).await {
+    // In a task of its own: a client that hangs up mid-move must not stop
+    // it between marking the tenant and routing it.
+    let moving = {
+        let (tenant, url) = (tenant.clone(), url.clone());
+        tokio::spawn(async move { store.move_tenant(&tenant, url.as_deref(), weft_runtime::now_ms()).await })
+    };
+    let moved = match moving.await.map_err(|e| ApiError::internal(&e))? {
         Ok(moved) => moved,
         Err(e @ (weft_store::Error::UnsupportedUrl(_) | weft_store::Error::Connect { .. })) => {
             return Err(ApiError::unprocessable("invalid_database", e.to_string()).at("$.url"));
