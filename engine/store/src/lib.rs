@@ -42,6 +42,9 @@ pub use tenants::{ApiKey, Tenant};
 pub use usage::{Metered, Plan, Usage, period_bounds, period_of};
 pub use workflows::WorkflowVersion;
 
+/// How long [`Store::ready`] waits for the database to answer.
+pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The tenant that local runs belong to.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -198,9 +201,14 @@ impl Store {
     }
 
     /// Whether the database answers and its schema is current: what a
-    /// server's readiness probe asks.
+    /// server's readiness probe asks. A database that does not answer within
+    /// [`READY_WITHIN`] is not ready (a probe must not hang while the pool
+    /// waits for a server that is down to come back).
     pub async fn ready(&self) -> Result<()> {
-        self.db.ready().await
+        match tokio::time::timeout(READY_WITHIN, self.db.ready()).await {
+            Ok(ready) => ready,
+            Err(_) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// The database role the store's statements run as: [`APP_ROLE`] on
