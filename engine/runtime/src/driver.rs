@@ -536,24 +536,15 @@ impl Drive<'_> {
                     format!("step `{}` has no pinned connector", ctx.step_id),
                 ));
             };
-            match engine.admit_call(&ctx.tenant, &uses.connector).await {
-                Ok(()) => {}
+            let call = engine.call_connector(&digest, &ctx, &uses.connector, &uses.action, &input, timeout).await;
+            let (invocation, metered) = match call {
+                Ok(made) => made,
                 Err(e @ Error::PlanLimit { .. }) => return refused(StepError::new(ErrorKind::Fatal, e.to_string())),
                 Err(e) => {
                     let message = format!("the tenant's plan could not be read: {e}");
                     return refused(StepError::new(ErrorKind::Transient, message));
                 }
-            }
-            let started = Instant::now();
-            let invocation = engine.host.invoke_logged(&digest, &ctx, &uses.action, &input, timeout).await;
-            let elapsed = started.elapsed();
-            crate::telemetry::step_attempt(
-                &ctx.tenant,
-                &uses.connector,
-                invocation.result.is_ok(),
-                elapsed.as_secs_f64(),
-            );
-            let metered = Metered { steps: 1, wasm_us: elapsed.as_micros() as i64 };
+            };
             Finished {
                 attempt,
                 result: invocation.result.map_err(step_error),

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use serde_json::Value;
-use weft_host::{CallContext, CallError, CallLogs, ConnectorInfo};
+use weft_host::{CallContext, CallError, CallLogs, ConnectorInfo, Invocation};
 use weft_store::Metered;
 use weft_workflows::limits;
 
@@ -73,8 +73,6 @@ impl Engine {
             // The manifest was checked when the component was loaded.
             Err(message) => return Err(Error::InvalidActionInput(vec![message])),
         }
-        self.admit_call(tenant, connector).await?;
-
         let call_id = format!("call-{}", uuid::Uuid::now_v7());
         let ctx = CallContext {
             tenant: tenant.to_string(),
@@ -83,16 +81,34 @@ impl Engine {
             attempt: 1,
             idempotency_key: idempotency_key.map_or_else(|| call_id.clone(), str::to_string),
         };
-        let started = Instant::now();
-        let invocation = self.host.invoke_logged(&info.digest, &ctx, action, input, None).await;
-        let elapsed = started.elapsed();
-        crate::telemetry::step_attempt(tenant, connector, invocation.result.is_ok(), elapsed.as_secs_f64());
-        let wasm_us = elapsed.as_micros() as i64;
+        let (invocation, metered) = self.call_connector(&info.digest, &ctx, connector, action, input, None).await?;
         // The call was made: its outcome is the caller's even when the
         // database fails to count it.
-        if let Err(e) = self.store.meter(tenant, now_ms(), Metered { steps: 1, wasm_us }).await {
+        if let Err(e) = self.store.meter(tenant, now_ms(), metered).await {
             tracing::error!(tenant, call_id, error = %e, "a direct call's usage was not recorded");
         }
+        let wasm_us = metered.wasm_us;
         Ok(DirectOutcome { connector: info, call_id, result: invocation.result, logs: invocation.logs, wasm_us })
+    }
+
+    /// One connector call, as a step makes it and as a direct call does:
+    /// the tenant's plan must allow it (and counts it), then the host
+    /// invokes it and its time goes to the metrics and, as the returned
+    /// [`Metered`], to the tenant's usage. `Err`: the call was not made.
+    pub(crate) async fn call_connector(
+        &self,
+        digest: &str,
+        ctx: &CallContext,
+        connector: &str,
+        action: &str,
+        input: &Value,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(Invocation, Metered)> {
+        self.admit_call(&ctx.tenant, connector).await?;
+        let started = Instant::now();
+        let invocation = self.host.invoke_logged(digest, ctx, action, input, timeout).await;
+        let elapsed = started.elapsed();
+        crate::telemetry::step_attempt(&ctx.tenant, connector, invocation.result.is_ok(), elapsed.as_secs_f64());
+        Ok((invocation, Metered { steps: 1, wasm_us: elapsed.as_micros() as i64 }))
     }
 }

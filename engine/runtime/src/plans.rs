@@ -7,6 +7,7 @@
 //! read again: across several workers the monthly cap can be passed by the
 //! calls made within that window, never by more.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -19,13 +20,21 @@ pub(crate) const PLAN_FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// A tenant's plan and month's steps, as last read, and the calls this
 /// engine let through since.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Quota {
     read_at: Instant,
+    /// The first millisecond of the next month: the quota is read again then.
+    until: i64,
     plan: Plan,
     period: String,
     steps: i64,
     admitted: i64,
+}
+
+impl Quota {
+    fn fresh(&self, now: i64) -> bool {
+        self.read_at.elapsed() < PLAN_FRESH_FOR && now < self.until
+    }
 }
 
 /// What the plan says about a run that is about to start.
@@ -35,25 +44,36 @@ pub(crate) struct Admission {
 }
 
 impl Engine {
-    /// The tenant's quota, read again when it is older than [`PLAN_FRESH_FOR`]
-    /// (or the month turned). A tenant that does not exist has no limits
-    /// (the local tenant of a store made before plans existed, say).
-    async fn quota(&self, tenant: &str) -> Result<Quota> {
-        let period = weft_store::period_of(now_ms());
-        if let Some(quota) = self.quotas.lock().expect("quotas lock").get(tenant)
-            && quota.read_at.elapsed() < PLAN_FRESH_FOR
-            && quota.period == period
+    /// Runs `check` on the tenant's quota, read again when it is older than
+    /// [`PLAN_FRESH_FOR`] or the month turned; otherwise in place, with no
+    /// copy and no query (this is on every connector call). A tenant that
+    /// does not exist has no limits (the local tenant of a store made before
+    /// plans existed, say).
+    async fn with_quota<T>(&self, tenant: &str, check: impl FnOnce(&mut Quota) -> T) -> Result<T> {
+        let now = now_ms();
         {
-            return Ok(quota.clone());
+            let mut quotas = self.quotas.lock().expect("quotas lock");
+            if let Some(quota) = quotas.get_mut(tenant).filter(|q| q.fresh(now)) {
+                return Ok(check(quota));
+            }
         }
+        let period = weft_store::period_of(now);
+        let until = weft_store::period_bounds(&period).map_or(i64::MAX, |(_, next)| next);
         let plan = self.store.plan(tenant).await?.unwrap_or_default();
         let steps = match plan.steps_per_month {
             Some(_) => self.store.usage(tenant, &period).await?.steps,
             None => 0,
         };
-        let quota = Quota { read_at: Instant::now(), plan, period, steps, admitted: 0 };
-        self.quotas.lock().expect("quotas lock").insert(tenant.to_string(), quota.clone());
-        Ok(quota)
+        let quota = Quota { read_at: Instant::now(), until, plan, period, steps, admitted: 0 };
+        let mut quotas = self.quotas.lock().expect("quotas lock");
+        let quota = match quotas.entry(tenant.to_string()) {
+            Entry::Occupied(mut entry) => {
+                entry.insert(quota);
+                entry.into_mut()
+            }
+            Entry::Vacant(entry) => entry.insert(quota),
+        };
+        Ok(check(quota))
     }
 
     /// Checks a run about to start against the tenant's plan: every connector
@@ -66,41 +86,40 @@ impl Engine {
         pins: &BTreeMap<String, String>,
         top_level: bool,
     ) -> Result<Admission> {
-        let quota = self.quota(tenant).await?;
-        for key in pins.keys() {
-            let name = key.rsplit_once('@').map_or(key.as_str(), |(name, _)| name);
-            if !quota.plan.allows_connector(name) {
-                return Err(connector_refused(&quota.plan, name));
+        self.with_quota(tenant, |quota| {
+            for key in pins.keys() {
+                let name = key.rsplit_once('@').map_or(key.as_str(), |(name, _)| name);
+                if !quota.plan.allows_connector(name) {
+                    return Err(connector_refused(&quota.plan, name));
+                }
             }
-        }
-        if !top_level {
-            return Ok(Admission { max_running: None });
-        }
-        if let Some(refusal) = steps_refused(&quota) {
-            return Err(refusal);
-        }
-        Ok(Admission { max_running: quota.plan.max_concurrent_runs })
+            if !top_level {
+                return Ok(Admission { max_running: None });
+            }
+            match steps_refused(quota) {
+                Some(refusal) => Err(refusal),
+                None => Ok(Admission { max_running: quota.plan.max_concurrent_runs }),
+            }
+        })
+        .await?
     }
 
     /// Checks a connector call about to be made against the tenant's plan,
     /// and counts it when it may go ahead.
     pub(crate) async fn admit_call(&self, tenant: &str, connector: &str) -> Result<()> {
-        let quota = self.quota(tenant).await?;
-        if !quota.plan.allows_connector(connector) {
-            return Err(connector_refused(&quota.plan, connector));
-        }
-        if quota.plan.steps_per_month.is_none() {
-            return Ok(());
-        }
-        // Counted on the quota in the map now (another call may have read
-        // it again meanwhile).
-        let mut quotas = self.quotas.lock().expect("quotas lock");
-        let quota = quotas.entry(tenant.to_string()).or_insert(quota);
-        if let Some(refusal) = steps_refused(quota) {
-            return Err(refusal);
-        }
-        quota.admitted += 1;
-        Ok(())
+        self.with_quota(tenant, |quota| {
+            if !quota.plan.allows_connector(connector) {
+                return Err(connector_refused(&quota.plan, connector));
+            }
+            if quota.plan.steps_per_month.is_some() {
+                if let Some(refusal) = steps_refused(quota) {
+                    return Err(refusal);
+                }
+                quota.admitted += 1;
+            }
+            Ok(())
+        })
+        .await?
     }
 
     /// Forgets what this engine read of the tenant's plan (it just changed).
