@@ -455,6 +455,7 @@ impl Engine {
     ) -> Result<(RunRecord, Vec<weft_store::StoredEvent>, Vec<Effect>)> {
         limits::check_value(&input, "the run input", limits::MAX_VALUE_BYTES)?;
         weft_workflows::check_input(&definition.workflow, &input).map_err(Error::InvalidInput)?;
+        let refuse_deprecated = matches!(origin, Origin::New);
         let (id, parent) = match &origin {
             Origin::Child { id, parent } => (Some(*id), Some(*parent)),
             Origin::New | Origin::Retry { .. } => (None, None),
@@ -522,6 +523,7 @@ impl Engine {
             idempotency_key: key,
             wake_at: parked_until.unwrap_or(0),
             at: now,
+            refuse_deprecated,
         };
         self.store.create_run_capped(new, &events, admission.max_running).await?;
         telemetry::run_started(tenant, &definition.workflow.name);

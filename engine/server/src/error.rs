@@ -220,6 +220,7 @@ impl From<weft_store::Error> for ApiError {
             E::IdempotencyKeyUsed(key) => {
                 ApiError::conflict("idempotency_key_used", format!("idempotency key {key:?} is taken"))
             }
+            e @ E::WorkflowDeprecated(_) => ApiError::conflict("workflow_deprecated", e.to_string()).at("$.workflow"),
             e @ E::ConnectorConflict { .. } => ApiError::conflict("connector_conflict", e.to_string()),
             e @ E::TenantMoving(_) => {
                 let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "tenant_moving", e.to_string());

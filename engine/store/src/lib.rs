@@ -110,6 +110,9 @@ pub enum Error {
     /// The tenant already has a run started with this idempotency key.
     #[error("a run was already started with idempotency key {0:?}")]
     IdempotencyKeyUsed(String),
+    /// A new run of a deprecated workflow version was refused.
+    #[error("workflow version {0} is deprecated; start a newer version")]
+    WorkflowDeprecated(String),
     /// The tenant's plan caps its running runs, and that many are running.
     #[error(
         "the tenant's plan allows {max} running runs at once (max_concurrent_runs) and {running} are running; \

@@ -36,6 +36,10 @@ pub struct NewRun<'a> {
     pub wake_at: i64,
     /// When it is created (ms).
     pub at: i64,
+    /// Refused ([`Error::WorkflowDeprecated`]) when its version is
+    /// deprecated: a new run. Children and retries of runs already under
+    /// way keep their version.
+    pub refuse_deprecated: bool,
 }
 
 /// Which runs [`Store::filter_runs`] lists.
@@ -180,7 +184,8 @@ impl Store {
         let end = RunEnd::of(first);
         let lease = if end.is_some() { None } else { run.lease };
         let one_statement = cap.is_none() && db.creates_in_one_statement(first.len());
-        let sql = if one_statement { sql::insert_run_with_events(first.len()) } else { sql::INSERT_RUN.to_string() };
+        let insert = if run.refuse_deprecated { sql::INSERT_CURRENT_RUN } else { sql::INSERT_RUN };
+        let sql = if one_statement { sql::insert_run_with_events(insert, first.len()) } else { insert.to_string() };
         let (status, output, error) = match end {
             Some(RunEnd { status, output, error }) => (status, output, error),
             None => (RunStatus::Running, None, None),
@@ -208,12 +213,14 @@ impl Store {
             }
             _ => Error::Database(e),
         };
+        let deprecated = || Error::WorkflowDeprecated(run.workflow_hash.to_string());
         if one_statement {
-            bind_events(query, run.tenant, run.id, 1, first, now)
+            let written = bind_events(query, run.tenant, run.id, 1, first, now)
                 .execute(&mut *db.conn(Scope::Tenant(run.tenant)).await?)
                 .await
                 .map_err(key_used)?;
-            return Ok(());
+            // The events are written with the run, and only with it.
+            return if written.rows_affected() == 0 { Err(deprecated()) } else { Ok(()) };
         }
         let mut tx = db.begin_write(Scope::Tenant(run.tenant)).await?;
         if let Some(max) = cap {
@@ -226,7 +233,9 @@ impl Store {
                 return Err(Error::TooManyRunning { running: running as u64, max });
             }
         }
-        query.execute(&mut *tx).await.map_err(key_used)?;
+        if query.execute(&mut *tx).await.map_err(key_used)?.rows_affected() == 0 {
+            return Err(deprecated());
+        }
         insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
         tx.commit().await?;
         Ok(())

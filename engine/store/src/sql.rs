@@ -59,6 +59,16 @@ pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant_id, workflow_n
                                      error, retry_of, idempotency_key, wake_at) VALUES ($1, $2, $3, $4, $11, $5, $9, \
                                      $6, $7, $8, $8, $10, $12, $13, $14, $15, $16)";
 
+/// [`INSERT_RUN`] for a new run, which its version must not be deprecated
+/// for: no row is written when it is (checked in the same statement, so a
+/// start reads nothing first).
+pub(crate) const INSERT_CURRENT_RUN: &str = "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, \
+                                             input, last_seq, lease_owner, lease_until, created_at, updated_at, \
+                                             parent_id, output, error, retry_of, idempotency_key, wake_at) SELECT $1, \
+                                             $2, $3, $4, $11, $5, $9, $6, $7, $8, $8, $10, $12, $13, $14, $15, $16 \
+                                             WHERE NOT EXISTS (SELECT 1 FROM workflows WHERE tenant_id = $2 AND \
+                                             hash = $4 AND deprecated_at IS NOT NULL)";
+
 /// The run of tenant $1 started with idempotency key $2.
 pub(crate) const SELECT_RUN_BY_IDEMPOTENCY_KEY: &str =
     concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 AND idempotency_key = $2");
@@ -168,10 +178,14 @@ pub(crate) fn insert_events(rows: usize) -> String {
     sql
 }
 
-/// Postgres only: [`INSERT_RUN`] and its first `events` in one statement.
-pub(crate) fn insert_run_with_events(events: usize) -> String {
-    let mut sql = format!("WITH r AS ({INSERT_RUN} RETURNING id) INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
+/// Postgres only: `insert_run` ([`INSERT_RUN`] or [`INSERT_CURRENT_RUN`])
+/// and its first `events` in one statement; the events are written only
+/// with the run.
+pub(crate) fn insert_run_with_events(insert_run: &str, events: usize) -> String {
+    let mut sql =
+        format!("WITH r AS ({insert_run} RETURNING id) INSERT INTO events ({EVENT_COLUMNS}) SELECT * FROM (VALUES ");
     push_event_rows(&mut sql, 16, events);
+    sql.push_str(") AS e WHERE EXISTS (SELECT 1 FROM r)");
     sql
 }
 
@@ -468,7 +482,8 @@ mod tests {
         assert!(batch.contains(", (1, $7::text, $8::text, 2::bigint, $9::text, $10::text, $11::text))"), "{batch}");
         assert!(batch.contains("e(i, k, kind, step, body) AS (VALUES (0, 1, $12::text, $13::text, $14::text), "));
         assert!(batch.contains(", (1, 2, $18::text, $19::text, $20::text)), w AS"), "{batch}");
-        assert!(super::insert_run_with_events(1).ends_with("($17, $18, $19, $20, $21, $22, $23)"));
+        let start = super::insert_run_with_events(super::INSERT_CURRENT_RUN, 1);
+        assert!(start.ends_with("($17, $18, $19, $20, $21, $22, $23)) AS e WHERE EXISTS (SELECT 1 FROM r)"), "{start}");
         let metered = super::append_runs(&[1], 1);
         assert!(
             metered.contains(

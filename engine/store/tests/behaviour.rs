@@ -97,6 +97,7 @@ async fn create(
         idempotency_key: None,
         wake_at: 0,
         at: now_ms(),
+        refuse_deprecated: true,
     };
     store.create_run(run, first).await
 }
@@ -479,6 +480,7 @@ async fn a_retry_and_the_run_it_retries_name_each_other(store: Store) {
         idempotency_key: None,
         wake_at: 0,
         at: now_ms(),
+        refuse_deprecated: false,
     };
     store.create_run(retry, &[run_started()]).await.unwrap();
     let again = store.get_run(DEFAULT_TENANT, "run-again").await.unwrap().unwrap();
@@ -503,6 +505,7 @@ async fn new_keyed_run(store: &Store, tenant: &str, id: &str, key: Option<&str>)
         idempotency_key: key,
         wake_at: 0,
         at: now_ms(),
+        refuse_deprecated: true,
     };
     store.create_run(run, &[run_started()]).await
 }
@@ -669,6 +672,36 @@ async fn workflow_versions_are_listed_and_deprecated(store: Store) {
     assert!(!store.deprecate_workflow("other", "sha256:one", now).await.unwrap(), "another tenant's is not found");
     let one = store.workflow_version(DEFAULT_TENANT, "sha256:one").await.unwrap().unwrap();
     assert_eq!((one.name.as_str(), one.deprecated_at), ("alpha", Some(now + 5)));
+
+    // A new run of the deprecated version is refused by the statement that
+    // would write it (one statement, and a capped start's transaction), and
+    // leaves no row; a run that keeps it (a retry, a child) is written.
+    let run = |id: &'static str, refuse_deprecated: bool| NewRun {
+        id,
+        tenant: DEFAULT_TENANT,
+        workflow_name: "alpha",
+        workflow_hash: "sha256:one",
+        input: &serde_json::Value::Null,
+        lease: None,
+        parent: None,
+        retry_of: None,
+        idempotency_key: None,
+        wake_at: 0,
+        at: now,
+        refuse_deprecated,
+    };
+    for cap in [None, Some(100)] {
+        match store.create_run_capped(run("of-deprecated", true), &[run_started()], cap).await {
+            Err(weft_store::Error::WorkflowDeprecated(hash)) => assert_eq!(hash, "sha256:one"),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.get_run(DEFAULT_TENANT, "of-deprecated").await.unwrap().is_none());
+        assert!(store.load_events(DEFAULT_TENANT, "of-deprecated", 0).await.unwrap().is_empty());
+    }
+    store.create_run(run("keeps-its-version", false), &[run_started()]).await.unwrap();
+    assert_eq!(store.load_events(DEFAULT_TENANT, "keeps-its-version", 0).await.unwrap().len(), 1);
+    let two = NewRun { workflow_hash: "sha256:two", ..run("of-current", true) };
+    store.create_run(two, &[run_started()]).await.unwrap();
 }
 
 async fn concurrent_starts_never_pass_a_cap_on_running_runs(store: Store) {
@@ -690,6 +723,7 @@ async fn concurrent_starts_never_pass_a_cap_on_running_runs(store: Store) {
                 idempotency_key: None,
                 wake_at: 0,
                 at: now_ms(),
+                refuse_deprecated: true,
             };
             store.create_run_capped(run, &[run_started()], Some(4)).await
         })

@@ -36,6 +36,7 @@ async fn tenant_with_rows(store: &Store, tenant: &str) {
         idempotency_key: None,
         wake_at: 0,
         at: 1,
+        refuse_deprecated: true,
     };
     let started = Event::RunStarted {
         workflow: "demo".into(),

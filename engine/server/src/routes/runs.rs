@@ -12,7 +12,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weft_core::RunStatus;
-use weft_runtime::Worker;
 use weft_store::{RunFilter, RunRecord};
 
 use crate::AppState;
@@ -214,15 +213,7 @@ async fn start(
         return Err(ApiError::invalid_request("an idempotency key is 1 to 255 characters").at("$.idempotency_key"));
     }
     let engine = state.engine();
-    let versions = engine.store().workflow_version(tenant, &start.workflow).await?;
-    let version = versions.ok_or_else(|| ApiError::not_found(format!("workflow version {:?}", start.workflow)))?;
-    if version.deprecated_at.is_some() {
-        return Err(ApiError::conflict(
-            "workflow_deprecated",
-            format!("workflow version {} is deprecated; start a newer version", version.hash),
-        )
-        .at("$.workflow"));
-    }
+    // A deprecated version is refused by the statement that writes the run.
     let definition = engine
         .version(tenant, &start.workflow)
         .await?
@@ -230,10 +221,10 @@ async fn start(
     let key = start.idempotency_key.as_deref();
     // With a free slot here, the run's first steps start in the commit that
     // creates it and go out at once; otherwise it is left to a claim.
-    let (run, created) = match state.worker().and_then(Worker::slot) {
-        Some(slot) => {
+    let (run, created) = match state.worker().and_then(|worker| Some((worker, worker.slot()?))) {
+        Some((worker, slot)) => {
             let (run, created, started) = engine.start_to_drive(tenant, &definition, start.input, key).await?;
-            if let (Some(started), Some(worker)) = (started, state.worker()) {
+            if let Some(started) = started {
                 worker.drive_started(started, slot);
             }
             (run, created)
