@@ -229,6 +229,7 @@ impl From<weft_store::Error> for ApiError {
             }
             E::TenantNotFound(id) => ApiError::not_found(format!("tenant {id:?}")),
             e @ E::TenantBusy { .. } => ApiError::conflict("tenant_busy", e.to_string()),
+            e @ E::MoveAbandoned(_) => ApiError::conflict("move_abandoned", e.to_string()),
             e @ E::TooManyRunning { .. } => {
                 let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "plan_limit", e.to_string());
                 error.retry_after = Some(1);

@@ -34,7 +34,7 @@ use db::Db;
 pub use connectors::{Installed, InstalledConnector, NewConnector};
 pub use db::{APP_ROLE, Backend, SQLITE_SETTINGS};
 pub use journal::StoredEvent;
-pub use router::{Moved, ROUTE_FRESH_FOR};
+pub use router::{MOVE_ABANDONED_AFTER, Moved, ROUTE_FRESH_FOR};
 pub use runs::{Claimed, Lease, NewRun, PARKED_UNTIL_SIGNALLED, RunFilter, RunRecord};
 /// The database driver's error, which [`Error::Database`] carries.
 pub use sqlx::Error as SqlxError;
@@ -130,19 +130,26 @@ pub enum Error {
     /// No tenant has this id.
     #[error("no tenant has id {0:?}")]
     TenantNotFound(String),
-    /// A tenant with runs under way, or a database that already holds the
-    /// tenant's data, cannot take a move.
+    /// A tenant with runs under way cannot move.
     #[error(
-        "tenant {tenant:?} cannot move now: {}",
-        if *.unfinished > 0 { format!("{} of its runs have not finished; let them finish or cancel them first", .unfinished) }
-        else { "the target database already holds data of this tenant".to_string() }
+        "tenant {tenant:?} cannot move now: {unfinished} of its runs have not finished; let them finish or cancel \
+         them first"
     )]
     TenantBusy {
         /// The tenant.
         tenant: String,
-        /// Its runs that have not finished (0: the target holds its data).
+        /// Its runs that have not finished.
         unfinished: u64,
     },
+    /// A move that went on after another process had cleared its mark
+    /// (it stalled for longer than [`MOVE_ABANDONED_AFTER`]): the tenant
+    /// stays where it was.
+    #[error(
+        "the move of tenant {0:?} was given up: it stalled for longer than {after}s and another process \
+         cleared it; the tenant stays where it was, and the move can be tried again",
+        after = MOVE_ABANDONED_AFTER.as_secs()
+    )]
+    MoveAbandoned(String),
     /// A tenant with this id exists.
     #[error("a tenant with id {0:?} exists")]
     TenantExists(String),

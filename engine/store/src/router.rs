@@ -21,6 +21,18 @@ use crate::{Error, Result, Store, redact, sql};
 /// tenant, so that every process has seen the mark before data moves.
 pub const ROUTE_FRESH_FOR: Duration = Duration::from_secs(2);
 
+/// How often a move renews its mark on the tenant while it copies.
+const MARK_RENEWED_EVERY: Duration = Duration::from_secs(2);
+
+/// A mark not renewed for this long belongs to a move whose process died:
+/// the first process to read it clears it, and the tenant works from where
+/// it was (its data there was never changed; what the dead move may have
+/// copied is not routed to, and the next move to that database replaces
+/// it). Its mover, if it only stalled, then finds its mark gone and gives
+/// the move up. Times are the processes' clocks: they must agree to within
+/// this, less the renewal period.
+pub const MOVE_ABANDONED_AFTER: Duration = Duration::from_secs(30);
+
 /// One database: its pool, and the writer that group-commits its appends.
 #[derive(Clone)]
 pub(crate) struct Shard {
@@ -84,6 +96,20 @@ impl Store {
         // A tenant that does not exist has nothing anywhere: the shared
         // database answers that.
         let route = match row {
+            Some((url, Some(mark))) if now_ms() - mark > MOVE_ABANDONED_AFTER.as_millis() as i64 => {
+                let cleared = sqlx::query(sql::CLEAR_MARK)
+                    .bind(tenant)
+                    .bind(mark)
+                    .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+                    .await?
+                    .rows_affected();
+                if cleared == 0 {
+                    // Renewed or cleared meanwhile: read it again next time.
+                    return Ok(Route::Moving);
+                }
+                tracing::warn!(tenant, marked_at = mark, "cleared the mark of a move that stopped renewing it");
+                url.map_or(Route::Shared, Route::Own)
+            }
             Some((_, Some(_))) => Route::Moving,
             Some((Some(url), None)) => Route::Own(url),
             _ => Route::Shared,
@@ -275,9 +301,10 @@ impl Store {
             Some(url) => self.open_shard(url).await?,
             None => self.home(),
         };
+        let mut mark = at;
         let marked = sqlx::query(sql::MARK_MOVING)
             .bind(tenant)
-            .bind(at)
+            .bind(mark)
             .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
@@ -285,39 +312,73 @@ impl Store {
             return Err(Error::TenantMoving(tenant.to_string()));
         }
         self.forget_route(tenant);
-        let moved = async {
+        let copying = async {
             // Every process has read the mark once this has passed.
             tokio::time::sleep(ROUTE_FRESH_FOR + Duration::from_millis(500)).await;
             self.copy_tenant(tenant, &source, &target).await
-        }
-        .await;
-        let route = match &moved {
-            Ok(_) => to,
-            Err(_) => from.as_deref(),
         };
-        sqlx::query(sql::SET_ROUTE)
-            .bind(tenant)
-            .bind(route)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
-            .await?;
+        let moved = self.while_marked(tenant, &mut mark, copying).await;
+        // Routed to the target only if the mark is still this move's.
+        let routed = match &moved {
+            Ok(_) => sqlx::query(sql::SET_ROUTE).bind(tenant).bind(to).bind(mark),
+            Err(_) => sqlx::query(sql::CLEAR_MARK).bind(tenant).bind(mark),
+        }
+        .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+        .await?
+        .rows_affected();
         self.forget_route(tenant);
         let moved = moved?;
-        // What the source kept is out of every route now; a failure here
-        // leaves rows that nothing reads.
-        if let Err(e) = delete_tenant(tenant, &source, from.is_some()).await {
-            tracing::warn!(tenant, error = %e, "the moved tenant's rows were not all deleted from its old database");
+        let (left, gone) = if routed == 1 { (&source, from.is_some()) } else { (&target, to.is_some()) };
+        // What `left` keeps is out of every route now; a failure here leaves
+        // rows that nothing reads (and that a move there replaces).
+        if let Err(e) = delete_tenant(tenant, left, gone).await {
+            tracing::warn!(tenant, error = %e, "a moved tenant's rows were not all deleted from a database it is not in");
+        }
+        if routed == 0 {
+            return Err(Error::MoveAbandoned(tenant.to_string()));
         }
         Ok(moved)
+    }
+
+    /// Runs `work` while renewing `tenant`'s move mark (`mark`, updated as
+    /// it is renewed). [`Error::MoveAbandoned`] as soon as the mark is found
+    /// to be another's (another process cleared it as abandoned).
+    async fn while_marked<T>(
+        &self,
+        tenant: &str,
+        mark: &mut i64,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let mut work = std::pin::pin!(work);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + MARK_RENEWED_EVERY, MARK_RENEWED_EVERY);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = renew.tick() => {
+                    let now = now_ms().max(*mark + 1);
+                    let renewed = async {
+                        let conn = &mut *self.db.conn(Scope::Tenant(tenant)).await?;
+                        sqlx::query(sql::RENEW_MARK).bind(tenant).bind(*mark).bind(now).execute(conn).await
+                    };
+                    match renewed.await {
+                        Ok(done) if done.rows_affected() == 1 => *mark = now,
+                        Ok(_) => return Err(Error::MoveAbandoned(tenant.to_string())),
+                        // The shared database out of reach: the move goes on,
+                        // and routing it at the end tells whether it counts.
+                        Err(e) => tracing::warn!(tenant, error = %e, "renewing a move's mark failed"),
+                    }
+                }
+            }
+        }
     }
 
     async fn copy_tenant(&self, tenant: &str, source: &Shard, target: &Shard) -> Result<Moved> {
         let mut from = source.db.conn(Scope::Tenant(tenant)).await?;
         busy(tenant, &mut from).await?;
         let mut tx = target.db.begin_write(Scope::Tenant(tenant)).await?;
-        let held: i64 = sqlx::query_scalar(sql::COUNT_TENANT_WORKFLOWS).bind(tenant).fetch_one(&mut *tx).await?;
-        if held > 0 {
-            return Err(Error::TenantBusy { tenant: tenant.to_string(), unfinished: 0 });
-        }
+        // What the target holds of the tenant is left from a move that died
+        // (nothing is routed there): the copy replaces it.
+        delete_rows(tenant, &mut tx).await?;
         let row: (String, String, i64) = sqlx::query_as(sql::SELECT_TENANT)
             .bind(tenant)
             .fetch_one(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
@@ -346,6 +407,20 @@ async fn busy(tenant: &str, conn: &mut sqlx::AnyConnection) -> Result<()> {
         return Err(Error::TenantBusy { tenant: tenant.to_string(), unfinished: unfinished as u64 });
     }
     Ok(())
+}
+
+/// Deletes `tenant`'s rows from every table of [`TENANT_TABLES`].
+async fn delete_rows(tenant: &str, conn: &mut sqlx::AnyConnection) -> Result<()> {
+    for (table, _) in TENANT_TABLES.iter().rev() {
+        let delete = format!("DELETE FROM {table} WHERE tenant_id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(delete)).bind(tenant).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, by this process's clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Copies one table's rows of `tenant`; returns how many.
@@ -382,10 +457,7 @@ async fn copy_rows(
 /// that is the shared database, which keeps every tenant).
 async fn delete_tenant(tenant: &str, shard: &Shard, own: bool) -> Result<()> {
     let mut tx = shard.db.begin_write(Scope::Tenant(tenant)).await?;
-    for (table, _) in TENANT_TABLES.iter().rev() {
-        let delete = format!("DELETE FROM {table} WHERE tenant_id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(delete)).bind(tenant).execute(&mut *tx).await?;
-    }
+    delete_rows(tenant, &mut tx).await?;
     if own {
         sqlx::query(sql::DELETE_TENANT).bind(tenant).execute(&mut *tx).await?;
     }

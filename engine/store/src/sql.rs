@@ -334,14 +334,21 @@ pub(crate) const SELECT_TENANT_DATABASES: &str =
 /// Marks tenant $1 moving since $2, unless it is.
 pub(crate) const MARK_MOVING: &str = "UPDATE tenants SET moving_since = $2 WHERE id = $1 AND moving_since IS NULL";
 
-/// Routes tenant $1 to database $2 (null: the shared one), ending a move.
-pub(crate) const SET_ROUTE: &str = "UPDATE tenants SET database_url = $2, moving_since = NULL WHERE id = $1";
+/// Routes tenant $1 to database $2 (null: the shared one), ending the move
+/// that marked it at $3 (nothing when the mark is not that move's any more).
+pub(crate) const SET_ROUTE: &str =
+    "UPDATE tenants SET database_url = $2, moving_since = NULL WHERE id = $1 AND moving_since = $3";
+
+/// Renews the mark of a move of tenant $1 from $2 to $3 (nothing when the
+/// mark is not $2 any more: the move was given up).
+pub(crate) const RENEW_MARK: &str = "UPDATE tenants SET moving_since = $3 WHERE id = $1 AND moving_since = $2";
+
+/// Clears tenant $1's mark if it is still $2: a move that ended without
+/// moving, or that was abandoned.
+pub(crate) const CLEAR_MARK: &str = "UPDATE tenants SET moving_since = NULL WHERE id = $1 AND moving_since = $2";
 
 /// How many of tenant $1's runs (child runs too) have not finished.
 pub(crate) const COUNT_UNFINISHED: &str = "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running'";
-
-/// How many workflow versions of tenant $1 a database holds.
-pub(crate) const COUNT_TENANT_WORKFLOWS: &str = "SELECT COUNT(*) FROM workflows WHERE tenant_id = $1";
 
 pub(crate) const DELETE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
 
