@@ -122,6 +122,12 @@ impl Engine {
         .await?
     }
 
+    /// The tenant's plan's request rate, if it sets one (as last read, at
+    /// most [`PLAN_FRESH_FOR`] ago).
+    pub async fn request_rate(&self, tenant: &str) -> Result<Option<u32>> {
+        self.with_quota(tenant, |quota| quota.plan.requests_per_second).await
+    }
+
     /// Forgets what this engine read of the tenant's plan (it just changed).
     pub fn forget_plan(&self, tenant: &str) {
         self.quotas.lock().expect("quotas lock").remove(tenant);

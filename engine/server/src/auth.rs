@@ -254,7 +254,11 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer weft_…`"))?;
         let caller = state.keys().check(state.engine().store(), token, weft_runtime::now_ms()).await?;
-        state.limiters().check(&caller.key, caller.tenant.as_deref())?;
+        let plan_rate = match caller.tenant.as_deref() {
+            Some(tenant) => state.engine().request_rate(tenant).await?,
+            None => None,
+        };
+        state.limiters().check(&caller.key, caller.tenant.as_deref(), plan_rate)?;
         Ok(caller)
     }
 }

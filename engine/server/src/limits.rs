@@ -1,11 +1,14 @@
-//! Rate limits per API key and per tenant (governor's keyed GCRA limiters):
-//! a request over either is refused with 429 `rate_limited` and a
-//! `Retry-After` saying when one more would pass.
+//! Rate limits per API key and per tenant (governor's keyed GCRA limiters),
+//! and per tenant whose plan sets its own rate (a limiter each): a request
+//! over one is refused with 429 `rate_limited` and a `Retry-After` saying
+//! when one more would pass.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 use crate::error::ApiError;
 
@@ -32,13 +35,18 @@ impl Default for RateLimits {
 pub(crate) struct Limiters {
     per_key: Option<DefaultKeyedRateLimiter<String>>,
     per_tenant: Option<DefaultKeyedRateLimiter<String>>,
+    /// The tenants whose plans set a rate: the rate, and its limiter.
+    by_plan: Mutex<HashMap<String, (NonZeroU32, DefaultDirectRateLimiter)>>,
     clock: DefaultClock,
 }
 
+/// `rate` requests per second, with bursts of twice that.
+fn quota(rate: NonZeroU32) -> Quota {
+    Quota::per_second(rate).allow_burst(rate.saturating_mul(NonZeroU32::new(2).expect("2 is not zero")))
+}
+
 fn limiter(per_second: Option<u32>) -> Option<DefaultKeyedRateLimiter<String>> {
-    let rate = NonZeroU32::new(per_second?)?;
-    let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not zero"));
-    Some(DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+    Some(DefaultKeyedRateLimiter::keyed(quota(NonZeroU32::new(per_second?)?)))
 }
 
 impl Limiters {
@@ -46,20 +54,42 @@ impl Limiters {
         Limiters {
             per_key: limiter(limits.per_key),
             per_tenant: limiter(limits.per_tenant),
+            by_plan: Mutex::default(),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Counts one request of `key` (of `tenant`), or refuses it.
-    pub(crate) fn check(&self, key: &str, tenant: Option<&str>) -> Result<(), ApiError> {
-        let scopes = [(&self.per_key, Some(key), "API key"), (&self.per_tenant, tenant, "tenant")];
-        for (limiter, id, scope) in scopes {
-            let (Some(limiter), Some(id)) = (limiter, id) else { continue };
-            if let Err(not_until) = limiter.check_key(&id.to_string()) {
-                let wait = not_until.wait_time_from(self.clock.now());
-                return Err(ApiError::rate_limited(scope, wait));
-            }
+    /// Counts one request of `key` (of `tenant`, whose plan may set its own
+    /// rate), or refuses it.
+    pub(crate) fn check(&self, key: &str, tenant: Option<&str>, plan_rate: Option<u32>) -> Result<(), ApiError> {
+        if let Some(limiter) = &self.per_key {
+            self.count(limiter.check_key(&key.to_string()), "API key")?;
         }
-        Ok(())
+        let Some(tenant) = tenant else { return Ok(()) };
+        match plan_rate.and_then(NonZeroU32::new) {
+            Some(rate) => {
+                let mut by_plan = self.by_plan.lock().expect("plan limiters lock");
+                let entry = by_plan
+                    .entry(tenant.to_string())
+                    .or_insert_with(|| (rate, DefaultDirectRateLimiter::direct(quota(rate))));
+                // The plan changed: its new rate starts afresh.
+                if entry.0 != rate {
+                    *entry = (rate, DefaultDirectRateLimiter::direct(quota(rate)));
+                }
+                self.count(entry.1.check(), "tenant (its plan)")
+            }
+            None => match &self.per_tenant {
+                Some(limiter) => self.count(limiter.check_key(&tenant.to_string()), "tenant"),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn count(
+        &self,
+        checked: Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
+        scope: &str,
+    ) -> Result<(), ApiError> {
+        checked.map_err(|not_until| ApiError::rate_limited(scope, not_until.wait_time_from(self.clock.now())))
     }
 }

@@ -614,6 +614,33 @@ async fn requests_over_a_rate_get_429_with_retry_after(api: Api) {
     // requests of its own left, but its tenant has none.
     assert_eq!(send(&two).await.unwrap().status(), StatusCode::OK);
     assert!(refusal(send(&other).await.unwrap()).await.contains("tenant"));
+
+    // A tenant's plan sets its own rate in place of the server's (here the
+    // default, far above what the test sends).
+    let metered = unique("metered");
+    let (key, neighbour) = (api.tenant(&metered, "viewer").await, api.tenant(&unique("free"), "viewer").await);
+    let plan_path = format!("/v1/tenants/{metered}/plan");
+    let (status, plan) = api.call(Method::PUT, &plan_path, &api.admin, Some(json!({ "requests_per_second": 1 }))).await;
+    assert_eq!((status, &plan["requests_per_second"]), (StatusCode::OK, &json!(1)), "{plan}");
+    let send = |key: &str| {
+        let request = Request::builder().uri("/v1/runs").header("authorization", format!("Bearer {key}"));
+        api.router.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    for _ in 0..2 {
+        assert_eq!(send(&key).await.unwrap().status(), StatusCode::OK);
+    }
+    assert!(refusal(send(&key).await.unwrap()).await.contains("its plan"));
+    for _ in 0..5 {
+        assert_eq!(send(&neighbour).await.unwrap().status(), StatusCode::OK, "the server's rate for the others");
+    }
+    // Lifted, it no longer holds the tenant back (in this process at once).
+    api.call(Method::PUT, &plan_path, &api.admin, Some(json!({}))).await;
+    for _ in 0..5 {
+        assert_eq!(send(&key).await.unwrap().status(), StatusCode::OK);
+    }
+    let (status, refused) =
+        api.call(Method::PUT, &plan_path, &api.admin, Some(json!({ "requests_per_second": 0 }))).await;
+    assert_eq!((status, &refused["error"]["path"]), (StatusCode::BAD_REQUEST, &json!("$.requests_per_second")));
 }
 
 /// A two-step workflow that calls `transform/echo` twice.

@@ -27,6 +27,10 @@ pub struct Plan {
     /// How many connector calls its runs may make in a calendar month (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps_per_month: Option<u64>,
+    /// Its API requests per second over all its keys (bursts of twice
+    /// that), in place of the server's per-tenant rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
 }
 
 impl Plan {

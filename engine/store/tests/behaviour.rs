@@ -768,7 +768,12 @@ async fn metered_appends_add_up_in_the_month_they_happen(store: Store) {
     assert_eq!((usage.steps, usage.wasm_us), (2, 7), "an append with no events still counts its work");
     assert_eq!(store.load_events(DEFAULT_TENANT, "metered", 0).await.unwrap().len(), 12);
     assert_eq!(store.plan(DEFAULT_TENANT).await.unwrap(), Some(Plan::default()));
-    let plan = Plan { connectors: Some(vec!["http".into()]), max_concurrent_runs: Some(2), steps_per_month: None };
+    let plan = Plan {
+        connectors: Some(vec!["http".into()]),
+        max_concurrent_runs: Some(2),
+        steps_per_month: None,
+        requests_per_second: Some(50),
+    };
     assert!(store.set_plan(DEFAULT_TENANT, &plan).await.unwrap());
     assert_eq!(store.plan(DEFAULT_TENANT).await.unwrap(), Some(plan.clone()));
     assert!(!store.set_plan("nobody", &plan).await.unwrap());

@@ -76,6 +76,13 @@ pub struct PlanView {
     /// step error naming the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps_per_month: Option<u64>,
+    /// Its API requests per second, over all its keys (bursts of twice
+    /// that), in place of the server's per-tenant rate; at least 1. A
+    /// request over it is answered 429 `rate_limited` with `Retry-After`.
+    /// Each server process counts its own requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_second: Option<u32>,
 }
 
 impl From<Plan> for PlanView {
@@ -84,6 +91,7 @@ impl From<Plan> for PlanView {
             connectors: p.connectors,
             max_concurrent_runs: p.max_concurrent_runs,
             steps_per_month: p.steps_per_month,
+            requests_per_second: p.requests_per_second,
         }
     }
 }
@@ -94,6 +102,7 @@ impl From<PlanView> for Plan {
             connectors: p.connectors,
             max_concurrent_runs: p.max_concurrent_runs,
             steps_per_month: p.steps_per_month,
+            requests_per_second: p.requests_per_second,
         }
     }
 }
@@ -215,6 +224,9 @@ async fn put_plan(
     caller.on_tenant(&tenant, Action::ManageTenants)?;
     if let Some(at) = plan.connectors.iter().flatten().position(|name| name.trim().is_empty()) {
         return Err(ApiError::invalid_request("a connector name is not empty").at(format!("$.connectors[{at}]")));
+    }
+    if plan.requests_per_second == Some(0) {
+        return Err(ApiError::invalid_request("`requests_per_second` is at least 1").at("$.requests_per_second"));
     }
     let plan = Plan::from(plan);
     if !state.engine().store().set_plan(&tenant, &plan).await? {
