@@ -115,6 +115,14 @@ pub async fn measure(
     let (status, created) = setup.call("POST", "/v1/workflows", Some(&source)).await?;
     anyhow::ensure!(status == 201, "storing the workflow: {status} {created}");
     let hash = created["workflow"]["hash"].as_str().unwrap_or_default().to_string();
+    // One run first, untimed: the connector is compiled (or loaded from the
+    // cache) on its first call.
+    let (status, warm) =
+        setup.call("POST", "/v1/runs", Some(&json!({ "workflow": hash, "input": { "n": 0 } }))).await?;
+    anyhow::ensure!(status == 201, "starting the warm-up run: {status} {warm}");
+    let path = format!("/v1/runs/{}?wait=30", warm["run"]["id"].as_str().unwrap_or_default());
+    let (_, warm) = setup.call("GET", &path, None).await?;
+    anyhow::ensure!(warm["status"] == "completed", "the warm-up run did not complete: {warm}");
 
     eprintln!("[w5] {clients} clients for {seconds} s…");
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -214,6 +214,24 @@ impl Host {
     /// builds under one `name@version` (an installed one and a rebuild in
     /// `--connectors-dir`, say), it is the one loaded last.
     pub fn resolve(&self, tenant: &str, name: &str, version: Option<&str>) -> Option<ConnectorInfo> {
+        self.resolved(tenant, name, version, ConnectorInfo::clone)
+    }
+
+    /// What a run is pinned to for the connector [`Host::resolve`] finds:
+    /// its `name@version` and digest (without copying its manifest; this is
+    /// on every run's start).
+    pub fn pin(&self, tenant: &str, name: &str, version: Option<&str>) -> Option<(String, String)> {
+        self.resolved(tenant, name, version, |info| (info.key(), info.digest.clone()))
+    }
+
+    /// `read` of the connector [`Host::resolve`] finds.
+    fn resolved<T>(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<&str>,
+        read: impl FnOnce(&ConnectorInfo) -> T,
+    ) -> Option<T> {
         let entries = self.registry.lock();
         entries
             .values()
@@ -225,7 +243,7 @@ impl Host {
                 let (a_version, b_version) = (&a.loaded.info.manifest.version, &b.loaded.info.manifest.version);
                 version_order(a_version, b_version).then(a.order.cmp(&b.order))
             })
-            .map(|e| e.loaded.info.clone())
+            .map(|e| read(&e.loaded.info))
     }
 
     /// The loaded connector with this digest, if it serves `tenant`.

@@ -556,11 +556,11 @@ impl Engine {
     fn pins(&self, tenant: &str, definition: &Definition) -> Result<BTreeMap<String, String>> {
         let mut connectors = BTreeMap::new();
         for uses in definition.workflow.steps.iter().filter_map(Step::call) {
-            let info = self
+            let (key, digest) = self
                 .host
-                .resolve(tenant, &uses.connector, uses.version.as_deref())
+                .pin(tenant, &uses.connector, uses.version.as_deref())
                 .ok_or_else(|| Error::UnknownConnector(uses.connector.clone()))?;
-            connectors.insert(info.key(), info.digest);
+            connectors.insert(key, digest);
         }
         Ok(connectors)
     }
