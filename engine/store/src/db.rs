@@ -3,9 +3,11 @@
 //! Postgres. The statements themselves are in [`crate::sql`].
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 
@@ -80,8 +82,18 @@ const SET_SCOPE: &str = "SELECT set_config('weft.tenant', $1, false)";
 /// Sets a transaction's scope.
 const SET_TRANSACTION_SCOPE: &str = "SELECT set_config('weft.tenant', $1, true)";
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+/// The migrations of each backend. A database that a newer build migrated
+/// further opens too (its migrations are ones this build does not know):
+/// migrations only add or drop what older builds do not need, so a process
+/// of the older build that restarts during an upgrade keeps working.
+static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| tolerant(sqlx::migrate!("../../migrations/sqlite")));
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| tolerant(sqlx::migrate!("../../migrations/postgres")));
+
+fn tolerant(mut migrator: Migrator) -> Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// The settings of each SQLite connection: durable (WAL with a full sync
 /// at each commit), waiting for other processes' locks, and enforcing

@@ -263,6 +263,31 @@ async fn a_fresh_database_can_be_made_from_a_url_that_names_one() {
     assert!(refused.contains("cannot reach the Postgres server"), "{refused}");
 }
 
+/// A process of an older build starts, and reports ready, on a database a
+/// newer build has migrated further (a restart during a rolling upgrade).
+#[tokio::test]
+async fn an_older_build_opens_a_database_a_newer_one_migrated() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    for url in [testing::sqlite_url(dir.path()), testing::fresh_postgres().await] {
+        Store::connect(&url).await.unwrap().close().await;
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'a newer build''s', $1, $2, 0)",
+        )
+        .bind(true)
+        .bind(vec![0u8; 48])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        store.ready().await.unwrap();
+        store.put_workflow(DEFAULT_TENANT, "sha256:abc", "demo", "{}", now_ms()).await.unwrap();
+    }
+}
+
 async fn connect_errors_are_clear(_store: Store) {
     let err = Store::connect("mysql://x").await.err().unwrap().to_string();
     assert!(err.contains("unsupported database URL"), "{err}");
