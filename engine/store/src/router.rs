@@ -328,14 +328,15 @@ impl Store {
         .rows_affected();
         self.forget_route(tenant);
         let moved = moved?;
-        let (left, gone) = if routed == 1 { (&source, from.is_some()) } else { (&target, to.is_some()) };
-        // What `left` keeps is out of every route now; a failure here leaves
-        // rows that nothing reads (and that a move there replaces).
-        if let Err(e) = delete_tenant(tenant, left, gone).await {
-            tracing::warn!(tenant, error = %e, "a moved tenant's rows were not all deleted from a database it is not in");
-        }
         if routed == 0 {
+            // Its copy is left as it is: another move may be under way to
+            // the same database by now, and the next move there replaces it.
             return Err(Error::MoveAbandoned(tenant.to_string()));
+        }
+        // What the source kept is out of every route now; a failure here
+        // leaves rows that nothing reads (and that a move there replaces).
+        if let Err(e) = delete_tenant(tenant, &source, from.is_some()).await {
+            tracing::warn!(tenant, error = %e, "the moved tenant's rows were not all deleted from its old database");
         }
         Ok(moved)
     }
