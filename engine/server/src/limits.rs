@@ -76,7 +76,7 @@ impl Limiters {
                 if entry.0 != rate {
                     *entry = (rate, DefaultDirectRateLimiter::direct(quota(rate)));
                 }
-                self.count(entry.1.check(), "tenant (its plan)")
+                self.count(entry.1.check(), "tenant's plan")
             }
             None => match &self.per_tenant {
                 Some(limiter) => self.count(limiter.check_key(&tenant.to_string()), "tenant"),

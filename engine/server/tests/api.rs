@@ -629,7 +629,7 @@ async fn requests_over_a_rate_get_429_with_retry_after(api: Api) {
     for _ in 0..2 {
         assert_eq!(send(&key).await.unwrap().status(), StatusCode::OK);
     }
-    assert!(refusal(send(&key).await.unwrap()).await.contains("its plan"));
+    assert!(refusal(send(&key).await.unwrap()).await.contains("tenant's plan's request rate"));
     for _ in 0..5 {
         assert_eq!(send(&neighbour).await.unwrap().status(), StatusCode::OK, "the server's rate for the others");
     }
