@@ -112,7 +112,9 @@ impl Engine {
         Box::pin(async move {
             for effect in effects {
                 let Effect::CancelChild { run_id, reason } = effect else { continue };
-                match self.cancel(tenant, run_id, reason).await {
+                // The parent's driver drives its children: their leases are
+                // this engine's, and their tasks have stopped with the parent's.
+                match self.cancel_as(tenant, run_id, reason, true).await {
                     Ok(_) | Err(Error::Finished { .. }) | Err(Error::Store(weft_store::Error::RunNotFound(_))) => {}
                     Err(e) => return Err(e),
                 }

@@ -64,16 +64,32 @@ impl Engine {
     /// Takes (or renews) the run's lease; a dead local holder's lease is
     /// taken over at once.
     pub(crate) async fn take_lease(&self, tenant: &str, run_id: &str) -> Result<()> {
+        self.take_lease_if(tenant, run_id, true).await
+    }
+
+    /// [`Engine::take_lease`] unless this engine holds the lease already: a
+    /// run that one of its tasks has claimed and is about to drive.
+    pub(crate) async fn take_idle_lease(&self, tenant: &str, run_id: &str) -> Result<()> {
+        self.take_lease_if(tenant, run_id, false).await
+    }
+
+    async fn take_lease_if(&self, tenant: &str, run_id: &str, own_too: bool) -> Result<()> {
         let now = now_ms();
         let until = now + self.config.lease_ttl.as_millis() as i64;
-        match self.store.acquire_lease(tenant, run_id, &self.owner, now, until, None).await? {
-            Lease::Acquired => Ok(()),
-            Lease::HeldBy { owner, .. } if is_dead_local(&owner) => {
-                match self.store.acquire_lease(tenant, run_id, &self.owner, now, until, Some(&owner)).await? {
-                    Lease::Acquired => Ok(()),
-                    Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
+        let acquire = |steal_from: Option<String>| async move {
+            match own_too {
+                true => self.store.acquire_lease(tenant, run_id, &self.owner, now, until, steal_from.as_deref()).await,
+                false => {
+                    self.store.acquire_idle_lease(tenant, run_id, &self.owner, now, until, steal_from.as_deref()).await
                 }
             }
+        };
+        match acquire(None).await? {
+            Lease::Acquired => Ok(()),
+            Lease::HeldBy { owner, .. } if is_dead_local(&owner) => match acquire(Some(owner)).await? {
+                Lease::Acquired => Ok(()),
+                Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
+            },
             Lease::HeldBy { owner, until } => Err(Error::LeaseHeld { run: run_id.into(), owner, until }),
         }
     }

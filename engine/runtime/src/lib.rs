@@ -670,6 +670,18 @@ impl Engine {
     /// Cancels a run. If no live process drives it, the cancellation is
     /// completed here; otherwise its driver completes it within a poll.
     pub async fn cancel(&self, tenant: &str, run_id: &str, reason: &str) -> Result<RunRecord> {
+        self.cancel_as(tenant, run_id, reason, false).await
+    }
+
+    /// [`Engine::cancel`]; `own_lease`: this engine's lease on the run is
+    /// its caller's to use (a parent's driver cancelling its children).
+    pub(crate) async fn cancel_as(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        reason: &str,
+        own_lease: bool,
+    ) -> Result<RunRecord> {
         let run = self.store.find_run(tenant, run_id).await?;
         if run.status.is_terminal() {
             return Err(Error::Finished { run: run.id, status: run.status });
@@ -680,9 +692,14 @@ impl Engine {
         // still count as driving it here), so that whoever claims it ends it.
         self.store.wake_run(tenant, &run.id, now_ms()).await?;
         // This engine's own lease does not mean nobody drives the run: one of
-        // its drivers may, and ending the run under it would race it.
+        // its drivers may (or a worker task that has just claimed it and is
+        // loading it), and ending the run under it would race it.
         let driven_here = self.driving.lock().expect("driving lock").contains_key(&run.id);
-        if !driven_here && self.take_lease(tenant, &run.id).await.is_ok() {
+        let leased = match own_lease {
+            true => self.take_lease(tenant, &run.id).await,
+            false => self.take_idle_lease(tenant, &run.id).await,
+        };
+        if !driven_here && leased.is_ok() {
             let (definition, state, _) = self.state(&run).await?;
             let now = now_ms();
             let decision = weft_core::decide(&definition, &state, now);

@@ -138,7 +138,7 @@ impl Writer {
         }
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => match self.db.conn(Scope::All).await {
+            None => match self.db.raw_conn(Scope::All).await {
                 Ok(conn) => self.conn.insert(conn),
                 Err(e) => {
                     self.abandoned = false;

@@ -60,7 +60,7 @@ impl Store {
             .bind(c.manifest)
             .bind(c.component)
             .bind(c.installed_at)
-            .execute(&mut *self.shard(c.tenant).await?.db.conn(Scope::Tenant(c.tenant)).await?)
+            .execute(&mut self.shard(c.tenant).await?.db.conn(Scope::Tenant(c.tenant)).await?)
             .await?
             .rows_affected();
         if inserted == 1 {
@@ -70,7 +70,7 @@ impl Store {
             .bind(c.tenant)
             .bind(c.name)
             .bind(c.version)
-            .fetch_one(&mut *self.shard(c.tenant).await?.db.conn(Scope::Tenant(c.tenant)).await?)
+            .fetch_one(&mut self.shard(c.tenant).await?.db.conn(Scope::Tenant(c.tenant)).await?)
             .await?;
         if existing == c.digest {
             Ok(Installed::Already)
@@ -87,7 +87,7 @@ impl Store {
     pub async fn installed_connectors(&self, tenant: &str) -> Result<Vec<InstalledConnector>> {
         let rows = sqlx::query_as::<_, ConnectorRow>(sql::SELECT_CONNECTORS)
             .bind(tenant)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(rows
             .into_iter()
@@ -106,7 +106,7 @@ impl Store {
     pub async fn installed_digests(&self, tenant: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(sql::SELECT_CONNECTOR_DIGESTS)
             .bind(tenant)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?)
     }
 }

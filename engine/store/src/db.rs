@@ -3,7 +3,7 @@
 //! Postgres. The statements themselves are in [`crate::sql`].
 
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -11,6 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 
+use crate::conn::{Conn, Parked};
 use crate::journal::ROWS_PER_INSERT;
 use crate::{Error, Result, redact, sqlite_file};
 
@@ -29,7 +30,7 @@ pub enum Backend {
 /// On Postgres every connection works as the role [`APP_ROLE`], which owns
 /// no table, and every tenant-owned table enforces row-level security
 /// against the connection's `weft.tenant` setting (migration 0006). A
-/// statement reaches the pool only through [`Db::conn`] or
+/// statement reaches the pool only through [`Db::conn`], [`Db::raw_conn`] or
 /// [`Db::begin_write`], which set that to the statement's [`Scope`] first:
 /// a statement whose SQL forgets its tenant filter still sees and changes
 /// only its tenant's rows.
@@ -37,6 +38,8 @@ pub enum Backend {
 pub(crate) struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Connections kept set to their scope (Postgres; see [`crate::conn`]).
+    pub(crate) parked: Arc<Parked>,
 }
 
 /// Whose rows a statement may read and change.
@@ -177,7 +180,7 @@ impl Db {
         if backend == Backend::Sqlite {
             migrate_sqlite(&pool).await?;
         }
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, parked: Arc::default() })
     }
 
     /// Which database this is.
@@ -207,9 +210,33 @@ impl Db {
         self.backend == Backend::Postgres
     }
 
-    /// A connection from the pool, set to `scope` (on Postgres; SQLite keeps
-    /// no tenants apart below the store's own filters).
-    pub(crate) async fn conn(&self, scope: Scope<'_>) -> Result<PoolConnection<Any>, sqlx::Error> {
+    /// A connection set to `scope` (on Postgres; SQLite keeps no tenants
+    /// apart below the store's own filters), for statements that go through
+    /// it: one parked for the scope if there is one (see [`crate::conn`]),
+    /// otherwise one from the pool (or parked for another scope), set.
+    pub(crate) async fn conn(&self, scope: Scope<'_>) -> Result<Conn, sqlx::Error> {
+        let setting = scope.setting();
+        if self.backend == Backend::Sqlite {
+            return Ok(Conn::new(self.pool.acquire().await?, None, self.parked.clone(), self.pool.clone()));
+        }
+        if let Some((conn, _)) = self.parked.take(setting, false) {
+            return Ok(Conn::new(conn, Some(setting.to_string()), self.parked.clone(), self.pool.clone()));
+        }
+        let mut conn = match self.pool.try_acquire() {
+            Some(conn) => conn,
+            None => match self.parked.take(setting, true) {
+                Some((conn, _)) => conn,
+                None => self.pool.acquire().await?,
+            },
+        };
+        sqlx::query(SET_SCOPE).bind(setting).execute(&mut *conn).await?;
+        Ok(Conn::new(conn, Some(setting.to_string()), self.parked.clone(), self.pool.clone()))
+    }
+
+    /// A connection from the pool set to `scope`, for a caller that uses it
+    /// directly (transactions on it, a long-held writer's): it goes back to
+    /// the pool, never parked.
+    pub(crate) async fn raw_conn(&self, scope: Scope<'_>) -> Result<PoolConnection<Any>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             sqlx::query(SET_SCOPE).bind(scope.setting()).execute(&mut *conn).await?;
@@ -248,13 +275,13 @@ impl Db {
         if self.backend == Backend::Sqlite {
             return Ok(None);
         }
-        let role =
-            sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *self.conn(Scope::All).await?).await?;
+        let role = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut self.conn(Scope::All).await?).await?;
         Ok(Some(role))
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub(crate) async fn close(&self) {
+        self.parked.release();
         self.pool.close().await;
     }
 }

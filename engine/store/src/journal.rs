@@ -29,7 +29,7 @@ impl Store {
             .bind(name)
             .bind(definition)
             .bind(at)
-            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }
@@ -39,7 +39,7 @@ impl Store {
         let definition = sqlx::query_scalar(sql::SELECT_WORKFLOW)
             .bind(tenant)
             .bind(hash)
-            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(definition)
     }
@@ -83,7 +83,7 @@ impl Store {
             .bind(run_id)
             .bind(after)
             .bind(tenant)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter()
             .map(|EventRow { seq, at, body }| {

@@ -17,6 +17,7 @@
 //! ```
 
 mod commit;
+mod conn;
 mod connectors;
 mod db;
 mod journal;

@@ -91,7 +91,7 @@ impl Store {
         }
         let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(sql::SELECT_ROUTE)
             .bind(tenant)
-            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         // A tenant that does not exist has nothing anywhere: the shared
         // database answers that.
@@ -100,7 +100,7 @@ impl Store {
                 let cleared = sqlx::query(sql::CLEAR_MARK)
                     .bind(tenant)
                     .bind(mark)
-                    .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+                    .execute(&mut self.db.conn(Scope::Tenant(tenant)).await?)
                     .await?
                     .rows_affected();
                 if cleared == 0 {
@@ -149,7 +149,7 @@ impl Store {
             Some((read_at, urls)) if read_at.elapsed() < ROUTE_FRESH_FOR => urls,
             _ => {
                 let urls: Vec<String> = sqlx::query_scalar(sql::SELECT_TENANT_DATABASES)
-                    .fetch_all(&mut *self.db.conn(Scope::All).await?)
+                    .fetch_all(&mut self.db.conn(Scope::All).await?)
                     .await?;
                 *self.router.urls.lock().expect("urls lock") = Some((Instant::now(), urls.clone()));
                 urls
@@ -296,7 +296,7 @@ impl Store {
         };
         // Refused at once when it is plain (checked again once it is marked),
         // before the target is opened (and perhaps created).
-        busy(tenant, &mut *source.db.conn(Scope::Tenant(tenant)).await?).await?;
+        busy(tenant, &mut *source.db.raw_conn(Scope::Tenant(tenant)).await?).await?;
         let target = match to {
             Some(url) => self.open_shard(url).await?,
             None => self.home(),
@@ -305,7 +305,7 @@ impl Store {
         let marked = sqlx::query(sql::MARK_MOVING)
             .bind(tenant)
             .bind(mark)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         if marked == 0 {
@@ -323,7 +323,7 @@ impl Store {
             Ok(_) => sqlx::query(sql::SET_ROUTE).bind(tenant).bind(to).bind(mark),
             Err(_) => sqlx::query(sql::CLEAR_MARK).bind(tenant).bind(mark),
         }
-        .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+        .execute(&mut self.db.conn(Scope::Tenant(tenant)).await?)
         .await?
         .rows_affected();
         self.forget_route(tenant);
@@ -358,7 +358,7 @@ impl Store {
                 _ = renew.tick() => {
                     let now = now_ms().max(*mark + 1);
                     let renewed = async {
-                        let conn = &mut *self.db.conn(Scope::Tenant(tenant)).await?;
+                        let conn = &mut self.db.conn(Scope::Tenant(tenant)).await?;
                         sqlx::query(sql::RENEW_MARK).bind(tenant).bind(*mark).bind(now).execute(conn).await
                     };
                     match renewed.await {
@@ -374,7 +374,7 @@ impl Store {
     }
 
     async fn copy_tenant(&self, tenant: &str, source: &Shard, target: &Shard) -> Result<Moved> {
-        let mut from = source.db.conn(Scope::Tenant(tenant)).await?;
+        let mut from = source.db.raw_conn(Scope::Tenant(tenant)).await?;
         busy(tenant, &mut from).await?;
         let mut tx = target.db.begin_write(Scope::Tenant(tenant)).await?;
         // What the target holds of the tenant is left from a move that died
@@ -382,7 +382,7 @@ impl Store {
         delete_rows(tenant, &mut tx).await?;
         let row: (String, String, i64) = sqlx::query_as(sql::SELECT_TENANT)
             .bind(tenant)
-            .fetch_one(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_one(&mut self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         sqlx::query(sql::INSERT_TENANT).bind(&row.0).bind(&row.1).bind(row.2).execute(&mut *tx).await?;
         let mut moved = Moved::default();

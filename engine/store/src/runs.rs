@@ -216,7 +216,7 @@ impl Store {
         let deprecated = || Error::WorkflowDeprecated(run.workflow_hash.to_string());
         if one_statement {
             let written = bind_events(query, run.tenant, run.id, 1, first, now)
-                .execute(&mut *db.conn(Scope::Tenant(run.tenant)).await?)
+                .execute(&mut db.conn(Scope::Tenant(run.tenant)).await?)
                 .await
                 .map_err(key_used)?;
             // The events are written with the run, and only with it.
@@ -246,7 +246,7 @@ impl Store {
         let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN_BY_IDEMPOTENCY_KEY)
             .bind(tenant)
             .bind(key)
-            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         row.map(RunRow::into_record).transpose()
     }
@@ -275,7 +275,7 @@ impl Store {
         for shard in self.all_shards().await? {
             let n: i64 = sqlx::query_scalar(sql::COUNT_DUE_RUNS)
                 .bind(now)
-                .fetch_one(&mut *shard.db.conn(Scope::All).await?)
+                .fetch_one(&mut shard.db.conn(Scope::All).await?)
                 .await?;
             due += n;
         }
@@ -292,7 +292,7 @@ async fn claim_in(db: &Db, owner: &str, now: i64, until: i64, limit: i64) -> Res
                 .bind(until)
                 .bind(now)
                 .bind(limit)
-                .fetch_all(&mut *db.conn(Scope::All).await?)
+                .fetch_all(&mut db.conn(Scope::All).await?)
                 .await?
         } else {
             let mut tx = db.begin_write(Scope::All).await?;
@@ -332,7 +332,7 @@ impl Store {
             .bind(tenant)
             .bind(owner)
             .bind(last_seq)
-            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         Ok(parked == 1)
@@ -346,7 +346,7 @@ impl Store {
             .bind(at)
             .bind(run_id)
             .bind(tenant)
-            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }
@@ -356,7 +356,7 @@ impl Store {
         let rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RETRIES)
             .bind(id)
             .bind(tenant)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -367,7 +367,7 @@ impl Store {
         let row = sqlx::query_as::<_, RunRow>(sql::SELECT_RUN)
             .bind(id)
             .bind(tenant)
-            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         row.map(RunRow::into_record).transpose()
     }
@@ -391,7 +391,7 @@ impl Store {
         let mut rows = sqlx::query_as::<_, RunRow>(sql::SELECT_RUNS_BY_PREFIX)
             .bind(format!("{escaped}%"))
             .bind(tenant)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         match rows.len() {
             0 => Err(Error::RunNotFound(id_or_prefix.to_string())),
@@ -419,7 +419,7 @@ impl Store {
             .bind(filter.until)
             .bind(filter.after.as_ref().map(|(at, _)| *at))
             .bind(filter.after.as_ref().map(|(_, id)| id.as_str()))
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -429,7 +429,7 @@ impl Store {
     pub async fn unfinished_runs(&self, tenant: &str) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query_as::<_, RunRow>(sql::UNFINISHED_RUNS)
             .bind(tenant)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         rows.into_iter().map(RunRow::into_record).collect()
     }
@@ -447,14 +447,41 @@ impl Store {
         until: i64,
         steal_from: Option<&str>,
     ) -> Result<Lease> {
-        let updated = sqlx::query(sql::ACQUIRE_LEASE)
+        self.lease(sql::ACQUIRE_LEASE, tenant, run_id, owner, (now, until), steal_from).await
+    }
+
+    /// [`Store::acquire_lease`], except that a lease `owner` holds already
+    /// is held (by another task of the same process, say): for a caller
+    /// that must not act on a run beside its own process's driver.
+    pub async fn acquire_idle_lease(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+        steal_from: Option<&str>,
+    ) -> Result<Lease> {
+        self.lease(sql::ACQUIRE_IDLE_LEASE, tenant, run_id, owner, (now, until), steal_from).await
+    }
+
+    async fn lease(
+        &self,
+        statement: &'static str,
+        tenant: &str,
+        run_id: &str,
+        owner: &str,
+        (now, until): (i64, i64),
+        steal_from: Option<&str>,
+    ) -> Result<Lease> {
+        let updated = sqlx::query(statement)
             .bind(owner)
             .bind(until)
             .bind(run_id)
             .bind(now)
             .bind(steal_from.unwrap_or(""))
             .bind(tenant)
-            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         if updated == 1 {
@@ -473,7 +500,7 @@ impl Store {
             .bind(run_id)
             .bind(owner)
             .bind(tenant)
-            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(())
     }

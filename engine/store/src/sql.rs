@@ -112,6 +112,11 @@ pub(crate) const ACQUIRE_LEASE: &str = "UPDATE runs SET lease_owner = $1, lease_
                                         tenant_id = $6 AND status = 'running' AND (lease_owner IS NULL OR \
                                         lease_until < $4 OR lease_owner = $1 OR lease_owner = $5)";
 
+/// [`ACQUIRE_LEASE`] except when $1 holds it already.
+pub(crate) const ACQUIRE_IDLE_LEASE: &str = "UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id = $3 AND \
+                                             tenant_id = $6 AND status = 'running' AND (lease_owner IS NULL OR \
+                                             lease_until < $4 OR lease_owner = $5)";
+
 /// Postgres only: owner $1 takes, until $2, the leases of up to $4
 /// top-level runs due at $3 whose leases are free or expired, most overdue
 /// first, passing over rows another worker is claiming (`SKIP LOCKED`);

@@ -64,7 +64,7 @@ impl Store {
             .bind(id)
             .bind(name)
             .bind(at)
-            .execute(&mut *self.db.conn(Scope::All).await?)
+            .execute(&mut self.db.conn(Scope::All).await?)
             .await?
             .rows_affected();
         if inserted == 0 {
@@ -77,16 +77,15 @@ impl Store {
     pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let row = sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANT)
             .bind(id)
-            .fetch_optional(&mut *self.db.conn(Scope::All).await?)
+            .fetch_optional(&mut self.db.conn(Scope::All).await?)
             .await?;
         Ok(row.map(Tenant::from))
     }
 
     /// Every tenant, oldest first.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANTS)
-            .fetch_all(&mut *self.db.conn(Scope::All).await?)
-            .await?;
+        let rows =
+            sqlx::query_as::<_, TenantRow>(sql::SELECT_TENANTS).fetch_all(&mut self.db.conn(Scope::All).await?).await?;
         Ok(rows.into_iter().map(Tenant::from).collect())
     }
 
@@ -99,7 +98,7 @@ impl Store {
             .bind(&key.role)
             .bind(&key.secret_hash)
             .bind(key.created_at)
-            .execute(&mut *self.db.conn(Scope::from(key.tenant.as_deref())).await?)
+            .execute(&mut self.db.conn(Scope::from(key.tenant.as_deref())).await?)
             .await?;
         Ok(())
     }
@@ -108,7 +107,7 @@ impl Store {
     pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query_as::<_, ApiKeyRow>(sql::SELECT_API_KEY)
             .bind(id)
-            .fetch_optional(&mut *self.db.conn(Scope::All).await?)
+            .fetch_optional(&mut self.db.conn(Scope::All).await?)
             .await?;
         Ok(row.map(ApiKey::from))
     }
@@ -117,7 +116,7 @@ impl Store {
     pub async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
         let rows = sqlx::query_as::<_, ApiKeyRow>(sql::SELECT_API_KEYS)
             .bind(tenant)
-            .fetch_all(&mut *self.db.conn(Scope::from(tenant)).await?)
+            .fetch_all(&mut self.db.conn(Scope::from(tenant)).await?)
             .await?;
         Ok(rows.into_iter().map(ApiKey::from).collect())
     }
@@ -126,7 +125,7 @@ impl Store {
     /// makes the operator's key when none does).
     pub async fn has_live_api_keys(&self) -> Result<bool> {
         let n: i64 =
-            sqlx::query_scalar(sql::COUNT_LIVE_API_KEYS).fetch_one(&mut *self.db.conn(Scope::All).await?).await?;
+            sqlx::query_scalar(sql::COUNT_LIVE_API_KEYS).fetch_one(&mut self.db.conn(Scope::All).await?).await?;
         Ok(n > 0)
     }
 
@@ -137,7 +136,7 @@ impl Store {
             .bind(id)
             .bind(tenant)
             .bind(at)
-            .execute(&mut *self.db.conn(Scope::from(tenant)).await?)
+            .execute(&mut self.db.conn(Scope::from(tenant)).await?)
             .await?
             .rows_affected();
         Ok(found == 1)
@@ -145,7 +144,7 @@ impl Store {
 
     /// Records that a key was used at `at`.
     pub async fn touch_api_key(&self, id: &str, at: i64) -> Result<()> {
-        sqlx::query(sql::TOUCH_API_KEY).bind(id).bind(at).execute(&mut *self.db.conn(Scope::All).await?).await?;
+        sqlx::query(sql::TOUCH_API_KEY).bind(id).bind(at).execute(&mut self.db.conn(Scope::All).await?).await?;
         Ok(())
     }
 }

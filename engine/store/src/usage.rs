@@ -121,7 +121,7 @@ impl Store {
     pub async fn plan(&self, tenant: &str) -> Result<Option<Plan>> {
         let row: Option<Option<String>> = sqlx::query_scalar(sql::SELECT_PLAN)
             .bind(tenant)
-            .fetch_optional(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut self.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         let Some(text) = row else { return Ok(None) };
         let Some(text) = text else { return Ok(Some(Plan::default())) };
@@ -136,7 +136,7 @@ impl Store {
         let updated = sqlx::query(sql::UPDATE_PLAN)
             .bind(tenant)
             .bind(text)
-            .execute(&mut *self.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.db.conn(Scope::Tenant(tenant)).await?)
             .await?
             .rows_affected();
         Ok(updated == 1)
@@ -149,14 +149,10 @@ impl Store {
             message: format!("{period:?} is not YYYY-MM"),
         })?;
         let mut conn = self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?;
-        let runs: i64 = sqlx::query_scalar(sql::COUNT_RUNS_CREATED)
-            .bind(tenant)
-            .bind(start)
-            .bind(end)
-            .fetch_one(&mut *conn)
-            .await?;
+        let runs: i64 =
+            sqlx::query_scalar(sql::COUNT_RUNS_CREATED).bind(tenant).bind(start).bind(end).fetch_one(&mut conn).await?;
         let (steps, wasm_us): (i64, i64) =
-            sqlx::query_as(sql::SELECT_USAGE).bind(tenant).bind(period).fetch_one(&mut *conn).await?;
+            sqlx::query_as(sql::SELECT_USAGE).bind(tenant).bind(period).fetch_one(&mut conn).await?;
         Ok(Usage { period: period.to_string(), runs, steps, wasm_us })
     }
 
@@ -164,7 +160,7 @@ impl Store {
     pub async fn running_runs(&self, tenant: &str) -> Result<i64> {
         let n = sqlx::query_scalar(sql::COUNT_RUNNING)
             .bind(tenant)
-            .fetch_one(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_one(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(n)
     }

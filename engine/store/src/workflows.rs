@@ -30,7 +30,7 @@ impl Store {
         let row = sqlx::query_as::<_, WorkflowRow>(sql::SELECT_WORKFLOW_SUMMARY)
             .bind(tenant)
             .bind(hash)
-            .fetch_optional(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_optional(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(row.map(WorkflowVersion::from))
     }
@@ -46,7 +46,7 @@ impl Store {
             .bind(tenant)
             .bind(name)
             .bind(limit)
-            .fetch_all(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .fetch_all(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(rows.into_iter().map(WorkflowVersion::from).collect())
     }
@@ -57,7 +57,7 @@ impl Store {
             .bind(tenant)
             .bind(hash)
             .bind(at)
-            .execute(&mut *self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
+            .execute(&mut self.shard(tenant).await?.db.conn(Scope::Tenant(tenant)).await?)
             .await?;
         Ok(found.rows_affected() == 1)
     }
