@@ -34,15 +34,14 @@ pub(crate) struct Parked {
 }
 
 impl Parked {
-    /// A connection parked for `setting`, or (`steal`) for another one.
-    /// Returns it with whether it is already set.
-    pub(crate) fn take(&self, setting: &str, steal: bool) -> Option<(PoolConnection<Any>, bool)> {
+    /// A connection parked for `setting`, or (`steal`) the longest parked
+    /// one of any scope (then to be set again).
+    pub(crate) fn take(&self, setting: &str, steal: bool) -> Option<PoolConnection<Any>> {
         let mut conns = self.conns.lock().expect("parked lock");
         if let Some(at) = conns.iter().rposition(|(s, _)| s == setting) {
-            return Some((conns.remove(at).1, true));
+            return Some(conns.remove(at).1);
         }
-        // The longest parked of another scope.
-        (steal && !conns.is_empty()).then(|| (conns.remove(0).1, false))
+        (steal && !conns.is_empty()).then(|| conns.remove(0).1)
     }
 
     /// How many connections are parked.

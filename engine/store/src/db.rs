@@ -219,13 +219,13 @@ impl Db {
         if self.backend == Backend::Sqlite {
             return Ok(Conn::new(self.pool.acquire().await?, None, self.parked.clone(), self.pool.clone()));
         }
-        if let Some((conn, _)) = self.parked.take(setting, false) {
+        if let Some(conn) = self.parked.take(setting, false) {
             return Ok(Conn::new(conn, Some(setting.to_string()), self.parked.clone(), self.pool.clone()));
         }
         let mut conn = match self.pool.try_acquire() {
             Some(conn) => conn,
             None => match self.parked.take(setting, true) {
-                Some((conn, _)) => conn,
+                Some(conn) => conn,
                 None => self.pool.acquire().await?,
             },
         };
