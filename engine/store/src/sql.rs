@@ -14,6 +14,16 @@ macro_rules! run_columns {
     };
 }
 
+/// The condition of the tenant's index of runs (Postgres; migration 0010),
+/// true of every run. A query over a tenant's runs states it so that it may
+/// use that index; a lookup by id does not, so that it uses the primary key
+/// whatever the planner's statistics say.
+macro_rules! by_tenant {
+    () => {
+        "created_at >= 0"
+    };
+}
+
 /// The columns of an event row, in the order the builders bind them.
 const EVENT_COLUMNS: &str = "run_id, seq, tenant_id, kind, step, body, at";
 
@@ -83,7 +93,9 @@ pub(crate) const SELECT_RUN: &str = concat!("SELECT ", run_columns!(), " FROM ru
 pub(crate) const SELECT_RUNS_BY_PREFIX: &str = concat!(
     "SELECT ",
     run_columns!(),
-    " FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 ORDER BY id LIMIT 5"
+    " FROM runs WHERE id LIKE $1 ESCAPE '\\' AND tenant_id = $2 AND ",
+    by_tenant!(),
+    " ORDER BY id LIMIT 5"
 );
 
 /// The newest runs of tenant $1, at most $5, of workflow $2, with status $3,
@@ -92,7 +104,9 @@ pub(crate) const SELECT_RUNS_BY_PREFIX: &str = concat!(
 pub(crate) const LIST_RUNS: &str = concat!(
     "SELECT ",
     run_columns!(),
-    " FROM runs WHERE tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR workflow_name = $2) \
+    " FROM runs WHERE tenant_id = $1 AND ",
+    by_tenant!(),
+    " AND (CAST($2 AS TEXT) IS NULL OR workflow_name = $2) \
      AND (CAST($3 AS TEXT) IS NULL OR status = $3) AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
      AND (CAST($6 AS BIGINT) IS NULL OR created_at < $6) \
      AND (CAST($7 AS BIGINT) IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8)) \
@@ -353,7 +367,8 @@ pub(crate) const RENEW_MARK: &str = "UPDATE tenants SET moving_since = $3 WHERE 
 pub(crate) const CLEAR_MARK: &str = "UPDATE tenants SET moving_since = NULL WHERE id = $1 AND moving_since = $2";
 
 /// How many of tenant $1's runs (child runs too) have not finished.
-pub(crate) const COUNT_UNFINISHED: &str = "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running'";
+pub(crate) const COUNT_UNFINISHED: &str =
+    concat!("SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND ", by_tenant!());
 
 pub(crate) const DELETE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
 
@@ -374,8 +389,10 @@ pub(crate) const COUNT_RUNNING: &str =
     "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND parent_id IS NULL";
 
 /// How many runs tenant $1 created in [$2, $3) ms.
-pub(crate) const COUNT_RUNS_CREATED: &str =
-    "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3";
+pub(crate) const COUNT_RUNS_CREATED: &str = concat!(
+    "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 AND ",
+    by_tenant!()
+);
 
 /// Tenant $1's metered steps and wasm time in period $2, over every shard.
 pub(crate) const SELECT_USAGE: &str = "SELECT CAST(COALESCE(SUM(steps), 0) AS BIGINT), \
@@ -505,5 +522,49 @@ mod tests {
             "{metered}"
         );
         assert!(metered.ends_with(" SELECT i, base FROM r"), "{metered}");
+    }
+
+    /// Postgres plans every lookup of one run by its id with the primary key,
+    /// even in a generic plan made from the statistics of a one-row table,
+    /// which rate the tenant's index the same (migration 0010). Seq scans are
+    /// turned off: on a one-row table they are the planner's right choice.
+    #[tokio::test]
+    async fn lookups_by_id_use_the_primary_key_whatever_the_statistics() {
+        use sqlx::Connection;
+        let url = crate::testing::fresh_postgres().await;
+        drop(crate::db::Db::connect(&url).await.unwrap());
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, created_at, \
+             updated_at) VALUES ('r1', 't', 'w', 'h', 'running', '{}', 0, 1, 1); ANALYZE runs; \
+             SET ROLE weft_app; SET weft.tenant = 't'; \
+             SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let lookups = [
+            ("SELECT_RUN", super::SELECT_RUN),
+            ("ACQUIRE_LEASE", super::ACQUIRE_LEASE),
+            ("ACQUIRE_IDLE_LEASE", super::ACQUIRE_IDLE_LEASE),
+            ("PARK_RUN", super::PARK_RUN),
+            ("WAKE_RUN", super::WAKE_RUN),
+            ("RELEASE_LEASE", super::RELEASE_LEASE),
+            ("RESERVE_SEQS", super::RESERVE_SEQS),
+        ];
+        for (q, (name, statement)) in lookups.into_iter().enumerate() {
+            let params = (1..=9).filter(|n| statement.contains(&format!("${n}"))).count();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE q{q} AS {statement}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let nulls = vec!["NULL"; params].join(", ");
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN EXECUTE q{q}({nulls})")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains("using runs_pkey"), "{name} does not use the primary key:\n{plan}");
+        }
     }
 }
