@@ -413,7 +413,7 @@ async fn busy(tenant: &str, conn: &mut sqlx::AnyConnection) -> Result<()> {
 /// Deletes `tenant`'s rows from every table of [`TENANT_TABLES`].
 async fn delete_rows(tenant: &str, conn: &mut sqlx::AnyConnection) -> Result<()> {
     for (table, _) in TENANT_TABLES.iter().rev() {
-        let delete = format!("DELETE FROM {table} WHERE tenant_id = $1");
+        let delete = format!("DELETE FROM {table} WHERE {}", sql::tenant_rows(table));
         sqlx::query(sqlx::AssertSqlSafe(delete)).bind(tenant).execute(&mut *conn).await?;
     }
     Ok(())
@@ -434,7 +434,7 @@ async fn copy_rows(
 ) -> Result<u64> {
     use sqlx::Row;
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
-    let select = format!("SELECT {} FROM {table} WHERE tenant_id = $1 ORDER BY 1, 2", names.join(", "));
+    let select = format!("SELECT {} FROM {table} WHERE {} ORDER BY 1, 2", names.join(", "), sql::tenant_rows(table));
     let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
     let insert = format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), placeholders.join(", "));
     let rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(tenant).fetch_all(&mut *from).await?;

@@ -24,6 +24,16 @@ macro_rules! by_tenant {
     };
 }
 
+/// The condition that picks tenant $1's rows of `table`, as a tenant move
+/// copies and deletes them: for `runs`, stated so that it may use the
+/// tenant's index (see `by_tenant!`).
+pub(crate) fn tenant_rows(table: &str) -> String {
+    match table {
+        "runs" => concat!("tenant_id = $1 AND ", by_tenant!()).to_string(),
+        _ => "tenant_id = $1".to_string(),
+    }
+}
+
 /// The columns of an event row, in the order the builders bind them.
 const EVENT_COLUMNS: &str = "run_id, seq, tenant_id, kind, step, body, at";
 
@@ -526,10 +536,12 @@ mod tests {
 
     /// Postgres plans every lookup of one run by its id with the primary key,
     /// even in a generic plan made from the statistics of a one-row table,
-    /// which rate the tenant's index the same (migration 0010). Seq scans are
-    /// turned off: on a one-row table they are the planner's right choice.
+    /// which rate the tenant's index the same (migration 0010); a tenant
+    /// move's statements over all of a tenant's runs use the tenant's index.
+    /// Seq scans are turned off: on a one-row table they are the planner's
+    /// right choice.
     #[tokio::test]
-    async fn lookups_by_id_use_the_primary_key_whatever_the_statistics() {
+    async fn lookups_use_their_index_whatever_the_statistics() {
         use sqlx::Connection;
         let url = crate::testing::fresh_postgres().await;
         drop(crate::db::Db::connect(&url).await.unwrap());
@@ -565,6 +577,20 @@ mod tests {
                 .unwrap();
             let plan = plan.join("\n");
             assert!(plan.contains("using runs_pkey"), "{name} does not use the primary key:\n{plan}");
+        }
+        // A tenant move's reads and deletes of the tenant's runs can use its
+        // index (seq scans are off: a plan without it would be one).
+        for statement in [
+            format!("SELECT id FROM runs WHERE {}", super::tenant_rows("runs")),
+            format!("DELETE FROM runs WHERE {}", super::tenant_rows("runs")),
+        ] {
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+                .bind("t")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains("runs_by_tenant_created"), "{statement} does not use the tenant's index:\n{plan}");
         }
     }
 }
