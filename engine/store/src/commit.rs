@@ -17,6 +17,7 @@ use sqlx::pool::PoolConnection;
 use tokio::sync::oneshot;
 use weft_core::Event;
 
+use crate::conn::Held;
 use crate::db::Scope;
 use crate::journal::{EVENTS_PER_BATCH_STATEMENT, RunEvents, append_runs};
 use crate::usage::{Metered, usage_rows, usage_shard};
@@ -58,7 +59,7 @@ pub(crate) struct Committer {
 /// the caller who left, so the next batch first settles it with a no-op.
 struct Writer {
     db: Db,
-    conn: Option<PoolConnection<sqlx::Any>>,
+    conn: Option<Held<PoolConnection<sqlx::Any>>>,
     /// A batch began and did not finish: its caller was dropped mid-write.
     abandoned: bool,
 }

@@ -5,27 +5,34 @@
 //! connection it takes back into its pool. For a tenant that makes many
 //! requests, that is two round trips for every statement. A [`Conn`] whose
 //! statements all completed is instead parked, still set, and the next
-//! [`crate::db::Db::conn`] for the same scope takes it as it is.
+//! [`crate::db::Db::conn`] for the same scope takes it as it is; one for
+//! another scope takes the longest parked and sets it again.
 //!
 //! A parked connection is one whose every statement went through the
 //! [`Conn`] (its [`sqlx::Executor`]) and ended without error, so it is
 //! neither broken nor in the middle of an answer. One that failed, or
 //! whose statement was dropped before it ended, goes back to the pool,
-//! which checks it. Parked connections are bounded ([`MAX_PARKED`]), are
-//! parked only while the pool has idle connections left (so that nobody
-//! waiting for the pool is kept waiting by them), and are taken by other
-//! scopes (set again) when the pool has no idle one.
+//! which checks it; one that lost its server also gives every parked
+//! connection back, since they lost it too.
+//!
+//! Parked connections stay out of the pool, so the pool alone cannot tell
+//! who may have one. [`Slots`] does: every user of a connection (a
+//! [`Conn`], or a [`Held`] one that goes back to the pool) holds one of as
+//! many slots as the pool has connections, and waits in one queue for it.
+//! Whoever holds a slot finds a connection parked or gets one from the
+//! pool at once, because parked and used connections together never
+//! outnumber the slots.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Database, Either, Error, Execute, Executor};
-
-/// How many connections may be parked at once (of a pool of 16).
-pub(crate) const MAX_PARKED: usize = 8;
+use sqlx::{Any, AnyConnection, AnyPool, Database, Either, Error, Execute, Executor, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections parked with their scope's setting, most recent last.
 #[derive(Default)]
@@ -33,15 +40,21 @@ pub(crate) struct Parked {
     conns: Mutex<Vec<(String, PoolConnection<Any>)>>,
 }
 
+/// A parked connection, and whether it is set to the scope asked for.
+pub(crate) struct Taken {
+    pub(crate) conn: PoolConnection<Any>,
+    pub(crate) set: bool,
+}
+
 impl Parked {
-    /// A connection parked for `setting`, or (`steal`) the longest parked
-    /// one of any scope (then to be set again).
-    pub(crate) fn take(&self, setting: &str, steal: bool) -> Option<PoolConnection<Any>> {
+    /// The connection parked most recently for `setting`, or else the one
+    /// parked longest for any other (to be set again).
+    pub(crate) fn take(&self, setting: &str) -> Option<Taken> {
         let mut conns = self.conns.lock().expect("parked lock");
         if let Some(at) = conns.iter().rposition(|(s, _)| s == setting) {
-            return Some(conns.remove(at).1);
+            return Some(Taken { conn: conns.remove(at).1, set: true });
         }
-        (steal && !conns.is_empty()).then(|| conns.remove(0).1)
+        (!conns.is_empty()).then(|| Taken { conn: conns.remove(0).1, set: false })
     }
 
     /// How many connections are parked.
@@ -52,7 +65,91 @@ impl Parked {
 
     /// Gives every parked connection back to the pool.
     pub(crate) fn release(&self) {
-        self.conns.lock().expect("parked lock").clear();
+        let released = std::mem::take(&mut *self.conns.lock().expect("parked lock"));
+        drop(released);
+    }
+}
+
+/// The right to use one of the pool's connections; see the module docs.
+pub(crate) struct Slots {
+    slots: Arc<Semaphore>,
+    /// How long a wait for a slot may last (the pool's acquire timeout).
+    wait: Duration,
+}
+
+/// A held slot: dropped once its connection is parked or back in the pool.
+pub(crate) type Slot = OwnedSemaphorePermit;
+
+impl Slots {
+    pub(crate) fn new(count: usize, wait: Duration) -> Slots {
+        Slots { slots: Arc::new(Semaphore::new(count)), wait }
+    }
+
+    /// Waits for a slot, as the pool waits for a connection: in turn, for
+    /// at most the pool's acquire timeout.
+    pub(crate) async fn take(&self) -> Result<Slot, Error> {
+        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_closed)) => Err(Error::PoolClosed),
+            Err(_elapsed) => Err(Error::PoolTimedOut),
+        }
+    }
+
+    /// Refuses every later [`Slots::take`].
+    pub(crate) fn close(&self) {
+        self.slots.close();
+    }
+}
+
+/// A connection (or a transaction on one) used directly rather than through
+/// a [`Conn`], holding its slot until it goes back to the pool.
+pub(crate) struct Held<T> {
+    inner: T,
+    _slot: Option<Slot>,
+}
+
+impl<T> Held<T> {
+    pub(crate) fn new(inner: T, slot: Option<Slot>) -> Held<T> {
+        Held { inner, _slot: slot }
+    }
+}
+
+impl<T: DerefMut<Target = AnyConnection>> Deref for Held<T> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl<T: DerefMut<Target = AnyConnection>> DerefMut for Held<T> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Held<PoolConnection<Any>> {
+    /// See [`PoolConnection::close_on_drop`].
+    pub(crate) fn close_on_drop(&mut self) {
+        self.inner.close_on_drop();
+    }
+}
+
+impl Held<Transaction<'static, Any>> {
+    /// Commits the transaction; its connection goes back to the pool.
+    pub(crate) async fn commit(self) -> Result<(), Error> {
+        self.inner.commit().await
+    }
+}
+
+/// Whether `error` says that the connection lost its server (a restart, a
+/// dropped network), as every connection to that server then has.
+fn lost_server(error: &Error) -> bool {
+    match error {
+        Error::Io(_) | Error::Protocol(_) | Error::Tls(_) => true,
+        // Class 08 (connection exception) and 57P (operator intervention:
+        // the server shutting down or ending connections).
+        Error::Database(e) => e.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -64,6 +161,9 @@ pub(crate) struct Conn {
     setting: Option<String>,
     /// Whether every statement so far ended without error.
     clean: bool,
+    /// Whether a statement found the server gone.
+    lost: bool,
+    slot: Option<Slot>,
     parked: Arc<Parked>,
     pool: AnyPool,
 }
@@ -75,28 +175,45 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(conn: PoolConnection<Any>, setting: Option<String>, parked: Arc<Parked>, pool: AnyPool) -> Conn {
-        Conn { conn: Some(conn), setting, clean: true, parked, pool }
+    pub(crate) fn new(
+        conn: PoolConnection<Any>,
+        setting: Option<String>,
+        slot: Option<Slot>,
+        parked: Arc<Parked>,
+        pool: AnyPool,
+    ) -> Conn {
+        Conn { conn: Some(conn), setting, clean: true, lost: false, slot, parked, pool }
     }
 
     fn inner(&mut self) -> &mut PoolConnection<Any> {
         self.conn.as_mut().expect("a Conn holds its connection until dropped")
     }
+
+    /// Notes how a statement ended.
+    fn ended<T>(&mut self, result: &Result<T, Error>) {
+        match result {
+            Ok(_) => self.clean = true,
+            Err(e) => self.lost |= lost_server(e),
+        }
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let (Some(conn), Some(setting)) = (self.conn.take(), self.setting.take()) else { return };
-        // Not while someone may be waiting for the pool (it is full, with
-        // no idle connection left), nor when it is closing.
-        let full = self.pool.size() >= self.pool.options().get_max_connections() && self.pool.num_idle() == 0;
-        if !self.clean || full || self.pool.is_closed() {
-            return;
+        // The slot goes last: whoever takes it next finds this connection
+        // parked (or back in the pool).
+        let slot = self.slot.take();
+        if let (Some(conn), Some(setting)) = (self.conn.take(), self.setting.take()) {
+            if self.clean && !self.pool.is_closed() {
+                self.parked.conns.lock().expect("parked lock").push((setting, conn));
+            } else {
+                drop(conn);
+                if self.lost {
+                    self.parked.release();
+                }
+            }
         }
-        let mut conns = self.parked.conns.lock().expect("parked lock");
-        if conns.len() < MAX_PARKED {
-            conns.push((setting, conn));
-        }
+        drop(slot);
     }
 }
 
@@ -112,14 +229,19 @@ impl<'c> Executor<'c> for &'c mut Conn {
     {
         // Clean again only once the answer has been read to its end.
         self.clean = false;
-        let Conn { conn, clean, .. } = self;
+        let Conn { conn, clean, lost, .. } = self;
         let inner = conn.as_mut().expect("a Conn holds its connection until dropped").fetch_many(query);
-        futures_util::stream::unfold((inner, Some(clean)), |(mut inner, mut clean)| async move {
+        futures_util::stream::unfold((inner, Some((clean, lost))), |(mut inner, mut flags)| async move {
             match inner.next().await {
-                Some(Ok(item)) => Some((Ok(item), (inner, clean))),
-                Some(Err(e)) => Some((Err(e), (inner, None))),
+                Some(Ok(item)) => Some((Ok(item), (inner, flags))),
+                Some(Err(e)) => {
+                    if let Some((_, lost)) = flags.take() {
+                        *lost |= lost_server(&e);
+                    }
+                    Some((Err(e), (inner, None)))
+                }
                 None => {
-                    if let Some(clean) = clean.take() {
+                    if let Some((clean, _)) = flags.take() {
                         *clean = true;
                     }
                     None
@@ -136,9 +258,9 @@ impl<'c> Executor<'c> for &'c mut Conn {
     {
         self.clean = false;
         async move {
-            let row = self.inner().fetch_optional(query).await?;
-            self.clean = true;
-            Ok(row)
+            let row = self.inner().fetch_optional(query).await;
+            self.ended(&row);
+            row
         }
         .boxed()
     }
@@ -153,9 +275,9 @@ impl<'c> Executor<'c> for &'c mut Conn {
     {
         self.clean = false;
         async move {
-            let statement = self.inner().prepare_with(sql, parameters).await?;
-            self.clean = true;
-            Ok(statement)
+            let statement = self.inner().prepare_with(sql, parameters).await;
+            self.ended(&statement);
+            statement
         }
         .boxed()
     }
@@ -166,9 +288,9 @@ impl<'c> Executor<'c> for &'c mut Conn {
     {
         self.clean = false;
         async move {
-            let described = self.inner().describe(sql).await?;
-            self.clean = true;
-            Ok(described)
+            let described = self.inner().describe(sql).await;
+            self.ended(&described);
+            described
         }
         .boxed()
     }
@@ -206,7 +328,7 @@ mod tests {
         for task in futures_util::future::join_all(tasks).await {
             task.unwrap();
         }
-        assert!(db.parked.count() <= super::MAX_PARKED);
+        assert!(db.parked.count() <= crate::db::POSTGRES_CONNECTIONS as usize);
 
         // A statement that fails: its connection goes back to the pool.
         db.parked.release();
@@ -215,6 +337,48 @@ mod tests {
         assert_eq!(db.parked.count(), 0);
         assert_eq!(setting(&db, Scope::Tenant("a")).await.unwrap(), "a");
         assert_eq!(db.parked.count(), 1);
+        db.close().await;
+    }
+
+    /// Connections parked do not keep waiting whoever uses one directly
+    /// (they are as many as the pool holds here), and once a statement finds
+    /// the server gone, the others parked (gone too) are let go: the next
+    /// statement succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parked_connections_neither_block_direct_use_nor_outlive_their_server() {
+        use futures_util::future::join_all;
+        use sqlx::Connection;
+        let url = crate::testing::fresh_postgres().await;
+        let db = Db::connect(&url).await.unwrap();
+        let tenants: Vec<String> = (0..crate::db::POSTGRES_CONNECTIONS).map(|n| format!("t{n}")).collect();
+        let held = join_all(tenants.iter().map(|t| db.conn(Scope::Tenant(t)))).await;
+        drop(held.into_iter().map(Result::unwrap).collect::<Vec<_>>());
+        assert_eq!(db.parked.count(), tenants.len(), "every connection is parked");
+
+        let direct = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            join_all(tenants.iter().map(|_| db.raw_conn(Scope::All))),
+        )
+        .await
+        .expect("a caller using connections directly got them while all were parked");
+        drop(direct.into_iter().map(Result::unwrap).collect::<Vec<_>>());
+
+        let held = join_all(tenants[..4].iter().map(|t| db.conn(Scope::Tenant(t)))).await;
+        let mut held: Vec<_> = held.into_iter().map(Result::unwrap).collect();
+        let mut pids = Vec::new();
+        for conn in &mut held {
+            pids.push(sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(conn).await.unwrap());
+        }
+        drop(held);
+        assert_eq!(db.parked.count(), 4);
+        // Their server ends them (as a restart would).
+        let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+        for pid in pids {
+            sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut owner).await.unwrap();
+        }
+        assert!(setting(&db, Scope::Tenant("t0")).await.is_err(), "a parked connection's server went away");
+        assert_eq!(db.parked.count(), 0, "the other parked connections are let go");
+        assert_eq!(setting(&db, Scope::Tenant("t0")).await.unwrap(), "t0");
         db.close().await;
     }
 }

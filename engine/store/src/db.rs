@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 
-use crate::conn::{Conn, Parked};
+use crate::conn::{Conn, Held, Parked, Slot, Slots};
 use crate::journal::ROWS_PER_INSERT;
 use crate::{Error, Result, redact, sqlite_file};
 
@@ -40,6 +40,8 @@ pub(crate) struct Db {
     backend: Backend,
     /// Connections kept set to their scope (Postgres; see [`crate::conn`]).
     pub(crate) parked: Arc<Parked>,
+    /// Who may use a connection (Postgres; see [`crate::conn`]).
+    slots: Option<Arc<Slots>>,
 }
 
 /// Whose rows a statement may read and change.
@@ -77,6 +79,12 @@ impl<'a> From<Option<&'a str>> for Scope<'a> {
 /// owner as well). Migration 0006 creates it and grants it to the migrating
 /// user.
 pub const APP_ROLE: &str = "weft_app";
+
+/// How many connections a Postgres pool opens at most.
+pub(crate) const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Makes a new connection work as [`APP_ROLE`].
 const SET_ROLE: &str = "SET ROLE weft_app";
@@ -129,7 +137,7 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(4)
                     .test_before_acquire(false)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(SQLITE_SETTINGS).await?;
@@ -163,9 +171,9 @@ impl Db {
                 // No ping before each use: it is a round trip per statement,
                 // and a broken connection fails its statement clearly anyway.
                 AnyPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(POSTGRES_CONNECTIONS)
                     .test_before_acquire(false)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(SET_ROLE).await?;
@@ -180,7 +188,9 @@ impl Db {
         if backend == Backend::Sqlite {
             migrate_sqlite(&pool).await?;
         }
-        Ok(Db { pool, backend, parked: Arc::default() })
+        let slots = (backend == Backend::Postgres)
+            .then(|| Arc::new(Slots::new(POSTGRES_CONNECTIONS as usize, ACQUIRE_TIMEOUT)));
+        Ok(Db { pool, backend, parked: Arc::default(), slots })
     }
 
     /// Which database this is.
@@ -213,35 +223,42 @@ impl Db {
     /// A connection set to `scope` (on Postgres; SQLite keeps no tenants
     /// apart below the store's own filters), for statements that go through
     /// it: one parked for the scope if there is one (see [`crate::conn`]),
-    /// otherwise one from the pool (or parked for another scope), set.
+    /// otherwise one parked for another scope or from the pool, set.
     pub(crate) async fn conn(&self, scope: Scope<'_>) -> Result<Conn, sqlx::Error> {
-        let setting = scope.setting();
-        if self.backend == Backend::Sqlite {
-            return Ok(Conn::new(self.pool.acquire().await?, None, self.parked.clone(), self.pool.clone()));
-        }
-        if let Some(conn) = self.parked.take(setting, false) {
-            return Ok(Conn::new(conn, Some(setting.to_string()), self.parked.clone(), self.pool.clone()));
-        }
-        let mut conn = match self.pool.try_acquire() {
-            Some(conn) => conn,
-            None => match self.parked.take(setting, true) {
-                Some(conn) => conn,
-                None => self.pool.acquire().await?,
-            },
+        let Some(slots) = &self.slots else {
+            return Ok(Conn::new(self.pool.acquire().await?, None, None, self.parked.clone(), self.pool.clone()));
         };
-        sqlx::query(SET_SCOPE).bind(setting).execute(&mut *conn).await?;
-        Ok(Conn::new(conn, Some(setting.to_string()), self.parked.clone(), self.pool.clone()))
+        let setting = scope.setting();
+        let slot = slots.take().await?;
+        let conn = self.connection(setting, true, &slot).await?;
+        Ok(Conn::new(conn, Some(setting.to_string()), Some(slot), self.parked.clone(), self.pool.clone()))
     }
 
-    /// A connection from the pool set to `scope`, for a caller that uses it
-    /// directly (transactions on it, a long-held writer's): it goes back to
-    /// the pool, never parked.
-    pub(crate) async fn raw_conn(&self, scope: Scope<'_>) -> Result<PoolConnection<Any>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query(SET_SCOPE).bind(scope.setting()).execute(&mut *conn).await?;
+    /// For a caller holding `slot`: the connection parked for `setting`
+    /// if there is one, else another parked or one from the pool, and
+    /// (`set`) then set to `setting`.
+    async fn connection(&self, setting: &str, set: bool, _slot: &Slot) -> Result<PoolConnection<Any>, sqlx::Error> {
+        let mut conn = match self.parked.take(setting) {
+            Some(taken) if taken.set => return Ok(taken.conn),
+            Some(taken) => taken.conn,
+            None => self.pool.acquire().await?,
+        };
+        if set {
+            sqlx::query(SET_SCOPE).bind(setting).execute(&mut *conn).await?;
         }
         Ok(conn)
+    }
+
+    /// A connection set to `scope`, for a caller that uses it directly
+    /// (transactions on it, a long-held writer's): it goes back to the
+    /// pool, never parked.
+    pub(crate) async fn raw_conn(&self, scope: Scope<'_>) -> Result<Held<PoolConnection<Any>>, sqlx::Error> {
+        let Some(slots) = &self.slots else {
+            return Ok(Held::new(self.pool.acquire().await?, None));
+        };
+        let slot = slots.take().await?;
+        let conn = self.connection(scope.setting(), true, &slot).await?;
+        Ok(Held::new(conn, Some(slot)))
     }
 
     /// [`Db::begin_write`] on a connection the caller holds (the
@@ -259,15 +276,18 @@ impl Db {
     /// Begins a write transaction in `scope` that serializes with other
     /// writers of the same run: `BEGIN IMMEDIATE` on SQLite; on Postgres the
     /// `UPDATE` that reserves a run's seqs takes its row lock.
-    pub(crate) async fn begin_write(&self, scope: Scope<'_>) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(SET_TRANSACTION_SCOPE).bind(scope.setting()).execute(&mut *tx).await?;
-                tx
-            }
-        })
+    pub(crate) async fn begin_write(&self, scope: Scope<'_>) -> Result<Held<sqlx::Transaction<'static, sqlx::Any>>> {
+        let Some(slots) = &self.slots else {
+            return Ok(Held::new(self.pool.begin_with("BEGIN IMMEDIATE").await?, None));
+        };
+        let slot = slots.take().await?;
+        // The transaction's own setting ends with it, leaving the
+        // connection's as it was. (`Transaction::begin` is what sqlx's
+        // `Pool::begin` does with a connection it acquired.)
+        let conn = self.connection(scope.setting(), false, &slot).await?;
+        let mut tx = sqlx::Transaction::begin(conn, None).await?;
+        sqlx::query(SET_TRANSACTION_SCOPE).bind(scope.setting()).execute(&mut *tx).await?;
+        Ok(Held::new(tx, Some(slot)))
     }
 
     /// See [`crate::Store::working_role`].
@@ -281,6 +301,9 @@ impl Db {
 
     /// Closes the pool, waiting for connections to finish.
     pub(crate) async fn close(&self) {
+        if let Some(slots) = &self.slots {
+            slots.close();
+        }
         self.parked.release();
         self.pool.close().await;
     }
@@ -295,8 +318,9 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(&self.pool).await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut self.conn(Scope::All).await?)
+            .await?;
         match applied {
             Some(v) if v >= latest => Ok(()),
             applied => Err(Error::NotMigrated { applied: applied.unwrap_or(0), latest }),

@@ -193,7 +193,7 @@ pub(crate) const EVENTS_PER_BATCH_STATEMENT: usize = 2000;
 pub(crate) const ROWS_PER_INSERT: usize = 100;
 
 pub(crate) async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     tenant: &str,
     run_id: &str,
     last: i64,
@@ -203,7 +203,7 @@ pub(crate) async fn insert_events(
     for (chunk_no, chunk) in events.chunks(ROWS_PER_INSERT).enumerate() {
         let sql = sql::insert_events(chunk.len());
         let first = last + 1 + (chunk_no * ROWS_PER_INSERT) as i64;
-        bind_events(sqlx::query(AssertSqlSafe(sql)), tenant, run_id, first, chunk, now).execute(&mut **tx).await?;
+        bind_events(sqlx::query(AssertSqlSafe(sql)), tenant, run_id, first, chunk, now).execute(&mut *conn).await?;
     }
     Ok(())
 }
