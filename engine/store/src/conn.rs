@@ -185,16 +185,25 @@ impl Conn {
         Conn { conn: Some(conn), setting, clean: true, lost: false, slot, parked, pool }
     }
 
-    fn inner(&mut self) -> &mut PoolConnection<Any> {
-        self.conn.as_mut().expect("a Conn holds its connection until dropped")
-    }
-
-    /// Notes how a statement ended.
-    fn ended<T>(&mut self, result: &Result<T, Error>) {
-        match result {
-            Ok(_) => self.clean = true,
-            Err(e) => self.lost |= lost_server(e),
+    /// Runs one statement (`statement`, on the connection), noting how it
+    /// ended: clean again once it succeeded, and whether it found the
+    /// server gone.
+    fn tracked<'e, T: Send + 'e>(
+        &'e mut self,
+        statement: impl FnOnce(&'e mut PoolConnection<Any>) -> BoxFuture<'e, Result<T, Error>>,
+    ) -> BoxFuture<'e, Result<T, Error>> {
+        self.clean = false;
+        let Conn { conn, clean, lost, .. } = self;
+        let running = statement(conn.as_mut().expect("a Conn holds its connection until dropped"));
+        async move {
+            let result = running.await;
+            match &result {
+                Ok(_) => *clean = true,
+                Err(e) => *lost |= lost_server(e),
+            }
+            result
         }
+        .boxed()
     }
 }
 
@@ -256,13 +265,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
         'c: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        self.clean = false;
-        async move {
-            let row = self.inner().fetch_optional(query).await;
-            self.ended(&row);
-            row
-        }
-        .boxed()
+        self.tracked(|conn| conn.fetch_optional(query))
     }
 
     fn prepare_with<'e>(
@@ -273,26 +276,14 @@ impl<'c> Executor<'c> for &'c mut Conn {
     where
         'c: 'e,
     {
-        self.clean = false;
-        async move {
-            let statement = self.inner().prepare_with(sql, parameters).await;
-            self.ended(&statement);
-            statement
-        }
-        .boxed()
+        self.tracked(|conn| conn.prepare_with(sql, parameters))
     }
 
     fn describe<'e>(self, sql: sqlx::SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<Any>, Error>>
     where
         'c: 'e,
     {
-        self.clean = false;
-        async move {
-            let described = self.inner().describe(sql).await;
-            self.ended(&described);
-            described
-        }
-        .boxed()
+        self.tracked(|conn| conn.describe(sql))
     }
 }
 
