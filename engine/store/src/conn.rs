@@ -65,6 +65,7 @@ impl Parked {
 
     /// Gives every parked connection back to the pool.
     pub(crate) fn release(&self) {
+        // Dropped (back to the pool) once the lock is let go.
         let released = std::mem::take(&mut *self.conns.lock().expect("parked lock"));
         drop(released);
     }
@@ -157,32 +158,34 @@ fn lost_server(error: &Error) -> bool {
 /// through `&mut Conn` (an [`Executor`]).
 pub(crate) struct Conn {
     conn: Option<PoolConnection<Any>>,
-    /// The scope's setting; `None`: never parked (SQLite).
-    setting: Option<String>,
+    /// The scope's setting and the slot held (Postgres); `None`: never
+    /// parked (SQLite).
+    kept: Option<(String, Slot)>,
     /// Whether every statement so far ended without error.
     clean: bool,
     /// Whether a statement found the server gone.
     lost: bool,
-    slot: Option<Slot>,
     parked: Arc<Parked>,
     pool: AnyPool,
 }
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("setting", &self.setting).field("clean", &self.clean).finish()
+        f.debug_struct("Conn")
+            .field("setting", &self.kept.as_ref().map(|(setting, _)| setting))
+            .field("clean", &self.clean)
+            .finish()
     }
 }
 
 impl Conn {
     pub(crate) fn new(
         conn: PoolConnection<Any>,
-        setting: Option<String>,
-        slot: Option<Slot>,
+        kept: Option<(String, Slot)>,
         parked: Arc<Parked>,
         pool: AnyPool,
     ) -> Conn {
-        Conn { conn: Some(conn), setting, clean: true, lost: false, slot, parked, pool }
+        Conn { conn: Some(conn), kept, clean: true, lost: false, parked, pool }
     }
 
     /// Runs one statement (`statement`, on the connection), noting how it
@@ -209,19 +212,17 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // The slot goes last: whoever takes it next finds this connection
-        // parked (or back in the pool).
-        let slot = self.slot.take();
-        if let (Some(conn), Some(setting)) = (self.conn.take(), self.setting.take()) {
-            if self.clean && !self.pool.is_closed() {
-                self.parked.conns.lock().expect("parked lock").push((setting, conn));
-            } else {
-                drop(conn);
-                if self.lost {
-                    self.parked.release();
-                }
+        let (Some(conn), Some((setting, slot))) = (self.conn.take(), self.kept.take()) else { return };
+        if self.clean && !self.pool.is_closed() {
+            self.parked.conns.lock().expect("parked lock").push((setting, conn));
+        } else {
+            drop(conn);
+            if self.lost {
+                self.parked.release();
             }
         }
+        // The slot goes last: whoever takes it next finds this connection
+        // parked (or back in the pool).
         drop(slot);
     }
 }

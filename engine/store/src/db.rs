@@ -226,12 +226,12 @@ impl Db {
     /// otherwise one parked for another scope or from the pool, set.
     pub(crate) async fn conn(&self, scope: Scope<'_>) -> Result<Conn, sqlx::Error> {
         let Some(slots) = &self.slots else {
-            return Ok(Conn::new(self.pool.acquire().await?, None, None, self.parked.clone(), self.pool.clone()));
+            return Ok(Conn::new(self.pool.acquire().await?, None, self.parked.clone(), self.pool.clone()));
         };
         let setting = scope.setting();
         let slot = slots.take().await?;
         let conn = self.connection(setting, true, &slot).await?;
-        Ok(Conn::new(conn, Some(setting.to_string()), Some(slot), self.parked.clone(), self.pool.clone()))
+        Ok(Conn::new(conn, Some((setting.to_string(), slot)), self.parked.clone(), self.pool.clone()))
     }
 
     /// For a caller holding `slot`: the connection parked for `setting`

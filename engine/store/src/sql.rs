@@ -27,10 +27,10 @@ macro_rules! by_tenant {
 /// The condition that picks tenant $1's rows of `table`, as a tenant move
 /// copies and deletes them: for `runs`, stated so that it may use the
 /// tenant's index (see `by_tenant!`).
-pub(crate) fn tenant_rows(table: &str) -> String {
+pub(crate) fn tenant_rows(table: &str) -> &'static str {
     match table {
-        "runs" => concat!("tenant_id = $1 AND ", by_tenant!()).to_string(),
-        _ => "tenant_id = $1".to_string(),
+        "runs" => concat!("tenant_id = $1 AND ", by_tenant!()),
+        _ => "tenant_id = $1",
     }
 }
 
