@@ -153,11 +153,16 @@ impl Writer {
         } else {
             commit_run_by_run(&self.db, conn, batch).await
         };
-        // After a database error the connection may be broken: take a fresh one next time.
+        // After a database error the connection may be broken: take a fresh
+        // one next time. The error is most often the server going away, as
+        // it then has for the parked connections too: they go back to the
+        // pool, which pings each before use (at worst one setting each, when
+        // the server was fine).
         if results.iter().any(|r| matches!(r, Err(Error::GroupCommit(_))))
             && let Some(mut conn) = self.conn.take()
         {
             conn.close_on_drop();
+            self.db.parked.release();
         }
         self.abandoned = false;
         results

@@ -168,11 +168,13 @@ impl Db {
                 let migrated = POSTGRES_MIGRATIONS.run(&owner).await;
                 owner.close().await;
                 migrated?;
-                // No ping before each use: it is a round trip per statement,
-                // and a broken connection fails its statement clearly anyway.
+                // A ping before a connection leaves the pool: one that lost
+                // its server (a restart) is replaced instead of failing a
+                // statement. It is rare: connections mostly stay parked
+                // between uses (see `crate::conn`), and those are not pinged.
                 AnyPoolOptions::new()
                     .max_connections(POSTGRES_CONNECTIONS)
-                    .test_before_acquire(false)
+                    .test_before_acquire(true)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .after_connect(|conn, _| {
                         Box::pin(async move {

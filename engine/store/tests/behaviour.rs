@@ -804,3 +804,36 @@ async fn metered_appends_add_up_in_the_month_they_happen(store: Store) {
     assert!(!store.set_plan("nobody", &plan).await.unwrap());
     assert_eq!(store.plan("nobody").await.unwrap(), None);
 }
+
+/// After the server ends every connection (as a restart does), the batch
+/// of the group-commit writer, whose connection died, fails; the reads and
+/// appends after it do not: the writer's failure also let go the
+/// connections parked between statements, dead as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_lost_server_fails_the_writers_batch_and_nothing_after() {
+    use sqlx::Connection;
+    let url = testing::fresh_postgres().await;
+    let store = Store::connect(&url).await.unwrap();
+    new_run(&store, "run-r").await;
+    let step = |name: &str| [Event::StepScheduled { step: name.into(), items: None }];
+    store.append(DEFAULT_TENANT, "run-r", &step("a"), now_ms()).await.unwrap();
+    // Several connections parked, set to the tenant.
+    let reads = futures_util::future::join_all((0..8).map(|_| store.find_run(DEFAULT_TENANT, "run-r"))).await;
+    assert!(reads.iter().all(Result::is_ok));
+
+    let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    let lost = store.append(DEFAULT_TENANT, "run-r", &step("b"), now_ms()).await;
+    assert!(lost.is_err(), "the writer's connection died with its server: {lost:?}");
+    let run = store.find_run(DEFAULT_TENANT, "run-r").await.expect("a read after the failed batch");
+    assert_eq!(run.last_seq, 2, "the failed batch wrote nothing");
+    assert_eq!(store.append(DEFAULT_TENANT, "run-r", &step("b"), now_ms()).await.unwrap(), 3);
+    store.close().await;
+}
