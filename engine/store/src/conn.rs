@@ -343,7 +343,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parked_connections_neither_block_direct_use_nor_outlive_their_server() {
         use futures_util::future::join_all;
-        use sqlx::Connection;
         let url = crate::testing::fresh_postgres().await;
         let db = Db::connect(&url).await.unwrap();
         let tenants: Vec<String> = (0..crate::db::POSTGRES_CONNECTIONS).map(|n| format!("t{n}")).collect();
@@ -364,14 +363,7 @@ mod tests {
         assert_eq!(db.parked.count(), 4);
         // Their server ends them (as a restart would), and the pool's idle
         // ones with them.
-        let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
-        let ended: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
-        )
-        .fetch_one(&mut owner)
-        .await
-        .unwrap();
+        let ended = crate::testing::end_connections(&url).await;
         assert!(ended >= i64::from(crate::db::POSTGRES_CONNECTIONS), "ended {ended} connections");
         assert!(setting(&db, Scope::Tenant("t0")).await.is_err(), "a parked connection's server went away");
         assert_eq!(db.parked.count(), 0, "the other parked connections are let go");

@@ -43,6 +43,21 @@ pub fn server_part(url: &str) -> &str {
     }
 }
 
+/// Has the server end every other connection to the database at `url`, as
+/// a restart would, and waits until they are gone; returns how many.
+pub async fn end_connections(url: &str) -> i64 {
+    let mut owner = sqlx::PgConnection::connect(url).await.expect("connecting to end the others");
+    let ended = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .expect("ending the connections");
+    owner.close().await.ok();
+    ended
+}
+
 /// A new, empty database on the server of `url` (`postgres://user@host:port`,
 /// with or without a database name); its URL, or why it could not be made.
 pub async fn fresh_database(url: &str) -> Result<String, String> {
