@@ -62,6 +62,42 @@ pub async fn commit_floor(url: &str, samples: usize, clients: usize, duration: D
     Ok(Floor { commit_ms, commits_per_sec, clients })
 }
 
+/// Commit latencies (ms), sorted, of one client doing single-row
+/// INSERT+COMMIT on the database at `url` every `pause` until `until`: the
+/// floor as the database gives it under whatever else runs meanwhile. The
+/// client has a thread of its own, so that it waits on the database alone,
+/// not on the caller's tasks. Needs the table [`commit_floor`] creates.
+pub fn probe(
+    url: &str,
+    until: Instant,
+    pause: Duration,
+) -> impl Future<Output = anyhow::Result<Vec<f64>>> + Send + 'static {
+    let url = url.to_string();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let probed =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from).and_then(
+                |runtime| {
+                    runtime.block_on(async {
+                        let mut conn = connect(&url).await?;
+                        let mut latencies = Vec::new();
+                        while Instant::now() < until {
+                            let start = Instant::now();
+                            commit(&mut conn, &url, -1).await?;
+                            latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+                            tokio::time::sleep(pause).await;
+                        }
+                        conn.close().await?;
+                        latencies.sort_by(f64::total_cmp);
+                        Ok(latencies)
+                    })
+                },
+            );
+        let _ = done.send(probed);
+    });
+    async { result.await.map_err(|_| anyhow::anyhow!("the commit probe's thread ended without an answer"))? }
+}
+
 fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }

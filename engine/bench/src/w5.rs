@@ -4,7 +4,9 @@
 //! one-step workflow with `POST /v1/runs`, wait for it to complete with
 //! `GET /v1/runs/{id}?wait=30` (answered when it ends), and start the next. Reported: runs started and completed
 //! per second, and the start latency against the single-row commit floor
-//! measured on the same database in the same run.
+//! measured on the same database in the same run: alone before the load,
+//! and by one more client on a thread of its own, a commit every 5 ms,
+//! while the load runs (what the database gives any commit under it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +24,8 @@ use crate::percentile;
 pub struct Report {
     /// The commit floor of the same database.
     pub floor: Floor,
+    /// The same commit's latency while the clients run, ms: p50, p90.
+    pub loaded_floor_ms: (f64, f64),
     /// Clients.
     pub clients: usize,
     /// Runs started and seen completed per second.
@@ -127,6 +131,7 @@ pub async fn measure(
     eprintln!("[w5] {clients} clients for {seconds} s…");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let loaded = tokio::spawn(crate::floor::probe(url, deadline, Duration::from_millis(5)));
     let hash = Arc::new(hash);
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients {
@@ -163,12 +168,14 @@ pub async fn measure(
         completions.extend(c);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let loaded = loaded.await??;
     let _ = stop.send(());
     serving.await??;
     starts.sort_by(f64::total_cmp);
     completions.sort_by(f64::total_cmp);
     Ok(Report {
         floor,
+        loaded_floor_ms: (percentile(&loaded, 0.5), percentile(&loaded, 0.9)),
         clients,
         runs_per_sec: completions.len() as f64 / elapsed,
         start_ms: (percentile(&starts, 0.5), percentile(&starts, 0.99)),
@@ -182,6 +189,13 @@ pub fn print(report: &Report) {
     println!("| W5 (Postgres, {} clients, one server) | measured | target |", report.clients);
     println!("|---|---|---|");
     println!("| commit floor (1 client) | {floor:.3} ms | - |");
+    println!(
+        "| the same commit during the load, p50 / p90 | {:.3} / {:.3} ms ({:.1}x / {:.1}x the floor) | - |",
+        report.loaded_floor_ms.0,
+        report.loaded_floor_ms.1,
+        report.loaded_floor_ms.0 / floor,
+        report.loaded_floor_ms.1 / floor
+    );
     println!("| runs started and completed | {:.0}/s | ≥ 2,000/s |", report.runs_per_sec);
     println!(
         "| start latency p50 / p99 | {:.2} / {:.2} ms ({:.1}x / {:.1}x the floor) | p50 ≤ 3x the floor |",
