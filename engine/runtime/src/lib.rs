@@ -713,15 +713,25 @@ impl Engine {
         Ok(self.store.find_run(tenant, &run.id).await?)
     }
 
-    /// The tenant's run, once it has finished or `within` has passed,
-    /// whichever is first. A run that this process drives is seen the moment
-    /// it ends; one driven elsewhere, within [`WATCH_POLL`].
+    /// The tenant's run `run_id` (or the one run whose id starts with it),
+    /// once it has finished or `within` has passed, whichever is first. A
+    /// run that this process drives is seen the moment it ends; one driven
+    /// elsewhere, within [`WATCH_POLL`]. The run is read once, and again
+    /// on each of those wake-ups: the watch is set before the first read,
+    /// so an end between the two is not missed.
     pub async fn wait_finished(&self, tenant: &str, run_id: &str, within: Duration) -> Result<RunRecord> {
         let deadline = tokio::time::Instant::now() + within;
-        let notify = {
-            let mut watched = self.watched.lock().expect("watched lock");
-            watched.entry(run_id.to_string()).or_default().clone()
-        };
+        match self.watch_until(tenant, run_id, deadline).await? {
+            // Asked for by a prefix: watch the run itself.
+            run if run.id != run_id && !run.status.is_terminal() => self.watch_until(tenant, &run.id, deadline).await,
+            run => Ok(run),
+        }
+    }
+
+    /// [`Engine::wait_finished`] with the watch set under `run_id`; a run
+    /// found under another id (by a prefix) is answered as first read.
+    async fn watch_until(&self, tenant: &str, run_id: &str, deadline: tokio::time::Instant) -> Result<RunRecord> {
+        let notify = self.watched.lock().expect("watched lock").entry(run_id.to_string()).or_default().clone();
         let result = async {
             loop {
                 let ended = notify.notified();
@@ -729,7 +739,7 @@ impl Engine {
                 ended.as_mut().enable();
                 let run = self.store.find_run(tenant, run_id).await?;
                 let now = tokio::time::Instant::now();
-                if run.status.is_terminal() || now >= deadline {
+                if run.id != run_id || run.status.is_terminal() || now >= deadline {
                     return Ok(run);
                 }
                 let _ = tokio::time::timeout(WATCH_POLL.min(deadline - now), ended).await;

@@ -1038,7 +1038,9 @@ async fn a_client_waits_for_a_run_to_finish(api: Api) {
             router.oneshot(request).await.unwrap().status()
         })
     };
-    let (status, run) = api.call(Method::GET, &format!("{path}?wait=30"), &key, None).await;
+    // Asked for by a prefix of its id, as `runs show` may.
+    let prefix = &id[..id.len() - 4];
+    let (status, run) = api.call(Method::GET, &format!("/v1/runs/{prefix}?wait=30"), &key, None).await;
     assert_eq!(signal.await.unwrap(), StatusCode::ACCEPTED);
     assert_eq!(
         (status, &run["status"], &run["output"]),
@@ -1047,6 +1049,12 @@ async fn a_client_waits_for_a_run_to_finish(api: Api) {
     // A finished run answers at once.
     let (_, again) = api.call(Method::GET, &format!("{path}?wait=30"), &key, None).await;
     assert_eq!(again["status"], "completed");
+
+    let other = api.tenant(&unique("other-waiter"), "developer").await;
+    for (who, asked) in [(&key, "/v1/runs/run_nothing_like_it"), (&other, path.as_str())] {
+        let (status, answer) = api.call(Method::GET, &format!("{asked}?wait=1"), who, None).await;
+        assert_eq!((status, &answer["error"]["code"]), (StatusCode::NOT_FOUND, &json!("not_found")), "{answer}");
+    }
 
     for bad in ["wait=31", "wait=-1", "wait=soon", "watch=1"] {
         let (status, answer) = api.call(Method::GET, &format!("{path}?{bad}"), &key, None).await;

@@ -194,7 +194,13 @@ fn parse_cursor(text: &str) -> ApiResult<(i64, String)> {
 
 /// The tenant's run `id` (or the one run whose id starts with it), or 404.
 async fn run(state: &AppState, tenant: &str, id: &str) -> ApiResult<RunRecord> {
-    match state.engine().store().find_run(tenant, id).await {
+    found(state.engine().store().find_run(tenant, id).await)
+}
+
+/// A run looked up by id or prefix, or why not: 404, or a request for more
+/// of the id.
+fn found(run: Result<RunRecord, weft_store::Error>) -> ApiResult<RunRecord> {
+    match run {
         Err(weft_store::Error::AmbiguousRun { prefix, candidates }) => Err(ApiError::invalid_request(format!(
             "{prefix:?} starts several runs' ids ({candidates}); give more characters"
         ))
@@ -290,16 +296,17 @@ async fn get(
     Query(query): Query<GetQuery>,
 ) -> ApiResult<axum::Json<RunView>> {
     let tenant = caller.tenant(Action::Read)?;
-    let found = run(&state, tenant, &id).await?;
     let found = match query.wait {
-        None | Some(0) => found,
+        None | Some(0) => run(&state, tenant, &id).await?,
         Some(seconds) if seconds > MAX_WAIT_SECONDS => {
             return Err(ApiError::invalid_request(format!("`wait` is at most {MAX_WAIT_SECONDS} seconds")).at("wait"));
         }
-        Some(_) if found.status.is_terminal() => found,
         Some(seconds) => {
             let within = std::time::Duration::from_secs(seconds);
-            state.engine().wait_finished(tenant, &found.id, within).await?
+            match state.engine().wait_finished(tenant, &id, within).await {
+                Err(weft_runtime::Error::Store(e)) => found(Err(e))?,
+                waited => waited?,
+            }
         }
     };
     Ok(axum::Json(found.into()))
