@@ -18,6 +18,11 @@
 //! pings a connection before handing it out, so after a restart only the
 //! statement that finds the server gone fails.
 //!
+//! A [`Write`] transaction runs on a [`Conn`] and is parked with it after a
+//! clean commit or rollback. One dropped before either (an error, a
+//! cancelled request) may be in the middle of its transaction, so its
+//! connection is closed, which ends the transaction on the server.
+//!
 //! Parked connections stay out of the pool, so the pool alone cannot tell
 //! who may have one. [`Slots`] does: every user of a connection (a
 //! [`Conn`], or a [`Held`] one that goes back to the pool) holds one of as
@@ -34,7 +39,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Database, Either, Error, Execute, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Database, Either, Error, Execute, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections parked with their scope's setting, most recent last.
@@ -138,13 +143,6 @@ impl Held<PoolConnection<Any>> {
     }
 }
 
-impl Held<Transaction<'static, Any>> {
-    /// Commits the transaction; its connection goes back to the pool.
-    pub(crate) async fn commit(self) -> Result<(), Error> {
-        self.inner.commit().await
-    }
-}
-
 /// Whether `error` says that the connection lost its server (a restart, a
 /// dropped network), as every connection to that server then has.
 fn lost_server(error: &Error) -> bool {
@@ -210,6 +208,74 @@ impl Conn {
             result
         }
         .boxed()
+    }
+}
+
+impl Conn {
+    /// The connection, for statements that do not go through the Conn.
+    fn raw(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a Conn holds its connection until dropped")
+    }
+
+    /// Closes the connection once dropped, rather than parking it or giving
+    /// it back to the pool.
+    fn abandon(&mut self) {
+        self.clean = false;
+        if let Some(conn) = &mut self.conn {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// A transaction on a [`Conn`]; see the module docs. Its statements take
+/// `&mut *write` (the connection itself).
+pub(crate) struct Write {
+    conn: Conn,
+    /// Begun and neither committed nor rolled back.
+    open: bool,
+}
+
+impl Write {
+    /// Begins a transaction on `conn` with `begin` (`BEGIN`, or SQLite's
+    /// `BEGIN IMMEDIATE`).
+    pub(crate) async fn begin(mut conn: Conn, begin: &'static str) -> Result<Write, Error> {
+        (&mut conn).execute(begin).await?;
+        Ok(Write { conn, open: true })
+    }
+
+    /// Commits the transaction.
+    pub(crate) async fn commit(mut self) -> Result<(), Error> {
+        (&mut self.conn).execute("COMMIT").await?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Rolls the transaction back.
+    pub(crate) async fn rollback(mut self) -> Result<(), Error> {
+        (&mut self.conn).execute("ROLLBACK").await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Deref for Write {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn.conn.as_ref().expect("a Conn holds its connection until dropped")
+    }
+}
+
+impl DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.raw()
+    }
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.abandon();
+        }
     }
 }
 
@@ -332,6 +398,70 @@ mod tests {
         assert_eq!(db.parked.count(), 0);
         assert_eq!(setting(&db, Scope::Tenant("a")).await.unwrap(), "a");
         assert_eq!(db.parked.count(), 1);
+        db.close().await;
+    }
+
+    /// A write transaction's connection is parked, set to its scope, once
+    /// the transaction commits or rolls back. One dropped before either is
+    /// closed, which ends its transaction: nothing it wrote stays, and no
+    /// connection is left in the middle of one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_transactions_are_parked_once_ended_and_closed_if_dropped() {
+        use sqlx::Connection;
+        let url = crate::testing::fresh_postgres().await;
+        let db = Db::connect(&url).await.unwrap();
+        db.parked.release();
+        let insert =
+            |id: &'static str| sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $1, 0)").bind(id);
+        let pid = "SELECT pg_backend_pid()";
+        let count = "SELECT count(*) FROM tenants WHERE id = $1";
+
+        let mut write = db.begin_write(Scope::Tenant("kept")).await.unwrap();
+        insert("kept").execute(&mut *write).await.unwrap();
+        let wrote_on: i32 = sqlx::query_scalar(pid).fetch_one(&mut *write).await.unwrap();
+        write.commit().await.unwrap();
+        assert_eq!(db.parked.count(), 1, "the committed transaction's connection is parked");
+        let mut next = db.conn(Scope::Tenant("kept")).await.unwrap();
+        assert_eq!(sqlx::query_scalar::<_, i32>(pid).fetch_one(&mut next).await.unwrap(), wrote_on);
+        let set: String =
+            sqlx::query_scalar("SELECT current_setting('weft.tenant')").fetch_one(&mut next).await.unwrap();
+        assert_eq!(set, "kept", "it is parked set to its scope");
+        assert_eq!(sqlx::query_scalar::<_, i64>(count).bind("kept").fetch_one(&mut next).await.unwrap(), 1);
+        drop(next);
+
+        db.parked.release();
+        let mut write = db.begin_write(Scope::Tenant("undone")).await.unwrap();
+        insert("undone").execute(&mut *write).await.unwrap();
+        write.rollback().await.unwrap();
+        assert_eq!(db.parked.count(), 1, "the rolled-back transaction's connection is parked");
+        let undone: i64 =
+            sqlx::query_scalar(count).bind("undone").fetch_one(&mut db.conn(Scope::All).await.unwrap()).await.unwrap();
+        assert_eq!(undone, 0);
+
+        db.parked.release();
+        let mut write = db.begin_write(Scope::Tenant("dropped")).await.unwrap();
+        insert("dropped").execute(&mut *write).await.unwrap();
+        let dropped_on: i32 = sqlx::query_scalar(pid).fetch_one(&mut *write).await.unwrap();
+        drop(write);
+        assert_eq!(db.parked.count(), 0, "a transaction dropped open is not parked");
+        let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+        let gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sqlx::query_scalar::<_, bool>(gone).bind(dropped_on).fetch_one(&mut owner).await.unwrap() {
+            assert!(std::time::Instant::now() < deadline, "the dropped transaction's connection was not closed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let in_transaction: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+        assert_eq!(in_transaction, 0);
+        let dropped: i64 =
+            sqlx::query_scalar(count).bind("dropped").fetch_one(&mut db.conn(Scope::All).await.unwrap()).await.unwrap();
+        assert_eq!(dropped, 0, "what the dropped transaction wrote is gone");
+        owner.close().await.unwrap();
         db.close().await;
     }
 

@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 
-use crate::conn::{Conn, Held, Parked, Slot, Slots};
+use crate::conn::{Conn, Held, Parked, Slot, Slots, Write};
 use crate::journal::ROWS_PER_INSERT;
 use crate::{Error, Result, redact, sqlite_file};
 
@@ -90,8 +90,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const SET_ROLE: &str = "SET ROLE weft_app";
 /// Sets a connection's scope until the next is set.
 const SET_SCOPE: &str = "SELECT set_config('weft.tenant', $1, false)";
-/// Sets a transaction's scope.
-const SET_TRANSACTION_SCOPE: &str = "SELECT set_config('weft.tenant', $1, true)";
 
 /// The migrations of each backend. A database that a newer build migrated
 /// further opens too (its migrations are ones this build does not know):
@@ -232,22 +230,20 @@ impl Db {
         };
         let setting = scope.setting();
         let slot = slots.take().await?;
-        let conn = self.connection(setting, true, &slot).await?;
+        let conn = self.connection(setting, &slot).await?;
         Ok(Conn::new(conn, Some((setting.to_string(), slot)), self.parked.clone(), self.pool.clone()))
     }
 
     /// For a caller holding `slot`: the connection parked for `setting`
-    /// if there is one, else another parked or one from the pool, and
-    /// (`set`) then set to `setting`.
-    async fn connection(&self, setting: &str, set: bool, _slot: &Slot) -> Result<PoolConnection<Any>, sqlx::Error> {
+    /// if there is one, else another parked or one from the pool, set to
+    /// `setting`.
+    async fn connection(&self, setting: &str, _slot: &Slot) -> Result<PoolConnection<Any>, sqlx::Error> {
         let mut conn = match self.parked.take(setting) {
             Some(taken) if taken.set => return Ok(taken.conn),
             Some(taken) => taken.conn,
             None => self.pool.acquire().await?,
         };
-        if set {
-            sqlx::query(SET_SCOPE).bind(setting).execute(&mut *conn).await?;
-        }
+        sqlx::query(SET_SCOPE).bind(setting).execute(&mut *conn).await?;
         Ok(conn)
     }
 
@@ -259,7 +255,7 @@ impl Db {
             return Ok(Held::new(self.pool.acquire().await?, None));
         };
         let slot = slots.take().await?;
-        let conn = self.connection(scope.setting(), true, &slot).await?;
+        let conn = self.connection(scope.setting(), &slot).await?;
         Ok(Held::new(conn, Some(slot)))
     }
 
@@ -277,19 +273,14 @@ impl Db {
 
     /// Begins a write transaction in `scope` that serializes with other
     /// writers of the same run: `BEGIN IMMEDIATE` on SQLite; on Postgres the
-    /// `UPDATE` that reserves a run's seqs takes its row lock.
-    pub(crate) async fn begin_write(&self, scope: Scope<'_>) -> Result<Held<sqlx::Transaction<'static, sqlx::Any>>> {
-        let Some(slots) = &self.slots else {
-            return Ok(Held::new(self.pool.begin_with("BEGIN IMMEDIATE").await?, None));
+    /// `UPDATE` that reserves a run's seqs takes its row lock. It runs on a
+    /// [`Db::conn`], parked with it again once committed or rolled back.
+    pub(crate) async fn begin_write(&self, scope: Scope<'_>) -> Result<Write> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         };
-        let slot = slots.take().await?;
-        // The transaction's own setting ends with it, leaving the
-        // connection's as it was. (`Transaction::begin` is what sqlx's
-        // `Pool::begin` does with a connection it acquired.)
-        let conn = self.connection(scope.setting(), false, &slot).await?;
-        let mut tx = sqlx::Transaction::begin(conn, None).await?;
-        sqlx::query(SET_TRANSACTION_SCOPE).bind(scope.setting()).execute(&mut *tx).await?;
-        Ok(Held::new(tx, Some(slot)))
+        Ok(Write::begin(self.conn(scope).await?, begin).await?)
     }
 
     /// See [`crate::Store::working_role`].

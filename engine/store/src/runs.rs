@@ -223,22 +223,32 @@ impl Store {
             return if written.rows_affected() == 0 { Err(deprecated()) } else { Ok(()) };
         }
         let mut tx = db.begin_write(Scope::Tenant(run.tenant)).await?;
-        if let Some(max) = cap {
-            // SQLite's write transaction already holds the database.
-            if db.backend() == Backend::Postgres {
-                sqlx::query(sql::LOCK_TENANT).bind(run.tenant).execute(&mut *tx).await?;
+        let written = async {
+            if let Some(max) = cap {
+                // SQLite's write transaction already holds the database.
+                if db.backend() == Backend::Postgres {
+                    sqlx::query(sql::LOCK_TENANT).bind(run.tenant).execute(&mut *tx).await?;
+                }
+                let running: i64 = sqlx::query_scalar(sql::COUNT_RUNNING).bind(run.tenant).fetch_one(&mut *tx).await?;
+                if running as u64 >= max {
+                    return Err(Error::TooManyRunning { running: running as u64, max });
+                }
             }
-            let running: i64 = sqlx::query_scalar(sql::COUNT_RUNNING).bind(run.tenant).fetch_one(&mut *tx).await?;
-            if running as u64 >= max {
-                return Err(Error::TooManyRunning { running: running as u64, max });
+            if query.execute(&mut *tx).await.map_err(key_used)?.rows_affected() == 0 {
+                return Err(deprecated());
+            }
+            insert_events(&mut tx, run.tenant, run.id, 0, first, now).await
+        }
+        .await;
+        match written {
+            Ok(()) => Ok(tx.commit().await?),
+            Err(refused) => {
+                // The refusal is the answer. A rollback that fails leaves
+                // the connection to be closed, which ends the transaction.
+                let _ = tx.rollback().await;
+                Err(refused)
             }
         }
-        if query.execute(&mut *tx).await.map_err(key_used)?.rows_affected() == 0 {
-            return Err(deprecated());
-        }
-        insert_events(&mut tx, run.tenant, run.id, 0, first, now).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The tenant's run started with this idempotency key, if any.
