@@ -5,7 +5,7 @@
 //! `GET /v1/runs/{id}?wait=30` (answered when it ends), and start the next. Reported: runs started and completed
 //! per second, and the start latency against the single-row commit floor
 //! measured on the same database in the same run: alone before the load,
-//! and by one more client on a thread of its own, a commit every 5 ms,
+//! and by one more client on a thread of its own, a commit every 20 ms,
 //! while the load runs (what the database gives any commit under it).
 
 use std::sync::Arc;
@@ -131,7 +131,7 @@ pub async fn measure(
     eprintln!("[w5] {clients} clients for {seconds} s…");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let loaded = tokio::spawn(crate::floor::probe(url, deadline, Duration::from_millis(5)));
+    let loaded = tokio::spawn(crate::floor::probe(url, deadline, Duration::from_millis(20)));
     let hash = Arc::new(hash);
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients {
