@@ -424,7 +424,8 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Copies one table's rows of `tenant`; returns how many.
+/// Copies one table's rows of `tenant`, a row at a time as they are read
+/// (a tenant's journal need not fit in memory); returns how many.
 async fn copy_rows(
     from: &mut sqlx::AnyConnection,
     to: &mut sqlx::AnyConnection,
@@ -432,13 +433,15 @@ async fn copy_rows(
     table: &str,
     columns: &[(&str, Kind)],
 ) -> Result<u64> {
+    use futures_util::TryStreamExt;
     use sqlx::Row;
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let select = format!("SELECT {} FROM {table} WHERE {} ORDER BY 1, 2", names.join(", "), sql::tenant_rows(table));
     let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
     let insert = format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), placeholders.join(", "));
-    let rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(tenant).fetch_all(&mut *from).await?;
-    for row in &rows {
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(tenant).fetch(&mut *from);
+    let mut copied = 0;
+    while let Some(row) = rows.try_next().await? {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
         for (i, (_, kind)) in columns.iter().enumerate() {
             query = match kind {
@@ -450,8 +453,9 @@ async fn copy_rows(
             };
         }
         query.execute(&mut *to).await?;
+        copied += 1;
     }
-    Ok(rows.len() as u64)
+    Ok(copied)
 }
 
 /// Deletes what `tenant` had in a database it left (its row too, unless
