@@ -885,6 +885,11 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
     };
     let path = format!("/v1/tenants/{tenant}/database");
     let to_own = Some(json!({ "url": own }));
+    // Versions enough to take the copy several statements.
+    let versions = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) \
+                    INSERT INTO workflows (tenant_id, hash, name, definition, created_at) \
+                    SELECT $1, 'sha256:old' || i, 'old', '{}', $2 FROM n";
+    as_owner(&shared, versions, &tenant, Some(0)).await;
 
     // A run under way keeps the tenant where it is.
     let (status, refused) = api.call(Method::PUT, &path, &api.admin, to_own.clone()).await;
@@ -898,7 +903,8 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
 
     let (status, moved) = api.call(Method::PUT, &path, &api.admin, to_own.clone()).await;
     assert_eq!(status, StatusCode::OK, "{moved}");
-    assert_eq!((&moved["database"], &moved["runs"], &moved["workflows"]), (&json!("own"), &json!(2), &json!(2)));
+    assert_eq!((&moved["database"], &moved["runs"], &moved["workflows"]), (&json!("own"), &json!(2), &json!(602)));
+    assert_eq!(rows_of(&own, "workflows", &tenant).await, 602);
     assert_eq!(rows_of(&shared, "runs", &tenant).await, 0, "the shared database keeps none of its runs");
     assert_eq!(rows_of(&shared, "events", &tenant).await, 0);
     assert_eq!(rows_of(&own, "runs", &tenant).await, 2);

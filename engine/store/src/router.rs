@@ -424,8 +424,45 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Copies one table's rows of `tenant`, a row at a time as they are read
-/// (a tenant's journal need not fit in memory); returns how many.
+/// Rows written by one statement of a move's copy, at most.
+const ROWS_PER_COPY: usize = 256;
+
+/// Bytes of text and blobs written by one statement of a move's copy, about
+/// at most (a row alone may be more).
+const BYTES_PER_COPY: usize = 4 << 20;
+
+/// One column's value of a copied row.
+enum Value {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    fn read(row: &sqlx::any::AnyRow, i: usize, kind: Kind) -> std::result::Result<Value, sqlx::Error> {
+        use sqlx::Row;
+        Ok(match kind {
+            Kind::Text => Value::Text(row.try_get(i)?),
+            Kind::OptText => Value::OptText(row.try_get(i)?),
+            Kind::Int => Value::Int(row.try_get(i)?),
+            Kind::OptInt => Value::OptInt(row.try_get(i)?),
+            Kind::Bytes => Value::Bytes(row.try_get(i)?),
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Value::Text(text) | Value::OptText(Some(text)) => text.len(),
+            Value::Bytes(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Copies one table's rows of `tenant` as they are read (a tenant's journal
+/// need not fit in memory), many rows to a statement; returns how many.
 async fn copy_rows(
     from: &mut sqlx::AnyConnection,
     to: &mut sqlx::AnyConnection,
@@ -434,28 +471,51 @@ async fn copy_rows(
     columns: &[(&str, Kind)],
 ) -> Result<u64> {
     use futures_util::TryStreamExt;
-    use sqlx::Row;
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let select = format!("SELECT {} FROM {table} WHERE {} ORDER BY 1, 2", names.join(", "), sql::tenant_rows(table));
-    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
-    let insert = format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), placeholders.join(", "));
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).bind(tenant).fetch(&mut *from);
-    let mut copied = 0;
+    let (mut batch, mut bytes, mut copied) = (Vec::new(), 0, 0);
     while let Some(row) = rows.try_next().await? {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
-        for (i, (_, kind)) in columns.iter().enumerate() {
-            query = match kind {
-                Kind::Text => query.bind(row.try_get::<String, _>(i)?),
-                Kind::OptText => query.bind(row.try_get::<Option<String>, _>(i)?),
-                Kind::Int => query.bind(row.try_get::<i64, _>(i)?),
-                Kind::OptInt => query.bind(row.try_get::<Option<i64>, _>(i)?),
-                Kind::Bytes => query.bind(row.try_get::<Vec<u8>, _>(i)?),
-            };
+        let values = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, kind))| Value::read(&row, i, *kind))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        bytes += values.iter().map(Value::bytes).sum::<usize>();
+        batch.push(values);
+        if batch.len() == ROWS_PER_COPY || bytes >= BYTES_PER_COPY {
+            copied += insert_rows(to, table, &names, std::mem::take(&mut batch)).await?;
+            bytes = 0;
         }
-        query.execute(&mut *to).await?;
-        copied += 1;
     }
+    copied += insert_rows(to, table, &names, batch).await?;
     Ok(copied)
+}
+
+/// Inserts `rows` (values of `names`) into `table` with one statement;
+/// returns how many.
+async fn insert_rows(to: &mut sqlx::AnyConnection, table: &str, names: &[&str], rows: Vec<Vec<Value>>) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let tuples: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let placeholders: Vec<String> = (1..=names.len()).map(|c| format!("${}", r * names.len() + c)).collect();
+            format!("({})", placeholders.join(", "))
+        })
+        .collect();
+    let insert = format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), tuples.join(", "));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+    for value in rows.into_iter().flatten() {
+        query = match value {
+            Value::Text(v) => query.bind(v),
+            Value::OptText(v) => query.bind(v),
+            Value::Int(v) => query.bind(v),
+            Value::OptInt(v) => query.bind(v),
+            Value::Bytes(v) => query.bind(v),
+        };
+    }
+    Ok(query.execute(&mut *to).await?.rows_affected())
 }
 
 /// Deletes what `tenant` had in a database it left (its row too, unless
