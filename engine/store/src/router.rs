@@ -189,13 +189,11 @@ pub struct Moved {
     pub connectors: u64,
 }
 
-/// How a copied column is read and written.
+/// How a copied column is read and written (text and integers may be null).
 #[derive(Clone, Copy)]
 enum Kind {
     Text,
-    OptText,
     Int,
-    OptInt,
     Bytes,
 }
 
@@ -210,7 +208,7 @@ const TENANT_TABLES: [(&str, &[(&str, Kind)]); 5] = [
             ("name", Kind::Text),
             ("definition", Kind::Text),
             ("created_at", Kind::Int),
-            ("deprecated_at", Kind::OptInt),
+            ("deprecated_at", Kind::Int),
         ],
     ),
     (
@@ -234,16 +232,16 @@ const TENANT_TABLES: [(&str, &[(&str, Kind)]); 5] = [
             ("workflow_hash", Kind::Text),
             ("status", Kind::Text),
             ("input", Kind::Text),
-            ("output", Kind::OptText),
-            ("error", Kind::OptText),
+            ("output", Kind::Text),
+            ("error", Kind::Text),
             ("last_seq", Kind::Int),
-            ("lease_owner", Kind::OptText),
-            ("lease_until", Kind::OptInt),
+            ("lease_owner", Kind::Text),
+            ("lease_until", Kind::Int),
             ("created_at", Kind::Int),
             ("updated_at", Kind::Int),
-            ("parent_id", Kind::OptText),
-            ("retry_of", Kind::OptText),
-            ("idempotency_key", Kind::OptText),
+            ("parent_id", Kind::Text),
+            ("retry_of", Kind::Text),
+            ("idempotency_key", Kind::Text),
             ("wake_at", Kind::Int),
         ],
     ),
@@ -254,7 +252,7 @@ const TENANT_TABLES: [(&str, &[(&str, Kind)]); 5] = [
             ("seq", Kind::Int),
             ("tenant_id", Kind::Text),
             ("kind", Kind::Text),
-            ("step", Kind::OptText),
+            ("step", Kind::Text),
             ("body", Kind::Text),
             ("at", Kind::Int),
         ],
@@ -433,10 +431,8 @@ const BYTES_PER_COPY: usize = 4 << 20;
 
 /// One column's value of a copied row.
 enum Value {
-    Text(String),
-    OptText(Option<String>),
-    Int(i64),
-    OptInt(Option<i64>),
+    Text(Option<String>),
+    Int(Option<i64>),
     Bytes(Vec<u8>),
 }
 
@@ -445,18 +441,16 @@ impl Value {
         use sqlx::Row;
         Ok(match kind {
             Kind::Text => Value::Text(row.try_get(i)?),
-            Kind::OptText => Value::OptText(row.try_get(i)?),
             Kind::Int => Value::Int(row.try_get(i)?),
-            Kind::OptInt => Value::OptInt(row.try_get(i)?),
             Kind::Bytes => Value::Bytes(row.try_get(i)?),
         })
     }
 
     fn bytes(&self) -> usize {
         match self {
-            Value::Text(text) | Value::OptText(Some(text)) => text.len(),
+            Value::Text(text) => text.as_ref().map_or(0, String::len),
             Value::Bytes(bytes) => bytes.len(),
-            _ => 0,
+            Value::Int(_) => 0,
         }
     }
 }
@@ -498,20 +492,12 @@ async fn insert_rows(to: &mut sqlx::AnyConnection, table: &str, names: &[&str], 
     if rows.is_empty() {
         return Ok(0);
     }
-    let tuples: Vec<String> = (0..rows.len())
-        .map(|r| {
-            let placeholders: Vec<String> = (1..=names.len()).map(|c| format!("${}", r * names.len() + c)).collect();
-            format!("({})", placeholders.join(", "))
-        })
-        .collect();
-    let insert = format!("INSERT INTO {table} ({}) VALUES {}", names.join(", "), tuples.join(", "));
+    let insert = sql::insert_rows(table, names, rows.len());
     let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
     for value in rows.into_iter().flatten() {
         query = match value {
             Value::Text(v) => query.bind(v),
-            Value::OptText(v) => query.bind(v),
             Value::Int(v) => query.bind(v),
-            Value::OptInt(v) => query.bind(v),
             Value::Bytes(v) => query.bind(v),
         };
     }

@@ -289,13 +289,26 @@ fn push_params(sql: &mut String, last: &mut usize, columns: &[&str]) {
 /// Appends `rows` placeholder rows of the events table's seven columns,
 /// numbering parameters after `offset`.
 fn push_event_rows(sql: &mut String, offset: usize, rows: usize) {
+    push_rows(sql, offset, rows, 7);
+}
+
+/// Appends `rows` placeholder rows of `columns` parameters each
+/// (`($1, $2), ($3, $4)`), numbering parameters after `offset`.
+fn push_rows(sql: &mut String, offset: usize, rows: usize, columns: usize) {
     for row in 0..rows {
-        let p = offset + row * 7;
-        if row > 0 {
-            sql.push_str(", ");
+        sql.push_str(if row > 0 { ", (" } else { "(" });
+        for c in 1..=columns {
+            let _ = write!(sql, "{}${}", if c > 1 { ", " } else { "" }, offset + row * columns + c);
         }
-        let _ = write!(sql, "(${}, ${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7);
+        sql.push(')');
     }
+}
+
+/// Inserts `rows` rows of `columns` into `table` (a tenant's move).
+pub(crate) fn insert_rows(table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    push_rows(&mut sql, 0, rows, columns.len());
+    sql
 }
 
 // Connectors.
