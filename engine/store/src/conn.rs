@@ -237,10 +237,16 @@ pub(crate) struct Write {
 
 impl Write {
     /// Begins a transaction on `conn` with `begin` (`BEGIN`, or SQLite's
-    /// `BEGIN IMMEDIATE`).
-    pub(crate) async fn begin(mut conn: Conn, begin: &'static str) -> Result<Write, Error> {
-        (&mut conn).execute(begin).await?;
-        Ok(Write { conn, open: true })
+    /// `BEGIN IMMEDIATE`). The Write counts as open from before `begin` is
+    /// sent: a caller cancelled while it is under way (SQLite's waits for
+    /// the database), or a `begin` that fails, closes the connection, as
+    /// the server may go on to run it. Given back to the pool, it would
+    /// hold the transaction open for the next user, whose statements would
+    /// never commit (and, on SQLite, every other writer would wait on it).
+    pub(crate) async fn begin(conn: Conn, begin: &'static str) -> Result<Write, Error> {
+        let mut write = Write { conn, open: true };
+        (&mut write.conn).execute(begin).await?;
+        Ok(write)
     }
 
     /// Commits the transaction.
@@ -462,6 +468,64 @@ mod tests {
             sqlx::query_scalar(count).bind("dropped").fetch_one(&mut db.conn(Scope::All).await.unwrap()).await.unwrap();
         assert_eq!(dropped, 0, "what the dropped transaction wrote is gone");
         owner.close().await.unwrap();
+        db.close().await;
+    }
+
+    /// A write cancelled while its `BEGIN` is under way (as a request
+    /// whose client went away is) closes its connection: the transaction
+    /// the server goes on to begin is not handed to the connection's next
+    /// user, where nothing would commit. Postgres: a `BEGIN` that takes a
+    /// while; SQLite: one that waits for another writer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_cancelled_while_it_begins_leaves_no_transaction_behind() {
+        use sqlx::Connection;
+        use std::time::{Duration, Instant};
+        let url = crate::testing::fresh_postgres().await;
+        let db = Db::connect(&url).await.unwrap();
+        db.parked.release();
+        let mut conn = db.conn(Scope::Tenant("a")).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await.unwrap();
+        let begun = super::Write::begin(conn, "BEGIN; SELECT pg_sleep(0.5)");
+        assert!(tokio::time::timeout(Duration::from_millis(100), begun).await.is_err());
+        let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+        let gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sqlx::query_scalar::<_, bool>(gone).bind(pid).fetch_one(&mut owner).await.unwrap() {
+            assert!(Instant::now() < deadline, "the connection of a cancelled BEGIN went back to the pool");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        owner.close().await.unwrap();
+        db.close().await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&crate::testing::sqlite_url(dir.path())).await.unwrap();
+        // Two connections open and idle first, so that the second writer
+        // waits in its BEGIN rather than in opening a connection.
+        drop((db.conn(Scope::All).await.unwrap(), db.conn(Scope::All).await.unwrap()));
+        let holder = db.begin_write(Scope::All).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(200), db.begin_write(Scope::All)).await;
+        assert!(waiting.is_err(), "a second writer waits for the first");
+        holder.commit().await.unwrap();
+        // Time for the cancelled BEGIN, which SQLite retries after pauses,
+        // to take the database the first writer let go.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for n in 0..4 {
+            let wrote = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut write = db.begin_write(Scope::All).await?;
+                sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $1, 0)")
+                    .bind(format!("t{n}"))
+                    .execute(&mut *write)
+                    .await?;
+                write.commit().await?;
+                Ok::<(), crate::Error>(())
+            })
+            .await;
+            assert!(matches!(wrote, Ok(Ok(()))), "write {n} after the cancelled one: {wrote:?}");
+        }
+        let mut fresh = sqlx::AnyConnection::connect(&crate::testing::sqlite_url(dir.path())).await.unwrap();
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id LIKE 't%'").fetch_one(&mut fresh).await.unwrap();
+        assert_eq!(count, 4, "every write after the cancelled one committed");
         db.close().await;
     }
 
