@@ -140,6 +140,19 @@ impl Api {
     }
 
     /// Waits for a run to finish, up to 20 s.
+    /// Waits until run `id` is parked: no process holds it.
+    async fn parked(&self, key: &str, id: &str) {
+        let started = Instant::now();
+        loop {
+            let (_, run) = self.call(Method::GET, &format!("/v1/runs/{id}"), key, None).await;
+            if run["lease_owner"].is_null() {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "the run was not parked: {run}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn finished(&self, key: &str, id: &str) -> Value {
         let started = Instant::now();
         loop {
@@ -154,6 +167,14 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A workflow that sleeps for `sleep`, then echoes.
+fn napper(name: &str, sleep: &str) -> Value {
+    json!({ "name": name, "steps": [
+        { "id": "nap", "sleep": sleep },
+        { "id": "done", "uses": "transform/echo", "with": { "ok": true }, "needs": ["nap"] }
+    ] })
 }
 
 /// A name no other test in this process uses.
@@ -873,8 +894,8 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
     let first = api.finished(&key, first["run"]["id"].as_str().unwrap()).await;
     let first_id = first["id"].as_str().unwrap().to_string();
     let waits = api.workflow(&key, greeter()).await;
-    let (_, waiting) = api.start(&key, &waits, json!({ "name": "W" }), None).await;
-    let waiting = waiting["run"]["id"].as_str().unwrap().to_string();
+    let brief = api.workflow(&key, napper("brief", "1900ms")).await;
+    let naps = api.workflow(&key, napper("naps", "2s")).await;
 
     let shared = api._server.url().to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -891,31 +912,54 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
                     SELECT $1, 'sha256:old' || i, 'old', '{}', $2 FROM n";
     as_owner(&shared, versions, &tenant, Some(0)).await;
 
-    // A run under way keeps the tenant where it is.
+    // A run its worker drives (through a sleep too short to park it) keeps
+    // the tenant where it is.
+    let (_, held) = api.start(&key, &brief, json!({}), None).await;
+    let held = held["run"]["id"].as_str().unwrap().to_string();
     let (status, refused) = api.call(Method::PUT, &path, &api.admin, to_own.clone()).await;
     assert_eq!((status, &refused["error"]["code"]), (StatusCode::CONFLICT, &json!("tenant_busy")), "{refused}");
-    api.call(Method::POST, &format!("/v1/runs/{waiting}/signal"), &key, Some(json!({ "name": "go" }))).await;
-    assert_eq!(api.finished(&key, &waiting).await["status"], "completed");
+    assert_eq!(api.finished(&key, &held).await["status"], "completed");
     let usage_path = format!("/v1/tenants/{tenant}/usage");
-    let (_, usage_before) = api.call(Method::GET, &usage_path, &key, None).await;
     let timeline_path = format!("/v1/runs/{first_id}/timeline");
     let (_, timeline_before) = api.call(Method::GET, &timeline_path, &key, None).await;
 
+    // Parked runs move as they are: one waits for a signal, one sleeps
+    // until a time that comes while the tenant moves.
+    let (_, waiting) = api.start(&key, &waits, json!({ "name": "W" }), None).await;
+    let waiting = waiting["run"]["id"].as_str().unwrap().to_string();
+    let (_, napping) = api.start(&key, &naps, json!({}), None).await;
+    let napping = napping["run"]["id"].as_str().unwrap().to_string();
+    api.parked(&key, &waiting).await;
+    let (_, usage_before) = api.call(Method::GET, &usage_path, &key, None).await;
     let (status, moved) = api.call(Method::PUT, &path, &api.admin, to_own.clone()).await;
     assert_eq!(status, StatusCode::OK, "{moved}");
-    assert_eq!((&moved["database"], &moved["runs"], &moved["workflows"]), (&json!("own"), &json!(2), &json!(602)));
-    assert_eq!(rows_of(&own, "workflows", &tenant).await, 602);
+    assert_eq!((&moved["database"], &moved["runs"], &moved["workflows"]), (&json!("own"), &json!(4), &json!(604)));
+    assert_eq!(rows_of(&own, "workflows", &tenant).await, 604);
     assert_eq!(rows_of(&shared, "runs", &tenant).await, 0, "the shared database keeps none of its runs");
     assert_eq!(rows_of(&shared, "events", &tenant).await, 0);
-    assert_eq!(rows_of(&own, "runs", &tenant).await, 2);
+    assert_eq!(rows_of(&own, "runs", &tenant).await, 4);
+    // They finish where they moved to, each step once.
+    let napped = api.finished(&key, &napping).await;
+    assert_eq!(napped["status"], "completed", "{napped}");
+    api.call(Method::POST, &format!("/v1/runs/{waiting}/signal"), &key, Some(json!({ "name": "go" }))).await;
+    assert_eq!(api.finished(&key, &waiting).await["status"], "completed");
+    for run in [&napping, &waiting] {
+        let (_, timeline) = api.call(Method::GET, &format!("/v1/runs/{run}/timeline"), &key, None).await;
+        let events = timeline["events"].as_array().unwrap();
+        let done = events.iter().filter(|e| e["event"]["type"] == "step_completed" && e["event"]["step"] == "done");
+        assert_eq!(done.count(), 1, "{events:#?}");
+    }
+    assert_eq!(rows_of(&shared, "runs", &tenant).await, 0);
 
     // Everything reads as before, from its database; its key still works.
     let (_, run) = api.call(Method::GET, &format!("/v1/runs/{first_id}"), &key, None).await;
     assert_eq!((&run["status"], &run["output"]), (&first["status"], &first["output"]), "{run}");
     let (_, timeline) = api.call(Method::GET, &timeline_path, &key, None).await;
     assert_eq!(timeline["events"], timeline_before["events"], "the journal moved whole, times and all");
+    // Usage moved too (the napping run may have taken its step since).
     let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
-    assert_eq!(usage, usage_before);
+    assert_eq!(usage["runs"], usage_before["runs"], "{usage}");
+    assert!(usage["steps"].as_i64() >= usage_before["steps"].as_i64(), "{usage} {usage_before}");
     let (status, again) = api.start(&key, &two, json!({}), Some("first")).await;
     assert_eq!((status, &again["run"]["id"]), (StatusCode::OK, &json!(first_id)), "the idempotency key moved too");
 
@@ -926,10 +970,10 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
     let parked = parked["run"]["id"].as_str().unwrap().to_string();
     api.call(Method::POST, &format!("/v1/runs/{parked}/signal"), &key, Some(json!({ "name": "go" }))).await;
     assert_eq!(api.finished(&key, &parked).await["status"], "completed");
-    assert_eq!(rows_of(&own, "runs", &tenant).await, 4);
+    assert_eq!(rows_of(&own, "runs", &tenant).await, 6);
     assert_eq!(rows_of(&shared, "runs", &tenant).await, 0);
     let (_, listed) = api.call(Method::GET, "/v1/runs", &key, None).await;
-    assert_eq!(listed["runs"].as_array().unwrap().len(), 4, "{listed}");
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 6, "{listed}");
 
     // Its neighbour in the shared database is untouched.
     let (_, theirs) = api.start(&neighbour, &neighbours, json!({}), None).await;
@@ -937,12 +981,15 @@ async fn a_tenant_moved_to_its_own_database_keeps_working(api: Api) {
     let (status, _) = api.call(Method::GET, &format!("/v1/runs/{first_id}"), &neighbour, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // Back to the shared database, whole.
+    // Back to the shared database, whole, usage too.
+    let (_, usage_before) = api.call(Method::GET, &usage_path, &key, None).await;
     let (status, moved) = api.call(Method::PUT, &path, &api.admin, Some(json!({ "url": null }))).await;
-    assert_eq!((status, &moved["database"], &moved["runs"]), (StatusCode::OK, &json!("shared"), &json!(4)), "{moved}");
-    assert_eq!(rows_of(&shared, "runs", &tenant).await, 4);
+    assert_eq!((status, &moved["database"], &moved["runs"]), (StatusCode::OK, &json!("shared"), &json!(6)), "{moved}");
+    assert_eq!(rows_of(&shared, "runs", &tenant).await, 6);
     let (_, run) = api.call(Method::GET, &format!("/v1/runs/{first_id}"), &key, None).await;
     assert_eq!(run["output"], first["output"]);
+    let (_, usage) = api.call(Method::GET, &usage_path, &key, None).await;
+    assert_eq!(usage, usage_before);
 
     // Only a super admin moves a tenant, to a database it can open.
     let (status, _) = api.call(Method::PUT, &path, &key, to_own.clone()).await;

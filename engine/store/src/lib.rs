@@ -131,16 +131,16 @@ pub enum Error {
     /// No tenant has this id.
     #[error("no tenant has id {0:?}")]
     TenantNotFound(String),
-    /// A tenant with runs under way cannot move.
+    /// A tenant with runs under way (a process drives them) cannot move.
     #[error(
-        "tenant {tenant:?} cannot move now: {unfinished} of its runs have not finished; let them finish or cancel \
-         them first"
+        "tenant {tenant:?} cannot move now: {driven} of its runs are under way; try again once they finish or \
+         park (asleep or waiting for a signal), or cancel them"
     )]
     TenantBusy {
         /// The tenant.
         tenant: String,
-        /// Its runs that have not finished.
-        unfinished: u64,
+        /// Its runs that a process drives.
+        driven: u64,
     },
     /// A move that went on after another process had cleared its mark
     /// (it stalled for longer than [`MOVE_ABANDONED_AFTER`]): the tenant

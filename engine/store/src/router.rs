@@ -63,8 +63,31 @@ pub(crate) struct Router {
     routes: std::sync::Mutex<HashMap<String, (Instant, Route)>>,
     /// The other databases by URL, opened on first use.
     shards: tokio::sync::Mutex<HashMap<String, Shard>>,
-    /// Every database some tenant lives in, as last read.
-    urls: std::sync::Mutex<Option<(Instant, Vec<String>)>>,
+    /// Every database other than the shared one that some tenant lives
+    /// in, with the tenants routed there and not moving, as last read.
+    served: std::sync::Mutex<Option<(Instant, Vec<TenantsOf>)>>,
+}
+
+/// A database's URL, and the tenants routed to it and not moving.
+type TenantsOf = (String, Vec<String>);
+
+/// A database and the tenants whose due runs are claimed from it.
+pub(crate) struct Served {
+    pub(crate) shard: Shard,
+    /// `None`: the shared database, whose statements read its tenants'
+    /// routes themselves ([`sql::Routed::Shared`]). Never empty.
+    pub(crate) tenants: Option<Vec<String>>,
+}
+
+impl Served {
+    /// How a statement over every tenant's due runs, with `params`
+    /// parameters of its own, picks this database's.
+    pub(crate) fn routed(&self, params: usize) -> sql::Routed {
+        match &self.tenants {
+            None => sql::Routed::Shared,
+            Some(tenants) => sql::Routed::Listed { from: params + 1, tenants: tenants.len() },
+        }
+    }
 }
 
 impl Store {
@@ -96,21 +119,12 @@ impl Store {
         // A tenant that does not exist has nothing anywhere: the shared
         // database answers that.
         let route = match row {
-            Some((url, Some(mark))) if now_ms() - mark > MOVE_ABANDONED_AFTER.as_millis() as i64 => {
-                let cleared = sqlx::query(sql::CLEAR_MARK)
-                    .bind(tenant)
-                    .bind(mark)
-                    .execute(&mut self.db.conn(Scope::Tenant(tenant)).await?)
-                    .await?
-                    .rows_affected();
-                if cleared == 0 {
-                    // Renewed or cleared meanwhile: read it again next time.
-                    return Ok(Route::Moving);
-                }
-                tracing::warn!(tenant, marked_at = mark, "cleared the mark of a move that stopped renewing it");
-                url.map_or(Route::Shared, Route::Own)
-            }
-            Some((_, Some(_))) => Route::Moving,
+            Some((url, Some(mark))) => match self.mark_stands(tenant, mark).await? {
+                Some(true) => Route::Moving,
+                Some(false) => url.map_or(Route::Shared, Route::Own),
+                // Renewed or cleared meanwhile: read it again next time.
+                None => return Ok(Route::Moving),
+            },
             Some((Some(url), None)) => Route::Own(url),
             _ => Route::Shared,
         };
@@ -118,10 +132,30 @@ impl Store {
         Ok(route)
     }
 
+    /// Whether `tenant`'s move mark `mark` stands: `Some(false)` when it was
+    /// older than [`MOVE_ABANDONED_AFTER`] and is cleared now, `None` when it
+    /// was that old but was renewed or cleared meanwhile.
+    async fn mark_stands(&self, tenant: &str, mark: i64) -> Result<Option<bool>> {
+        if now_ms() - mark <= MOVE_ABANDONED_AFTER.as_millis() as i64 {
+            return Ok(Some(true));
+        }
+        let cleared = sqlx::query(sql::CLEAR_MARK)
+            .bind(tenant)
+            .bind(mark)
+            .execute(&mut self.db.conn(Scope::Tenant(tenant)).await?)
+            .await?
+            .rows_affected();
+        if cleared == 0 {
+            return Ok(None);
+        }
+        tracing::warn!(tenant, marked_at = mark, "cleared the mark of a move that stopped renewing it");
+        Ok(Some(false))
+    }
+
     /// Forgets the tenant's route (it just changed here).
     fn forget_route(&self, tenant: &str) {
         self.router.routes.lock().expect("routes lock").remove(tenant);
-        *self.router.urls.lock().expect("urls lock") = None;
+        *self.router.served.lock().expect("served lock") = None;
     }
 
     /// The database at `url`, opened (and migrated) on first use.
@@ -142,23 +176,38 @@ impl Store {
         Ok(shard)
     }
 
-    /// Every database: the shared one first, then each one a tenant lives in.
-    pub(crate) async fn all_shards(&self) -> Result<Vec<Shard>> {
-        let cached = self.router.urls.lock().expect("urls lock").clone();
-        let urls = match cached {
-            Some((read_at, urls)) if read_at.elapsed() < ROUTE_FRESH_FOR => urls,
+    /// Every database, each with the tenants whose due runs are claimed
+    /// from it: the shared one first, then each other one a tenant lives
+    /// in. A tenant marked moving is claimed from nowhere until its move
+    /// ends (a mark its move stopped renewing is cleared here).
+    pub(crate) async fn all_shards(&self) -> Result<Vec<Served>> {
+        let cached = self.router.served.lock().expect("served lock").clone();
+        let served = match cached {
+            Some((read_at, served)) if read_at.elapsed() < ROUTE_FRESH_FOR => served,
             _ => {
-                let urls: Vec<String> = sqlx::query_scalar(sql::SELECT_TENANT_DATABASES)
-                    .fetch_all(&mut self.db.conn(Scope::All).await?)
-                    .await?;
-                *self.router.urls.lock().expect("urls lock") = Some((Instant::now(), urls.clone()));
-                urls
+                let rows: Vec<(String, Option<String>, Option<i64>)> =
+                    sqlx::query_as(sql::SELECT_TENANT_ROUTES).fetch_all(&mut self.db.conn(Scope::All).await?).await?;
+                let mut served: Vec<TenantsOf> = Vec::new();
+                for (tenant, url, mark) in rows {
+                    if let Some(mark) = mark
+                        && self.mark_stands(&tenant, mark).await? != Some(false)
+                    {
+                        continue;
+                    }
+                    let Some(url) = url else { continue };
+                    match served.last_mut() {
+                        Some((last, tenants)) if *last == url => tenants.push(tenant),
+                        _ => served.push((url, vec![tenant])),
+                    }
+                }
+                *self.router.served.lock().expect("served lock") = Some((Instant::now(), served.clone()));
+                served
             }
         };
-        let mut shards = vec![self.home()];
-        for url in urls {
+        let mut shards = vec![Served { shard: self.home(), tenants: None }];
+        for (url, tenants) in served {
             match self.open_shard(&url).await {
-                Ok(shard) => shards.push(shard),
+                Ok(shard) => shards.push(Served { shard, tenants: Some(tenants) }),
                 // One database out of reach does not stop the others' work.
                 Err(e) => tracing::warn!(database = %redact(&url), error = %e, "a tenant database is out of reach"),
             }
@@ -272,10 +321,13 @@ const TENANT_TABLES: [(&str, &[(&str, Kind)]); 5] = [
 impl Store {
     /// Moves `tenant`'s data to the database at `to` (`None`: back to the
     /// shared database), which is created and migrated if needed, and
-    /// routes the tenant there. The tenant must have no run that has not
-    /// finished ([`Error::TenantBusy`]): its requests are refused while it
+    /// routes the tenant there. No process may be driving one of its runs
+    /// ([`Error::TenantBusy`]); runs parked (asleep, waiting for a signal),
+    /// and runs whose driver's lease expired, move as they are, and are
+    /// claimed from the target once due. Its requests are refused while it
     /// moves (for [`ROUTE_FRESH_FOR`] and a little more, then the copy),
-    /// and its keys, plan and id stay as they are.
+    /// workers claim none of its runs anywhere meanwhile, and its keys, plan
+    /// and id stay as they are.
     pub async fn move_tenant(&self, tenant: &str, to: Option<&str>, at: i64) -> Result<Moved> {
         if self.get_tenant(tenant).await?.is_none() {
             return Err(Error::TenantNotFound(tenant.to_string()));
@@ -294,7 +346,7 @@ impl Store {
         };
         // Refused at once when it is plain (checked again once it is marked),
         // before the target is opened (and perhaps created).
-        busy(tenant, &mut *source.db.raw_conn(Scope::Tenant(tenant)).await?).await?;
+        busy(tenant, &mut *source.db.raw_conn(Scope::Tenant(tenant)).await?, now_ms()).await?;
         let target = match to {
             Some(url) => self.open_shard(url).await?,
             None => self.home(),
@@ -311,7 +363,8 @@ impl Store {
         }
         self.forget_route(tenant);
         let copying = async {
-            // Every process has read the mark once this has passed.
+            // Every process has read the mark once this has passed: it starts
+            // no run of the tenant, and claims none.
             tokio::time::sleep(ROUTE_FRESH_FOR + Duration::from_millis(500)).await;
             self.copy_tenant(tenant, &source, &target).await
         };
@@ -373,7 +426,9 @@ impl Store {
 
     async fn copy_tenant(&self, tenant: &str, source: &Shard, target: &Shard) -> Result<Moved> {
         let mut from = source.db.raw_conn(Scope::Tenant(tenant)).await?;
-        busy(tenant, &mut from).await?;
+        // Nothing leases one of its runs from here on; one leased before the
+        // mark was seen must have ended or let its run go.
+        busy(tenant, &mut from, now_ms()).await?;
         let mut tx = target.db.begin_write(Scope::Tenant(tenant)).await?;
         // What the target holds of the tenant is left from a move that died
         // (nothing is routed there): the copy replaces it.
@@ -399,11 +454,12 @@ impl Store {
     }
 }
 
-/// [`Error::TenantBusy`] when the tenant has runs that have not finished.
-async fn busy(tenant: &str, conn: &mut sqlx::AnyConnection) -> Result<()> {
-    let unfinished: i64 = sqlx::query_scalar(sql::COUNT_UNFINISHED).bind(tenant).fetch_one(&mut *conn).await?;
-    if unfinished > 0 {
-        return Err(Error::TenantBusy { tenant: tenant.to_string(), unfinished: unfinished as u64 });
+/// [`Error::TenantBusy`] when a process drives one of the tenant's runs at
+/// `now` (holds a lease on it that has not expired).
+async fn busy(tenant: &str, conn: &mut sqlx::AnyConnection, now: i64) -> Result<()> {
+    let driven: i64 = sqlx::query_scalar(sql::COUNT_DRIVEN).bind(tenant).bind(now).fetch_one(&mut *conn).await?;
+    if driven > 0 {
+        return Err(Error::TenantBusy { tenant: tenant.to_string(), driven: driven as u64 });
     }
     Ok(())
 }

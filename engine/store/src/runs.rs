@@ -3,9 +3,9 @@
 use sqlx::AssertSqlSafe;
 use weft_core::{Event, RunStatus};
 
-use crate::db::Db;
 use crate::db::Scope;
 use crate::journal::{RunEnd, bind_events, insert_events};
+use crate::router::Served;
 use crate::sql::{self, ClaimedRow, RunRow};
 use crate::{Backend, Error, Result, Store};
 
@@ -265,27 +265,29 @@ impl Store {
     /// nobody drives (parked runs whose time has come, new runs whose
     /// starter let them go, runs whose driver died): `owner` holds their
     /// leases until `until`. Returns them across tenants (workers serve
-    /// every tenant, in every database). Two workers never claim one run.
+    /// every tenant, in every database), each from the database its tenant
+    /// is routed to, none of a tenant that is moving. Two workers never
+    /// claim one run.
     pub async fn claim_due_runs(&self, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<Claimed>> {
         let mut claimed = Vec::new();
-        for shard in self.all_shards().await? {
+        for served in self.all_shards().await? {
             let left = limit - claimed.len() as i64;
             if left <= 0 {
                 break;
             }
-            claimed.extend(claim_in(&shard.db, owner, now, until, left).await?);
+            claimed.extend(claim_in(&served, owner, now, until, left).await?);
         }
         Ok(claimed)
     }
 
     /// How many top-level runs are due at `now` with nobody driving them,
-    /// in every database.
+    /// in every database (as [`Store::claim_due_runs`] counts them).
     pub async fn due_runs(&self, now: i64) -> Result<i64> {
         let mut due = 0;
-        for shard in self.all_shards().await? {
-            let n: i64 = sqlx::query_scalar(sql::COUNT_DUE_RUNS)
-                .bind(now)
-                .fetch_one(&mut shard.db.conn(Scope::All).await?)
+        for served in self.all_shards().await? {
+            let sql = sql::count_due_runs(served.routed(1));
+            let (n,): (i64,) = bind_tenants(sqlx::query_as(AssertSqlSafe(sql)).bind(now), &served)
+                .fetch_one(&mut served.shard.db.conn(Scope::All).await?)
                 .await?;
             due += n;
         }
@@ -293,21 +295,32 @@ impl Store {
     }
 }
 
+/// `query`, with the tenants bound whose runs a statement over every
+/// tenant's due runs sees in `served`'s database (none in the shared one).
+fn bind_tenants<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    served: &'q Served,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    for tenant in served.tenants.iter().flatten() {
+        query = query.bind(tenant);
+    }
+    query
+}
+
 /// [`Store::claim_due_runs`] in one database.
-async fn claim_in(db: &Db, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<Claimed>> {
+async fn claim_in(served: &Served, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<Claimed>> {
+    let db = &served.shard.db;
     {
         let rows = if db.skips_locked_rows() {
-            sqlx::query_as::<_, ClaimedRow>(sql::CLAIM_DUE_RUNS)
-                .bind(owner)
-                .bind(until)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&mut db.conn(Scope::All).await?)
-                .await?
+            let sql = sql::claim_due_runs(served.routed(4));
+            let claim =
+                sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(sql)).bind(owner).bind(until).bind(now).bind(limit);
+            bind_tenants(claim, served).fetch_all(&mut db.conn(Scope::All).await?).await?
         } else {
             let mut tx = db.begin_write(Scope::All).await?;
-            let rows =
-                sqlx::query_as::<_, ClaimedRow>(sql::SELECT_DUE_RUNS).bind(now).bind(limit).fetch_all(&mut *tx).await?;
+            let sql = sql::select_due_runs(served.routed(2));
+            let select = sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(sql)).bind(now).bind(limit);
+            let rows = bind_tenants(select, served).fetch_all(&mut *tx).await?;
             if !rows.is_empty() {
                 let sql = sql::lease_runs(rows.len());
                 let mut lease = sqlx::query(AssertSqlSafe(sql)).bind(owner).bind(until);

@@ -141,23 +141,72 @@ pub(crate) const ACQUIRE_IDLE_LEASE: &str = "UPDATE runs SET lease_owner = $1, l
                                              tenant_id = $6 AND status = 'running' AND (lease_owner IS NULL OR \
                                              lease_until < $4 OR lease_owner = $5)";
 
-/// Postgres only: owner $1 takes, until $2, the leases of up to $4
-/// top-level runs due at $3 whose leases are free or expired, most overdue
-/// first, passing over rows another worker is claiming (`SKIP LOCKED`);
-/// returns each with the holder whose lease expired (null when free).
-pub(crate) const CLAIM_DUE_RUNS: &str = "WITH due AS (SELECT id, lease_owner AS previous FROM runs \
-                                         WHERE status = 'running' AND parent_id IS NULL AND wake_at <= $3 \
-                                         AND (lease_owner IS NULL OR lease_until < $3) ORDER BY wake_at \
-                                         LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                                         UPDATE runs SET lease_owner = $1, lease_until = $2 FROM due \
-                                         WHERE runs.id = due.id RETURNING runs.tenant_id, runs.id, due.previous";
+/// Whose runs a statement over every tenant's due runs sees in one database:
+/// those of the tenants routed there and not moving. A move's copy left in
+/// a database it did not route to (the move failed), and the rows a move
+/// left behind, are never driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routed {
+    /// The shared database: runs of tenants whose registry row routes them
+    /// nowhere else and marks no move (or that have no row), read in the
+    /// statement itself.
+    Shared,
+    /// Another database: runs of the tenants bound from this parameter on,
+    /// this many, as the caller read them from the registry.
+    Listed { from: usize, tenants: usize },
+}
 
-/// SQLite: the runs [`CLAIM_DUE_RUNS`] would claim (due at $1, at most
-/// $2), read inside the write transaction that then leases them with
-/// [`lease_runs`] (SQLite cannot return a joined row's old values).
-pub(crate) const SELECT_DUE_RUNS: &str = "SELECT tenant_id, id, lease_owner AS previous FROM runs \
-                                          WHERE status = 'running' AND parent_id IS NULL AND wake_at <= $1 \
-                                          AND (lease_owner IS NULL OR lease_until < $1) ORDER BY wake_at LIMIT $2";
+/// The condition [`Routed`] puts on `runs`.
+fn routed_runs(routed: Routed) -> String {
+    match routed {
+        Routed::Shared => "NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = runs.tenant_id \
+                           AND (t.database_url IS NOT NULL OR t.moving_since IS NOT NULL))"
+            .to_string(),
+        Routed::Listed { from, tenants } => {
+            let mut sql = String::from("tenant_id IN (");
+            for n in 0..tenants {
+                let _ = write!(sql, "{}${}", if n > 0 { ", " } else { "" }, from + n);
+            }
+            sql.push(')');
+            sql
+        }
+    }
+}
+
+/// The top-level runs due at `$now` whose leases are free or expired.
+fn due_runs(now: &str, routed: Routed) -> String {
+    format!(
+        "status = 'running' AND parent_id IS NULL AND wake_at <= {now} \
+         AND (lease_owner IS NULL OR lease_until < {now}) AND {}",
+        routed_runs(routed)
+    )
+}
+
+/// Postgres only: owner $1 takes, until $2, the leases of up to $4
+/// top-level runs due at $3 whose leases are free or expired (tenants from
+/// $5 on, when [`Routed::Listed`]), most overdue first, passing over rows
+/// another worker is claiming (`SKIP LOCKED`); returns each with the holder
+/// whose lease expired (null when free).
+pub(crate) fn claim_due_runs(routed: Routed) -> String {
+    format!(
+        "WITH due AS (SELECT id, lease_owner AS previous FROM runs WHERE {} ORDER BY wake_at \
+         LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         UPDATE runs SET lease_owner = $1, lease_until = $2 FROM due \
+         WHERE runs.id = due.id RETURNING runs.tenant_id, runs.id, due.previous",
+        due_runs("$3", routed)
+    )
+}
+
+/// SQLite: the runs [`claim_due_runs`] would claim (due at $1, at most $2,
+/// tenants from $3 on), read inside the write transaction that then leases
+/// them with [`lease_runs`] (SQLite cannot return a joined row's old
+/// values).
+pub(crate) fn select_due_runs(routed: Routed) -> String {
+    format!(
+        "SELECT tenant_id, id, lease_owner AS previous FROM runs WHERE {} ORDER BY wake_at LIMIT $2",
+        due_runs("$1", routed)
+    )
+}
 
 /// Leases `runs` runs (ids from $3 on) to owner $1 until $2.
 pub(crate) fn lease_runs(runs: usize) -> String {
@@ -178,9 +227,11 @@ pub(crate) const PARK_RUN: &str = "UPDATE runs SET wake_at = $1, lease_owner = N
 /// Makes run $2 (tenant $3) due at $1 if it was parked later.
 pub(crate) const WAKE_RUN: &str = "UPDATE runs SET wake_at = $1 WHERE id = $2 AND tenant_id = $3 AND wake_at > $1";
 
-/// How many top-level runs are due at $1 and not driven: the queue's depth.
-pub(crate) const COUNT_DUE_RUNS: &str = "SELECT COUNT(*) FROM runs WHERE status = 'running' AND parent_id IS NULL \
-                                         AND wake_at <= $1 AND (lease_owner IS NULL OR lease_until < $1)";
+/// How many top-level runs are due at $1 and not driven (tenants from $2
+/// on): the queue's depth.
+pub(crate) fn count_due_runs(routed: Routed) -> String {
+    format!("SELECT COUNT(*) FROM runs WHERE {}", due_runs("$1", routed))
+}
 
 pub(crate) const RELEASE_LEASE: &str = "UPDATE runs SET lease_owner = NULL, lease_until = NULL \
                                         WHERE id = $1 AND lease_owner = $2 AND tenant_id = $3";
@@ -369,9 +420,12 @@ pub(crate) const TOUCH_API_KEY: &str = "UPDATE api_keys SET last_used_at = $2 WH
 /// Tenant $1's database URL (null: the shared one) and move mark.
 pub(crate) const SELECT_ROUTE: &str = "SELECT database_url, moving_since FROM tenants WHERE id = $1";
 
-/// Every database a tenant lives in, other than the shared one.
-pub(crate) const SELECT_TENANT_DATABASES: &str =
-    "SELECT DISTINCT database_url FROM tenants WHERE database_url IS NOT NULL ORDER BY 1";
+/// The tenants that live in a database other than the shared one, or that
+/// are marked moving: each with its database (null: the shared one) and
+/// its mark.
+pub(crate) const SELECT_TENANT_ROUTES: &str = "SELECT id, database_url, moving_since FROM tenants \
+                                              WHERE database_url IS NOT NULL OR moving_since IS NOT NULL \
+                                              ORDER BY database_url, id";
 
 /// Marks tenant $1 moving since $2, unless it is.
 pub(crate) const MARK_MOVING: &str = "UPDATE tenants SET moving_since = $2 WHERE id = $1 AND moving_since IS NULL";
@@ -389,9 +443,13 @@ pub(crate) const RENEW_MARK: &str = "UPDATE tenants SET moving_since = $3 WHERE 
 /// moving, or that was abandoned.
 pub(crate) const CLEAR_MARK: &str = "UPDATE tenants SET moving_since = NULL WHERE id = $1 AND moving_since = $2";
 
-/// How many of tenant $1's runs (child runs too) have not finished.
-pub(crate) const COUNT_UNFINISHED: &str =
-    concat!("SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND ", by_tenant!());
+/// How many of tenant $1's runs (child runs too) a process drives at $2:
+/// unfinished, with a lease that has not expired.
+pub(crate) const COUNT_DRIVEN: &str = concat!(
+    "SELECT COUNT(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND lease_owner IS NOT NULL \
+     AND lease_until >= $2 AND ",
+    by_tenant!()
+);
 
 pub(crate) const DELETE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
 
@@ -482,7 +540,7 @@ pub(crate) struct ApiKeyRow {
     pub revoked_at: Option<i64>,
 }
 
-/// A row of [`CLAIM_DUE_RUNS`] and [`SELECT_DUE_RUNS`].
+/// A row of [`claim_due_runs`] and [`select_due_runs`].
 #[derive(FromRow)]
 pub(crate) struct ClaimedRow {
     pub tenant_id: String,

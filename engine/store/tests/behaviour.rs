@@ -54,6 +54,94 @@ both_stores!(
     metered_appends_add_up_in_the_month_they_happen
 );
 
+/// A tenant's due runs are claimed from the database it is routed to, and
+/// from nowhere while it moves; rows of a tenant in a database it is not
+/// routed to (a failed move's copy, what a move left behind) never are.
+async fn claims_follow_the_registry(shared: &str, own: &str) {
+    let store = Store::connect(shared).await.unwrap();
+    let now = now_ms();
+    for tenant in ["home", "away", "moving", "stalled"] {
+        store.create_tenant(tenant, tenant, now).await.unwrap();
+    }
+    store.move_tenant("away", Some(own), now).await.unwrap();
+    for tenant in ["home", "away", "moving", "stalled"] {
+        new_keyed_run(&store, tenant, &format!("run-{tenant}"), None).await.unwrap();
+    }
+    // "moving" is marked by a live move; "stalled" by one that stopped
+    // renewing its mark long ago.
+    let mark = "UPDATE tenants SET moving_since = $2 WHERE id = $1";
+    as_owner(shared, mark, &["moving"], Some(now)).await;
+    as_owner(shared, mark, &["stalled"], Some(now - 60_000)).await;
+    // A copy of a run where its tenant is not routed, in each database.
+    let leave = "INSERT INTO runs (id, tenant_id, workflow_name, workflow_hash, status, input, last_seq, \
+                 created_at, updated_at) VALUES ($2, $1, 'demo', 'sha256:abc', 'running', '{}', 1, 0, 0)";
+    let version = "INSERT INTO workflows (tenant_id, hash, name, definition, created_at) \
+                   VALUES ($1, 'sha256:abc', 'demo', '{}', 0)";
+    as_owner(shared, version, &["away"], None).await;
+    as_owner(shared, leave, &["away", "left-away"], None).await;
+    as_owner(own, "INSERT INTO tenants (id, name, created_at) VALUES ($1, $1, 0)", &["home"], None).await;
+    as_owner(own, version, &["home"], None).await;
+    as_owner(own, leave, &["home", "left-home"], None).await;
+
+    assert_eq!(store.due_runs(now).await.unwrap(), 3);
+    let mut claimed = store.claim_due_runs("w1", now, now + 60_000, 100).await.unwrap();
+    claimed.sort();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.run_id.as_str()).collect();
+    assert_eq!(ids, ["run-away", "run-home", "run-stalled"], "{claimed:?}");
+    assert_eq!(mark_of(shared, "stalled").await, None, "the dead move's mark is cleared");
+    assert_eq!(mark_of(shared, "moving").await, Some(now), "the live move's mark stands");
+    assert_eq!(store.due_runs(now).await.unwrap(), 0, "the copies and the moving tenant's run are not due anywhere");
+
+    // Once the move ends, its run is claimed where it is.
+    as_owner(shared, "UPDATE tenants SET moving_since = NULL WHERE id = $1", &["moving"], None).await;
+    let claimed = store.claim_due_runs("w2", now, now + 60_000, 100).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.run_id.as_str()).collect();
+    assert_eq!(ids, ["run-moving"]);
+    assert!(store.claim_due_runs("w3", now, now + 60_000, 100).await.unwrap().is_empty(), "the copies stay put");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claims_follow_the_registry_sqlite() {
+    let (shared, own) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    claims_follow_the_registry(&testing::sqlite_url(shared.path()), &testing::sqlite_url(own.path())).await;
+}
+
+#[tokio::test]
+async fn claims_follow_the_registry_postgres() {
+    claims_follow_the_registry(&testing::fresh_postgres().await, &testing::fresh_postgres().await).await;
+}
+
+/// The move mark of `tenant` in the registry at `url`.
+async fn mark_of(url: &str, tenant: &str) -> Option<i64> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mark = sqlx::query_scalar("SELECT moving_since FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    mark
+}
+
+/// Runs `sql` on the database at `url` as the URL's user (the tables'
+/// owner), with `texts` bound first and then `at`.
+async fn as_owner(url: &str, sql: &str, texts: &[&str], at: Option<i64>) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for text in texts {
+        query = query.bind(*text);
+    }
+    if let Some(at) = at {
+        query = query.bind(at);
+    }
+    query.execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
 async fn new_run(store: &Store, id: &str) {
     new_child_run(store, id, None).await
 }

@@ -316,9 +316,10 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
                     .description(
                         "Super admin only. Copies the tenant's workflows, runs, journals, connectors and usage to \
                          the database at `url` (created and migrated if needed; `null`: back to the shared \
-                         database) and routes the tenant there; its keys, plan and id stay. The tenant must have \
-                         no run that has not finished (409 `tenant_busy`). Its requests are answered 503 \
-                         `tenant_moving` for the few seconds the move takes.",
+                         database) and routes the tenant there; its keys, plan and id stay. Runs asleep or waiting \
+                         for a signal move as they are and wake in the new database; a run a worker is driving \
+                         refuses the move (409 `tenant_busy`: try again once it finishes or parks). Its \
+                         requests are answered 503 `tenant_moving` for the few seconds the move takes.",
                     )
                     .tag("tenants")
             }),
