@@ -23,6 +23,12 @@
 //! cancelled request) may be in the middle of its transaction, so its
 //! connection is closed, which ends the transaction on the server.
 //!
+//! A connection parked for longer than [`PARKED_FOR`] is not used as it
+//! is: it goes back to the pool, which pings it (and applies its idle
+//! timeout and lifetime) before handing it out. A server or a proxy that
+//! ends idle connections then fails no statement; a busy process reuses
+//! its connections long before that.
+//!
 //! Parked connections stay out of the pool, so the pool alone cannot tell
 //! who may have one. [`Slots`] does: every user of a connection (a
 //! [`Conn`], or a [`Held`] one that goes back to the pool) holds one of as
@@ -33,7 +39,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -42,10 +48,21 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Database, Either, Error, Execute, Executor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Connections parked with their scope's setting, most recent last.
-#[derive(Default)]
+/// How long a connection stays parked before it is checked again; see the
+/// module docs.
+const PARKED_FOR: Duration = Duration::from_secs(10);
+
+/// Connections parked with their scope's setting and when, most recent last.
 pub(crate) struct Parked {
-    conns: Mutex<Vec<(String, PoolConnection<Any>)>>,
+    conns: Mutex<Vec<(String, Instant, PoolConnection<Any>)>>,
+    /// [`PARKED_FOR`], but for tests.
+    fresh_for: Duration,
+}
+
+impl Default for Parked {
+    fn default() -> Parked {
+        Parked { conns: Mutex::default(), fresh_for: PARKED_FOR }
+    }
 }
 
 /// A parked connection, and whether it is set to the scope asked for.
@@ -57,12 +74,27 @@ pub(crate) struct Taken {
 impl Parked {
     /// The connection parked most recently for `setting`, or else the one
     /// parked longest for any other (to be set again).
+    /// Those parked longer than [`PARKED_FOR`] go back to the pool first.
     pub(crate) fn take(&self, setting: &str) -> Option<Taken> {
-        let mut conns = self.conns.lock().expect("parked lock");
-        if let Some(at) = conns.iter().rposition(|(s, _)| s == setting) {
-            return Some(Taken { conn: conns.remove(at).1, set: true });
-        }
-        (!conns.is_empty()).then(|| Taken { conn: conns.remove(0).1, set: false })
+        let (stale, taken) = {
+            let mut conns = self.conns.lock().expect("parked lock");
+            // Parked in order, so the ones parked too long come first.
+            let fresh = conns.iter().position(|(_, at, _)| at.elapsed() < self.fresh_for).unwrap_or(conns.len());
+            let stale: Vec<_> = conns.drain(..fresh).collect();
+            let taken = match conns.iter().rposition(|(s, _, _)| s == setting) {
+                Some(at) => Some(Taken { conn: conns.remove(at).2, set: true }),
+                None => (!conns.is_empty()).then(|| Taken { conn: conns.remove(0).2, set: false }),
+            };
+            (stale, taken)
+        };
+        // Back to the pool, once the lock is let go.
+        drop(stale);
+        taken
+    }
+
+    /// Parks `conn`, set to `setting`.
+    fn park(&self, setting: String, conn: PoolConnection<Any>) {
+        self.conns.lock().expect("parked lock").push((setting, Instant::now(), conn));
     }
 
     /// How many connections are parked.
@@ -289,7 +321,7 @@ impl Drop for Conn {
     fn drop(&mut self) {
         let (Some(conn), Some((setting, slot))) = (self.conn.take(), self.kept.take()) else { return };
         if self.clean && !self.pool.is_closed() {
-            self.parked.conns.lock().expect("parked lock").push((setting, conn));
+            self.parked.park(setting, conn);
         } else {
             drop(conn);
             if self.lost {
@@ -526,6 +558,31 @@ mod tests {
         let count: i64 =
             sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id LIKE 't%'").fetch_one(&mut fresh).await.unwrap();
         assert_eq!(count, 4, "every write after the cancelled one committed");
+        db.close().await;
+    }
+
+    /// A connection parked longer than its time goes back to the pool,
+    /// which checks it before handing it out: one that its server ended
+    /// while it was parked (an idle timeout, a proxy) fails no statement.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_parked_too_long_is_checked_before_use() {
+        use sqlx::Connection;
+        use std::time::Duration;
+        let url = crate::testing::fresh_postgres().await;
+        let mut db = Db::connect(&url).await.unwrap();
+        db.parked = std::sync::Arc::new(super::Parked {
+            conns: std::sync::Mutex::default(),
+            fresh_for: Duration::from_millis(300),
+        });
+        let mut conn = db.conn(Scope::Tenant("a")).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut conn).await.unwrap();
+        drop(conn);
+        assert_eq!(db.parked.count(), 1);
+        let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut owner).await.unwrap();
+        owner.close().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(setting(&db, Scope::Tenant("a")).await.expect("a statement after the connection was ended"), "a");
         db.close().await;
     }
 

@@ -163,11 +163,8 @@ fn routed_runs(routed: Routed) -> String {
                            AND (t.database_url IS NOT NULL OR t.moving_since IS NOT NULL))"
             .to_string(),
         Routed::Listed { from, tenants } => {
-            let mut sql = String::from("tenant_id IN (");
-            for n in 0..tenants {
-                let _ = write!(sql, "{}${}", if n > 0 { ", " } else { "" }, from + n);
-            }
-            sql.push(')');
+            let mut sql = String::from("tenant_id IN ");
+            push_list(&mut sql, from, tenants);
             sql
         }
     }
@@ -210,12 +207,14 @@ pub(crate) fn select_due_runs(routed: Routed) -> String {
 
 /// Leases `runs` runs (ids from $3 on) to owner $1 until $2.
 pub(crate) fn lease_runs(runs: usize) -> String {
-    let mut sql = String::from("UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN (");
-    for n in 0..runs {
-        let _ = write!(sql, "{}${}", if n > 0 { ", " } else { "" }, n + 3);
-    }
-    sql.push(')');
+    let mut sql = String::from("UPDATE runs SET lease_owner = $1, lease_until = $2 WHERE id IN ");
+    push_list(&mut sql, 3, runs);
     sql
+}
+
+/// Appends `($from, …)`, `count` parameters in all.
+fn push_list(sql: &mut String, from: usize, count: usize) {
+    push_rows(sql, from - 1, 1, count);
 }
 
 /// Owner $4 parks run $2 (tenant $3) until $1 and gives up its lease, if its
