@@ -95,7 +95,7 @@ pub async fn measure(
     config.assembly.cache_dir = cache_dir;
     // The clients share one key: no rate limit, so that the API's own cost
     // is what is measured.
-    config.rate_limits = RateLimits { per_key: None, per_tenant: None };
+    config.rate_limits = RateLimits { per_key: None, per_tenant: None, key_lookups_per_address: None };
     let server = Server::start(config).await?;
     let admin = server.bootstrap().await?.ok_or_else(|| anyhow::anyhow!("the database is not new"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -51,6 +51,11 @@ pub(crate) struct LimitArgs {
     /// Requests per second one tenant may make over all its keys. 0: no limit.
     #[arg(long, env = "WEFT_RATE_LIMIT_TENANT", default_value_t = 5_000, value_name = "N")]
     pub rate_limit_tenant: u32,
+    /// Look-ups per second of API keys not checked in the last few seconds
+    /// (new clients, made-up keys) one client address may cause; over it,
+    /// 429 with Retry-After, before the database is asked. 0: no limit.
+    #[arg(long, env = "WEFT_RATE_LIMIT_KEY_LOOKUPS", default_value_t = 20, value_name = "N")]
+    pub rate_limit_key_lookups: u32,
 }
 
 fn config(cli: &Cli, args: &WorkerArgs, worker: bool) -> ServerConfig {
@@ -95,6 +100,7 @@ pub(crate) async fn server(
     config.rate_limits = weft_server::RateLimits {
         per_key: Some(limits.rate_limit_key).filter(|n| *n > 0),
         per_tenant: Some(limits.rate_limit_tenant).filter(|n| *n > 0),
+        key_lookups_per_address: Some(limits.rate_limit_key_lookups).filter(|n| *n > 0),
     };
     let server = Server::start(config).await.map_err(start_failure)?;
     if let Some(key) = server.bootstrap().await.map_err(failed)? {

@@ -7,13 +7,14 @@
 //! operator, who manages tenants and their keys and nothing inside a tenant.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aide::generate::GenContext;
 use aide::openapi::Operation;
 use aide::operation::OperationInput;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use base64::Engine as _;
 use schemars::JsonSchema;
@@ -197,8 +198,16 @@ struct Checked {
 }
 
 impl Keys {
-    /// The caller a bearer token names, checked against the store.
-    pub async fn check(&self, store: &Store, token: &str, now_ms: i64) -> ApiResult<Caller> {
+    /// The caller a bearer token names, checked against the store. A key
+    /// not checked recently is looked up only if `lookup` allows it (the
+    /// client address's limit).
+    pub async fn check(
+        &self,
+        store: &Store,
+        token: &str,
+        now_ms: i64,
+        lookup: impl FnOnce() -> ApiResult<()>,
+    ) -> ApiResult<Caller> {
         let refused = || ApiError::unauthenticated("the API key is not valid (unknown, revoked or mistyped)");
         let (id, secret) = token.strip_prefix("weft_").and_then(|rest| rest.split_once('_')).ok_or_else(refused)?;
         let cached = {
@@ -208,6 +217,7 @@ impl Keys {
         let (key, touched) = match cached {
             Some(found) => found,
             None => {
+                lookup()?;
                 let key = store.get_api_key(id).await?.ok_or_else(refused)?;
                 let touched = Instant::now().checked_sub(TOUCH_EVERY).unwrap_or_else(Instant::now);
                 (key, touched)
@@ -253,7 +263,14 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer weft_…`"))?;
-        let caller = state.keys().check(state.engine().store(), token, weft_runtime::now_ms()).await?;
+        // Requests that come in other than through a listener (tests) have
+        // no address, and no limit on looking keys up.
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let lookup = || match address {
+            Some(address) => state.limiters().check_key_lookup(address),
+            None => Ok(()),
+        };
+        let caller = state.keys().check(state.engine().store(), token, weft_runtime::now_ms(), lookup).await?;
         let plan_rate = match caller.tenant.as_deref() {
             Some(tenant) => state.engine().request_rate(tenant).await?,
             None => None,

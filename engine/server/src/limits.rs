@@ -1,9 +1,12 @@
 //! Rate limits per API key and per tenant (governor's keyed GCRA limiters),
 //! and per tenant whose plan sets its own rate (a limiter each): a request
 //! over one is refused with 429 `rate_limited` and a `Retry-After` saying
-//! when one more would pass.
+//! when one more would pass. Before any of those, a client address's look-ups
+//! of keys not checked recently are limited too: a flood of made-up keys is
+//! refused before it reaches the database.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 
@@ -20,14 +23,19 @@ pub struct RateLimits {
     pub per_key: Option<u32>,
     /// Per tenant, over all its keys.
     pub per_tenant: Option<u32>,
+    /// Per client address: requests with a key this server has not checked
+    /// in the last few seconds (a new client, or keys that do not exist).
+    pub key_lookups_per_address: Option<u32>,
 }
 
 impl Default for RateLimits {
     /// 2,000 requests/s per key and 5,000 per tenant: far above one
     /// client's normal use, low enough that one runaway client does not
-    /// starve the others.
+    /// starve the others. 20 look-ups of keys not checked recently per
+    /// second per address: a client's keys are looked up once every few
+    /// seconds each.
     fn default() -> RateLimits {
-        RateLimits { per_key: Some(2_000), per_tenant: Some(5_000) }
+        RateLimits { per_key: Some(2_000), per_tenant: Some(5_000), key_lookups_per_address: Some(20) }
     }
 }
 
@@ -35,6 +43,7 @@ impl Default for RateLimits {
 pub(crate) struct Limiters {
     per_key: Option<DefaultKeyedRateLimiter<String>>,
     per_tenant: Option<DefaultKeyedRateLimiter<String>>,
+    key_lookups: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// The tenants whose plans set a rate: the rate, and its limiter.
     by_plan: Mutex<HashMap<String, (NonZeroU32, DefaultDirectRateLimiter)>>,
     clock: DefaultClock,
@@ -45,7 +54,7 @@ fn quota(rate: NonZeroU32) -> Quota {
     Quota::per_second(rate).allow_burst(rate.saturating_mul(NonZeroU32::new(2).expect("2 is not zero")))
 }
 
-fn limiter(per_second: Option<u32>) -> Option<DefaultKeyedRateLimiter<String>> {
+fn limiter<K: Clone + Eq + std::hash::Hash>(per_second: Option<u32>) -> Option<DefaultKeyedRateLimiter<K>> {
     Some(DefaultKeyedRateLimiter::keyed(quota(NonZeroU32::new(per_second?)?)))
 }
 
@@ -54,6 +63,7 @@ impl Limiters {
         Limiters {
             per_key: limiter(limits.per_key),
             per_tenant: limiter(limits.per_tenant),
+            key_lookups: limiter(limits.key_lookups_per_address),
             by_plan: Mutex::default(),
             clock: DefaultClock::default(),
         }
@@ -82,6 +92,15 @@ impl Limiters {
                 Some(limiter) => self.count(limiter.check_key(&tenant.to_string()), "tenant"),
                 None => Ok(()),
             },
+        }
+    }
+
+    /// Counts one look-up of a key not checked recently, for a request from
+    /// `address`, or refuses it.
+    pub(crate) fn check_key_lookup(&self, address: IpAddr) -> Result<(), ApiError> {
+        match &self.key_lookups {
+            Some(limiter) => self.count(limiter.check_key(&address), "client address"),
+            None => Ok(()),
         }
     }
 

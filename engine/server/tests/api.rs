@@ -603,11 +603,13 @@ async fn keys_are_checked_scoped_and_revocable(api: Api) {
 
 async fn requests_over_a_rate_get_429_with_retry_after(api: Api) {
     // The same database, served again with low limits: one request a
-    // second (bursts of two) per key and per tenant, so that the test's
-    // few milliseconds never earn a new one.
+    // second (bursts of two) per key, per tenant and per client address's
+    // look-ups of keys, so that the test's few milliseconds never earn a
+    // new one.
     let url = api._server.url().to_string();
     let limited = Api::with(url, |config| {
-        config.rate_limits = weft_server::RateLimits { per_key: Some(1), per_tenant: Some(1) };
+        config.rate_limits =
+            weft_server::RateLimits { per_key: Some(1), per_tenant: Some(1), key_lookups_per_address: Some(1) };
     })
     .await;
     let (one, two) = (api.tenant("acme", "viewer").await, api.tenant("beta", "viewer").await);
@@ -635,6 +637,27 @@ async fn requests_over_a_rate_get_429_with_retry_after(api: Api) {
     // requests of its own left, but its tenant has none.
     assert_eq!(send(&two).await.unwrap().status(), StatusCode::OK);
     assert!(refusal(send(&other).await.unwrap()).await.contains("tenant"));
+
+    // Keys this server has not checked lately are looked up so often per
+    // client address: made-up keys from one address are refused before the
+    // database is asked, a key checked lately still passes, and another
+    // address is counted apart. (Requests without an address, as above,
+    // are not counted.)
+    let from = |address: [u8; 4], key: &str| {
+        let mut request = Request::builder()
+            .uri("/v1/runs")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((address, 40_000))));
+        limited.router.clone().oneshot(request)
+    };
+    let looked = api.tenant(&unique("looked"), "viewer").await;
+    assert_eq!(from([10, 0, 0, 1], &looked).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(from([10, 0, 0, 1], "weft_madeup1_secret").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert!(refusal(from([10, 0, 0, 1], "weft_madeup2_secret").await.unwrap()).await.contains("client address"));
+    assert_eq!(from([10, 0, 0, 1], &looked).await.unwrap().status(), StatusCode::OK, "checked lately");
+    assert_eq!(from([10, 0, 0, 2], "weft_madeup3_secret").await.unwrap().status(), StatusCode::UNAUTHORIZED);
 
     // A tenant's plan sets its own rate in place of the server's (here the
     // default, far above what the test sends).
