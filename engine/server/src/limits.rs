@@ -44,10 +44,18 @@ pub(crate) struct Limiters {
     per_key: Option<DefaultKeyedRateLimiter<String>>,
     per_tenant: Option<DefaultKeyedRateLimiter<String>>,
     key_lookups: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// When `key_lookups` last forgot addresses.
+    trimmed: Mutex<std::time::Instant>,
     /// The tenants whose plans set a rate: the rate, and its limiter.
     by_plan: Mutex<HashMap<String, (NonZeroU32, DefaultDirectRateLimiter)>>,
     clock: DefaultClock,
 }
+
+/// How many client addresses the key look-up limiter holds before it
+/// forgets those that are back to their whole allowance (at most every
+/// [`TRIM_EVERY`]).
+const ADDRESSES_KEPT: usize = 10_000;
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `rate` requests per second, with bursts of twice that.
 fn quota(rate: NonZeroU32) -> Quota {
@@ -64,6 +72,7 @@ impl Limiters {
             per_key: limiter(limits.per_key),
             per_tenant: limiter(limits.per_tenant),
             key_lookups: limiter(limits.key_lookups_per_address),
+            trimmed: Mutex::new(std::time::Instant::now()),
             by_plan: Mutex::default(),
             clock: DefaultClock::default(),
         }
@@ -96,12 +105,24 @@ impl Limiters {
     }
 
     /// Counts one look-up of a key not checked recently, for a request from
-    /// `address`, or refuses it.
+    /// `address`, or refuses it. An IPv6 address counts by its /64 (what one
+    /// client is usually given).
     pub(crate) fn check_key_lookup(&self, address: IpAddr) -> Result<(), ApiError> {
-        match &self.key_lookups {
-            Some(limiter) => self.count(limiter.check_key(&address), "client address"),
-            None => Ok(()),
+        let Some(limiter) = &self.key_lookups else { return Ok(()) };
+        if limiter.len() > ADDRESSES_KEPT {
+            let mut trimmed = self.trimmed.lock().expect("trim lock");
+            if trimmed.elapsed() >= TRIM_EVERY {
+                // An address whose allowance is whole again is as good as new.
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+                *trimmed = std::time::Instant::now();
+            }
         }
+        let client = match address {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            v4 => v4,
+        };
+        self.count(limiter.check_key(&client), "client address")
     }
 
     fn count(
@@ -110,5 +131,46 @@ impl Limiters {
         scope: &str,
     ) -> Result<(), ApiError> {
         checked.map_err(|not_until| ApiError::rate_limited(scope, not_until.wait_time_from(self.clock.now())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookups_only(per_second: u32) -> Limiters {
+        Limiters::new(RateLimits { per_key: None, per_tenant: None, key_lookups_per_address: Some(per_second) })
+    }
+
+    /// IPv6 clients count by their /64; IPv4 ones by their address.
+    #[test]
+    fn an_ipv6_client_counts_by_its_prefix() {
+        let limiters = lookups_only(1);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(limiters.check_key_lookup(ip("2001:db8:1:2::1")).is_ok());
+        assert!(limiters.check_key_lookup(ip("2001:db8:1:2::ffff:1")).is_ok());
+        assert!(
+            limiters.check_key_lookup(ip("2001:db8:1:2:abcd::9")).is_err(),
+            "the same /64: its burst of two is spent"
+        );
+        assert!(limiters.check_key_lookup(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        assert!(limiters.check_key_lookup(ip("192.0.2.1")).is_ok());
+        assert!(limiters.check_key_lookup(ip("192.0.2.2")).is_ok());
+    }
+
+    /// Addresses seen once do not pile up: past the number kept, those back
+    /// to their whole allowance are forgotten.
+    #[test]
+    fn addresses_whose_allowance_is_whole_again_are_forgotten() {
+        // Ten a second: one look-up is made good again within 0.2 s.
+        let limiters = lookups_only(10);
+        for n in 0..=ADDRESSES_KEPT as u32 {
+            limiters.check_key_lookup(IpAddr::V4(n.into())).unwrap();
+        }
+        let kept = || limiters.key_lookups.as_ref().unwrap().len();
+        assert!(kept() > ADDRESSES_KEPT);
+        std::thread::sleep(TRIM_EVERY + std::time::Duration::from_millis(300));
+        limiters.check_key_lookup(IpAddr::V4(u32::MAX.into())).unwrap();
+        assert!(kept() <= 1, "{} addresses kept", kept());
     }
 }
