@@ -73,8 +73,8 @@ pub(crate) struct Taken {
 
 impl Parked {
     /// The connection parked most recently for `setting`, or else the one
-    /// parked longest for any other (to be set again).
-    /// Those parked longer than [`PARKED_FOR`] go back to the pool first.
+    /// parked longest for any other (to be set again). Those parked longer
+    /// than [`PARKED_FOR`] go back to the pool first.
     pub(crate) fn take(&self, setting: &str) -> Option<Taken> {
         let (stale, taken) = {
             let mut conns = self.conns.lock().expect("parked lock");
@@ -399,6 +399,19 @@ impl<'c> Executor<'c> for &'c mut Conn {
 mod tests {
     use crate::db::{Db, Scope};
 
+    /// Whether Postgres backend `pid` ends within 10 s (asked through `owner`).
+    async fn backend_ends(owner: &mut sqlx::PgConnection, pid: i32) -> bool {
+        let gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sqlx::query_scalar::<_, bool>(gone).bind(pid).fetch_one(&mut *owner).await.unwrap() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     async fn setting(db: &Db, scope: Scope<'_>) -> Result<String, sqlx::Error> {
         sqlx::query_scalar("SELECT current_setting('weft.tenant')").fetch_one(&mut db.conn(scope).await?).await
     }
@@ -483,12 +496,7 @@ mod tests {
         drop(write);
         assert_eq!(db.parked.count(), 0, "a transaction dropped open is not parked");
         let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
-        let gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)";
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !sqlx::query_scalar::<_, bool>(gone).bind(dropped_on).fetch_one(&mut owner).await.unwrap() {
-            assert!(std::time::Instant::now() < deadline, "the dropped transaction's connection was not closed");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        assert!(backend_ends(&mut owner, dropped_on).await, "the dropped transaction's connection was not closed");
         let in_transaction: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
         )
@@ -511,7 +519,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_cancelled_while_it_begins_leaves_no_transaction_behind() {
         use sqlx::Connection;
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
         let url = crate::testing::fresh_postgres().await;
         let db = Db::connect(&url).await.unwrap();
         db.parked.release();
@@ -520,12 +528,7 @@ mod tests {
         let begun = super::Write::begin(conn, "BEGIN; SELECT pg_sleep(0.5)");
         assert!(tokio::time::timeout(Duration::from_millis(100), begun).await.is_err());
         let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
-        let gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)";
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sqlx::query_scalar::<_, bool>(gone).bind(pid).fetch_one(&mut owner).await.unwrap() {
-            assert!(Instant::now() < deadline, "the connection of a cancelled BEGIN went back to the pool");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(backend_ends(&mut owner, pid).await, "the connection of a cancelled BEGIN went back to the pool");
         owner.close().await.unwrap();
         db.close().await;
 
